@@ -1,0 +1,122 @@
+"""The level schedule: what kind each level is, their order by frequency, and their periods.
+
+Requires: ownership. Ensures: ``g.graph["kinds"]`` (level -> "nonparametric" | "in_context" |
+"step"), ``g.graph["tokens"]`` (level -> period in tokens per sequence lane; a step reads
+``seq_len`` tokens), ``g.graph["order"]`` (fastest first; ties by position in the spec), ``nest``
+edges from each level to the next slower one, and diagnostics for inconsistent periods.
+
+Semantics written down here and in docs/spec.md: when several levels fire at the same position,
+the faster one updates first, so the slower one's next read sees it updated.
+"""
+
+from __future__ import annotations
+
+import networkx as nx
+from nestgraph.compiler.ir import levels, owned_by
+from nestgraph.compiler.passes.common import level_path, report
+
+
+def classify(g: nx.DiGraph) -> None:
+    kinds = {}
+    for lv in levels(g):
+        kinds[lv.name] = _kind(lv)
+        _check_kind(g, lv, kinds[lv.name])
+    g.graph["kinds"] = kinds
+
+
+def _kind(lv) -> str:
+    if lv.unit == "step":
+        return "step"
+    if lv.rule.type == "closed_form":
+        return "nonparametric"
+    return "in_context"
+
+
+def _check_kind(g: nx.DiGraph, lv, kind: str) -> None:
+    def bad(key, message, hint):
+        report(g, f"level '{lv.name}': {message}", level_path(g, lv.name, key), hint, "E-LEVEL")
+
+    if kind == "step":
+        if lv.lifetime != "run":
+            bad("lifetime", f"a level updated every {lv.period} step(s) keeps its weights for the "
+                "whole run", "write 'lifetime: run'")
+        if lv.rule.type == "closed_form":
+            bad("rule", "a closed-form rule needs an in-context level", "use adamw or gd")
+        if lv.context != "corpus" and not lv.source:
+            bad("context", "a level updated between steps learns from the corpus",
+                "write 'context: corpus'")
+    elif kind == "in_context":
+        if lv.lifetime == "run":
+            bad("lifetime", "an in-context level's state lives for a sequence or for the stream",
+                "write 'lifetime: sequence' (reset every sequence) or 'lifetime: stream'")
+        if lv.rule.type == "adamw":
+            bad("rule", "adamw drives step levels; in context the rule is gd", "use type: gd")
+        for part in owned_by(g, lv.name):
+            if not part.fast:
+                bad("owns", f"'{part.name}' ({part.type}) cannot be updated in context",
+                    "in-context levels own MLP weights (mlp modules, mlp_chain blocks)")
+    else:
+        if lv.objective != "nadaraya_watson" or lv.period != 1 or lv.lifetime != "sequence":
+            bad("rule", "a closed-form level is softmax attention over its cache: objective "
+                "nadaraya_watson, every 1 token, lifetime sequence", "see specs/transformer.yaml")
+        for part in owned_by(g, lv.name):
+            if part.kind != "state":
+                bad("owns", f"'{part.name}' holds weights, which a closed-form level cannot own",
+                    "own the module's cache instead, e.g. 'attn.cache'")
+    if kind != "nonparametric" and lv.objective == "nadaraya_watson":
+        bad("objective", "nadaraya_watson is solved in closed form", "use rule: {type: closed_form}")
+
+
+def order_levels(g: nx.DiGraph) -> None:
+    seq_len = g.graph["spec"].train.seq_len
+    tokens = {lv.name: lv.period * (seq_len if lv.unit == "step" else 1) for lv in levels(g)}
+    order = sorted(tokens, key=lambda n: (tokens[n], g.nodes[f"level:{n}"]["level"].index))
+    g.graph["tokens"], g.graph["order"] = tokens, order
+    for inner, outer in zip(order, order[1:], strict=False):
+        g.add_edge(f"level:{inner}", f"level:{outer}", kind="nest")
+
+
+def check_periods(g: nx.DiGraph) -> None:
+    """A faster level's period divides every slower one's (NL Def. 2: nested frequencies)."""
+    tokens, seq_len = g.graph["tokens"], g.graph["spec"].train.seq_len
+    order = g.graph["order"]
+    for i, slow in enumerate(order):
+        for fast in order[:i]:
+            if tokens[fast] < tokens[slow] and tokens[slow] % tokens[fast]:
+                report(g, f"level '{slow}' updates every {_shown(g, slow)}, which is not a "
+                       f"multiple of the {_shown(g, fast)} of the faster level '{fast}'",
+                       level_path(g, slow, "every"),
+                       f"nested levels need periods that divide: try "
+                       f"{_multiple(tokens[slow], tokens[fast])} tokens", "E-PERIOD",
+                       (f"a step reads train.seq_len = {seq_len} tokens per sequence",))
+                break
+    for lv in levels(g):
+        if g.graph["kinds"][lv.name] == "in_context" and lv.lifetime == "sequence" \
+                and lv.period > seq_len:
+            report(g, f"level '{lv.name}' would never update: its period {lv.period} tokens is "
+                   f"longer than a sequence ({seq_len} tokens) and its state resets every "
+                   "sequence", level_path(g, lv.name, "every"),
+                   "shorten the period, lengthen train.seq_len, or use 'lifetime: stream'",
+                   "E-PERIOD")
+
+
+def _shown(g: nx.DiGraph, name: str) -> str:
+    lv = g.nodes[f"level:{name}"]["level"]
+    return f"{lv.period} {lv.unit}{'s' if lv.period != 1 else ''}"
+
+
+def _multiple(value: int, base: int) -> int:
+    return max(base, round(value / base) * base)
+
+
+def check_outer(g: nx.DiGraph) -> None:
+    """Sequence-lifetime states restart from an initial state some step level must learn."""
+    kinds = g.graph["kinds"]
+    steps = [n for n in g.graph["order"] if kinds[n] == "step"]
+    needy = [lv for lv in levels(g) if kinds[lv.name] == "in_context" and lv.lifetime == "sequence"]
+    if needy and not steps:
+        report(g, f"level '{needy[0].name}' resets every sequence, but no level updated every N "
+               "steps learns its initial state", level_path(g, needy[0].name, "lifetime"),
+               "add an outer level, e.g. {every: 1 step, context: corpus, rule: adamw, "
+               "owns: rest}", "E-LEVEL")
+    g.graph["init_owner"] = steps[-1] if steps else None

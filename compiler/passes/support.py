@@ -1,0 +1,28 @@
+"""Support: what a valid spec may say that this version cannot run yet.
+
+Requires: a valid graph. Raises `CompileError` (exit code 4), naming the level and what is
+missing. Validation accepts these, because the spec language is meant to outgrow the runtime.
+"""
+
+from __future__ import annotations
+
+import networkx as nx
+from nestgraph.compiler.ir import levels
+
+from nestgraph.errors import CompileError
+
+
+def check_supported(g: nx.DiGraph) -> None:
+    for lv in levels(g):
+        if lv.source:
+            raise CompileError(
+                f"level '{lv.name}' learns from '{lv.context} of {lv.source}': a valid context, "
+                "but this version runs only 'tokens' (in-context levels) and 'corpus' (step "
+                "levels)", pass_name="support",
+                hint="optimizer levels that learn from gradients come with the deep optimizers")
+        if g.graph["kinds"][lv.name] == "in_context" and lv.context != "tokens":
+            raise CompileError(f"level '{lv.name}': an in-context level learns from 'tokens'",
+                               pass_name="support", hint="write 'context: tokens'")
+        if g.graph["kinds"][lv.name] == "in_context" and lv.objective != "next_token":
+            raise CompileError(f"level '{lv.name}': in-context objective '{lv.objective}' is "
+                               "not supported", pass_name="support")

@@ -1,0 +1,56 @@
+"""The plan: the resolved graph as plain, ordered, JSON-able data (written as plan.json).
+
+Code generation reads only the plan, so what program.py does is exactly what plan.json says.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+
+import networkx as nx
+from nestgraph.compiler.ir import levels, owned_by, parts
+from nestgraph.compiler.passes.cost import initial_states
+
+PLAN_VERSION = 1
+
+
+def make_plan(g: nx.DiGraph, resolved_yaml: str) -> dict:
+    spec, kinds, cost = g.graph["spec"], g.graph["kinds"], g.graph["cost"]
+    init_owner, inits = g.graph.get("init_owner"), initial_states(g)
+    part_of = {p.name: p for p in parts(g)}
+    out_levels = []
+    for lv in levels(g):
+        owned = [p.name for p in owned_by(g, lv.name)]
+        modules = [path for name in owned for path in part_of[name].paths
+                   if part_of[name].kind == "param"]
+        if lv.name == init_owner:
+            modules += [path for name in inits for path in part_of[name].paths]
+        out_levels.append({
+            "name": lv.name, "kind": kinds[lv.name], "every": _every(lv), "period": lv.period,
+            "unit": lv.unit, "tokens": g.graph["tokens"][lv.name], "lifetime": lv.lifetime,
+            "context": lv.context if not lv.source else f"{lv.context} of {lv.source}",
+            "objective": lv.objective, "rule": lv.rule.model_dump(mode="json"), "meta": lv.meta,
+            "owns": owned, "initial_states": inits if lv.name == init_owner else [],
+            "modules": modules, **cost[lv.name],
+        })
+    in_context = [lv["period"] for lv in out_levels if lv["kind"] == "in_context"]
+    return {
+        "plan_version": PLAN_VERSION,
+        "name": spec.name,
+        "about": spec.about,
+        "sha256": hashlib.sha256(resolved_yaml.encode()).hexdigest(),
+        "chunk": math.gcd(*in_context) if in_context else spec.train.seq_len,
+        "levels": out_levels,
+        "parts": [{"name": p.name, "kind": p.kind, "module": p.module, "paths": list(p.paths),
+                   "params": g.graph["part_params"].get(p.name, 0)}
+                  for p in sorted(parts(g), key=lambda p: p.name)],
+        "totals": {"params": sum(g.graph["part_params"].values()),
+                   "flops_per_token": sum(lv["flops_per_token"] for lv in out_levels)},
+        "train": spec.train.model_dump(mode="json"),
+        "data": spec.data.model_dump(mode="json"),
+    }
+
+
+def _every(lv) -> str:
+    return f"{lv.period} {lv.unit}{'s' if lv.period != 1 else ''}"

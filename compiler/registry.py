@@ -1,0 +1,103 @@
+"""What each module type contributes: the states a level can own, its code, its cost.
+
+One small entry per module type (the torchtune "component builder" idea): the compiler asks the
+registry, never the runtime, so `nestgraph validate` needs no torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nestgraph.spec.schema import AttentionSpec, MLPChainSpec, MLPSpec, ModelSpec
+
+
+@dataclass(frozen=True)
+class Ownable:
+    """A state a level can own: ``cms.fast``, ``attn``, ``attn.cache``, ``embedding``."""
+
+    name: str
+    kind: str  # "param" (weights) or "state" (non-parametric, e.g. an attention cache)
+    module: str  # the spec's module name; "" for the model's own weights
+    paths: tuple[str, ...]  # runtime module (or parameter) paths, one per layer
+    fast: bool  # whether an in-context level can update it as fast weights
+    type: str  # module type, for messages
+
+
+def body_path(layer: int, module: str) -> str:
+    return f"layers.{layer}.blocks.{module}.body"
+
+
+def hidden_of(dim: int, expand: float) -> int:
+    return max(1, round(dim * expand))
+
+
+def module_ownables(name: str, spec, model: ModelSpec) -> list[Ownable]:
+    bodies = [body_path(i, name) for i in range(model.layers)]
+    if isinstance(spec, AttentionSpec):
+        return [Ownable(name, "param", name, tuple(bodies), False, spec.type),
+                Ownable(f"{name}.cache", "state", name, tuple(bodies), False, spec.type)]
+    if isinstance(spec, MLPSpec):
+        return [Ownable(name, "param", name, tuple(bodies), True, spec.type)]
+    if isinstance(spec, MLPChainSpec):
+        parts = [Ownable(f"{name}.{block}", "param", name,
+                         tuple(f"{b}.blocks.{block}" for b in bodies), True, spec.type)
+                 for block in spec.blocks]
+        if spec.variant == "independent":
+            parts.append(Ownable(f"{name}.mix", "param", name,
+                                 tuple(f"{b}.mix" for b in bodies), False, spec.type))
+        return parts
+    raise TypeError(f"no registry entry for module type {type(spec).__name__}")
+
+
+def model_ownables(model: ModelSpec) -> list[Ownable]:
+    """The model's own weights: embedding, unembedding (when untied), norms."""
+    out = [Ownable("embedding", "param", "", ("embed",), False, "embedding")]
+    if not model.tie_embeddings:
+        out.append(Ownable("unembedding", "param", "", ("unembed",), False, "linear"))
+    norms = [f"layers.{i}.blocks.{b.module}.norm" for i in range(model.layers)
+             for b in model.block if b.norm != "none"]
+    if model.final_norm != "none":
+        norms.append("norm")
+    if norms:
+        out.append(Ownable("norms", "param", "", tuple(norms), False, "norm"))
+    return out
+
+
+def module_source(spec, dim: int) -> str:
+    """The runtime constructor call for one module, every literal through repr."""
+    if isinstance(spec, AttentionSpec):
+        return (f"L.Attention(dim={dim!r}, heads={spec.heads!r}, window={spec.window!r}, "
+                f"use_rope={spec.rope!r}, rope_base={spec.rope_base!r})")
+    if isinstance(spec, MLPSpec):
+        return _mlp_source(dim, spec.expand, spec.activation)
+    if isinstance(spec, MLPChainSpec):
+        blocks = ", ".join(f"{name!r}: {_mlp_source(dim, b.expand, b.activation)}"
+                           for name, b in spec.blocks.items())
+        return f"L.MLPChain({{{blocks}}}, variant={spec.variant!r})"
+    raise TypeError(f"no registry entry for module type {type(spec).__name__}")
+
+
+def _mlp_source(dim: int, expand: float, activation: str) -> str:
+    return f"L.MLP(dim={dim!r}, hidden={hidden_of(dim, expand)!r}, activation={activation!r})"
+
+
+def forward_flops(ownable: Ownable, spec, model: ModelSpec, seq_len: int) -> int:
+    """Forward multiply-adds x2 per token for one ownable, summed over layers."""
+    d, layers = model.dim, len(ownable.paths)
+    if ownable.type == "attention" and ownable.kind == "param":
+        return layers * 2 * 4 * d * d
+    if ownable.type == "attention":  # the cache: scores and weighted sum over the context
+        context = min(spec.window, seq_len) if spec.window else seq_len
+        return layers * 2 * 2 * d * (context + 1) // 2
+    if ownable.type == "mlp":
+        return layers * 2 * 2 * d * hidden_of(d, spec.expand)
+    if ownable.type == "mlp_chain":
+        block = ownable.name.split(".", 1)[1]
+        if block == "mix":
+            return 0
+        return layers * 2 * 2 * d * hidden_of(d, spec.blocks[block].expand)
+    if ownable.name == "embedding":  # tied: the embedding is also the output projection
+        return 2 * d * model.vocab if model.tie_embeddings else 0
+    if ownable.name == "unembedding":
+        return 2 * d * model.vocab
+    return 0

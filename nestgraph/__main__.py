@@ -1,0 +1,3 @@
+from nestgraph.cli import main
+
+main()

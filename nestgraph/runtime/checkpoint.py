@@ -1,0 +1,315 @@
+"""Crash-safe checkpoints: ``RUN/checkpoints/step-NNNNNNNN/``.
+
+Each checkpoint folder holds three files:
+
+* ``model.safetensors``: the weights (plain tensors, safe to load from anywhere);
+* ``state.pt``: optimizer states, RNG states and other tensors the run needs to resume,
+  restricted to what ``torch.load(weights_only=True)`` accepts, so loading never runs code;
+* ``trainer_state.json``: the step, counters and other JSON-able facts.
+
+A folder is written under a temporary name and renamed into place only when complete, and
+``checkpoints/latest`` is replaced atomically afterwards: a crash at any moment leaves the
+previous checkpoint or the new one, never a half-written folder under a ``step-*`` name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import safetensors.torch
+import torch
+
+from nestgraph.errors import TrainingError
+from nestgraph.runtime.fsutil import atomic_write_text, fsync_dir, fsync_file
+
+WEIGHTS_FILE = "model.safetensors"
+STATE_FILE = "state.pt"
+META_FILE = "trainer_state.json"
+LATEST_FILE = "latest"
+_STEP_DIR = re.compile(r"^step-(\d+)$")
+# Leaf types torch.load(weights_only=True) accepts; anything else would save but not reload.
+# Primitives are matched exactly: subclasses such as numpy's float64 or an IntEnum are not
+# accepted by the loader.
+_STATE_PRIMITIVES = frozenset({type(None), bool, int, float, complex, str, bytes})
+_STATE_OBJECTS = (torch.Tensor, torch.dtype, torch.device)
+
+
+class CheckpointError(TrainingError):
+    """A checkpoint folder is missing files or holds files that cannot be read."""
+
+    hint: str | None
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message, hint or "")
+        self.hint = hint  # None when there is nothing useful to suggest
+
+
+def checkpoint_name(step: int) -> str:
+    """Zero-padded so that names sort in step order (up to step 99,999,999)."""
+    return f"step-{step:08d}"
+
+
+def save_checkpoint(
+    run_dir: Path,
+    step: int,
+    *,
+    weights: dict[str, torch.Tensor],
+    state: dict[str, Any],
+    meta: dict[str, Any],
+    keep_last: int | None = None,
+) -> Path:
+    """Write the checkpoint for `step` atomically and return its folder.
+
+    If a checkpoint for the same step already exists (a resumed run saving the step it
+    resumed from), it is replaced: the old folder is first renamed to a ``.tmp-*`` name, the
+    new one renamed into place, and only then is the old one deleted. The step's name thus
+    never points at a partly deleted folder; a crash between the two renames leaves no
+    folder for that step, and `latest_checkpoint` falls back to the newest remaining one.
+
+    With `keep_last`, all but the newest `keep_last` ``step-*`` folders are deleted
+    afterwards (the one just written is always kept).
+    """
+    if step < 0:
+        raise ValueError(f"step must be non-negative, got {step}")
+    if keep_last is not None and keep_last < 1:
+        raise ValueError(f"keep_last must be at least 1, got {keep_last}")
+    _check_state(state, "state")
+    meta = _meta_with_step(meta, step)
+
+    root = Path(run_dir) / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    name = checkpoint_name(step)
+    tmp = root / f".tmp-{name}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)  # left by an earlier crash of a process with the same pid
+    tmp.mkdir()
+    try:
+        _write_files(tmp, weights=weights, state=state, meta=meta)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+    final = root / name
+    _move_into_place(tmp, final)
+    atomic_write_text(root / LATEST_FILE, name + "\n")
+    if keep_last is not None:
+        _prune(root, keep=keep_last, protect=name)
+    return final
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The folder named by ``checkpoints/latest``, else the highest ``step-*`` folder."""
+    root = Path(run_dir) / "checkpoints"
+    if not root.is_dir():
+        return None
+    pointed = _read_latest(root)
+    if pointed is not None:
+        return pointed
+    folders = _step_folders(root)
+    return folders[-1][1] if folders else None
+
+
+def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
+    """Return ``(weights, state, meta)``; tensors come back on the CPU.
+
+    Loading to the CPU keeps a checkpoint usable on a machine without the GPU it was saved
+    on; optimizers move their state onto the parameters' device in `load_state_dict`.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise CheckpointError(
+            f"checkpoint '{path}' does not exist or is not a folder",
+            "point --resume at a run folder or at one of its checkpoints/step-* folders",
+        )
+    missing = [f for f in (WEIGHTS_FILE, STATE_FILE, META_FILE) if not (path / f).is_file()]
+    if missing:
+        raise CheckpointError(
+            f"checkpoint '{path}' is incomplete: missing {', '.join(missing)}",
+            "resume from an earlier checkpoint of the same run",
+        )
+    return _load_weights(path), _load_state(path), _load_meta(path)
+
+
+# --- random number generators -------------------------------------------------------------
+
+
+def rng_state() -> dict[str, Any]:
+    """Python's, torch's CPU and every CUDA device's generator states, as tensors.
+
+    Python's state tuple becomes a tensor plus primitives, so the dict can go into
+    ``state.pt`` and reload under ``weights_only=True``.
+    """
+    version, internal, gauss_next = random.getstate()
+    state: dict[str, Any] = {
+        "python": {
+            "version": version,
+            "state": torch.tensor(internal, dtype=torch.int64),  # 625 words, each < 2**32
+            "gauss_next": gauss_next,
+        },
+        "torch": torch.get_rng_state(),
+        "cuda": [],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = [torch.cuda.get_rng_state(i) for i in range(torch.cuda.device_count())]
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what `rng_state` captured.
+
+    CUDA states are restored for the devices present in both the saved state and this
+    machine; resuming a GPU run on the CPU simply leaves them out.
+    """
+    py = state["python"]
+    internal = tuple(int(v) for v in py["state"].tolist())
+    random.setstate((int(py["version"]), internal, py["gauss_next"]))
+    torch.set_rng_state(state["torch"].to(device="cpu", dtype=torch.uint8))
+    saved_cuda = state.get("cuda") or []
+    if saved_cuda and torch.cuda.is_available():
+        for i in range(min(len(saved_cuda), torch.cuda.device_count())):
+            torch.cuda.set_rng_state(saved_cuda[i].to(device="cpu", dtype=torch.uint8), i)
+
+
+# --- writing ------------------------------------------------------------------------------
+
+
+def _write_files(
+    folder: Path,
+    *,
+    weights: dict[str, torch.Tensor],
+    state: dict[str, Any],
+    meta: dict[str, Any],
+) -> None:
+    # Cloning gives every tensor its own contiguous storage: safetensors refuses tensors that
+    # share memory (tied embeddings) and non-contiguous views.
+    plain = {key: value.detach().contiguous().clone() for key, value in weights.items()}
+    safetensors.torch.save_file(plain, str(folder / WEIGHTS_FILE))
+    fsync_file(folder / WEIGHTS_FILE)
+
+    with open(folder / STATE_FILE, "wb") as handle:
+        torch.save(state, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+    with open(folder / META_FILE, "w", encoding="utf-8", newline="\n") as handle:
+        handle.write(json.dumps(meta, sort_keys=True, indent=2) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    fsync_dir(folder)
+
+
+def _move_into_place(tmp: Path, final: Path) -> None:
+    """Rename the finished folder to its final name, replacing an existing one safely."""
+    old = None
+    if final.exists():
+        old = final.with_name(f".tmp-old-{final.name}-{os.getpid()}")
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(final, old)  # atomic: the name never points at a half-deleted folder
+    os.replace(tmp, final)
+    fsync_dir(final.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _prune(root: Path, *, keep: int, protect: str) -> None:
+    folders = _step_folders(root)
+    doomed = [path for _, path in folders[:-keep] if path.name != protect]
+    for path in doomed:
+        # Rename first so a crash mid-delete leaves an ignored .tmp-* folder, not a broken
+        # step-* folder that a later fallback could pick.
+        trash = path.with_name(f".tmp-del-{path.name}-{os.getpid()}")
+        os.replace(path, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+    if doomed:
+        fsync_dir(root)
+
+
+def _meta_with_step(meta: dict[str, Any], step: int) -> dict[str, Any]:
+    """Make sure trainer_state.json records the step, and that it agrees with the folder."""
+    if "step" in meta and meta["step"] != step:
+        raise ValueError(f"meta['step'] is {meta['step']} but the checkpoint is for step {step}")
+    return {**meta, "step": step}
+
+
+def _check_state(value: Any, where: str) -> None:
+    """Refuse at save time what could not be loaded back, instead of failing on resume."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, (str, int)):
+                raise TypeError(f"{where} has a key of type {type(key).__name__}: {key!r}")
+            _check_state(item, f"{where}[{key!r}]")
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_state(item, f"{where}[{i}]")
+    elif type(value) not in _STATE_PRIMITIVES and not isinstance(value, _STATE_OBJECTS):
+        raise TypeError(
+            f"{where} is a {type(value).__name__}; checkpoint state may only hold tensors, "
+            "numbers, strings, None and dicts/lists/tuples of them"
+        )
+
+
+# --- reading ------------------------------------------------------------------------------
+
+
+def _step_folders(root: Path) -> list[tuple[int, Path]]:
+    """``step-*`` folders sorted by step; ``.tmp-*`` leftovers never match the pattern."""
+    found = []
+    for child in root.iterdir():
+        match = _STEP_DIR.match(child.name)
+        if match and child.is_dir():
+            found.append((int(match.group(1)), child))
+    found.sort()
+    return found
+
+
+def _read_latest(root: Path) -> Path | None:
+    try:
+        name = (root / LATEST_FILE).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    # Only accept a bare step-* name: the pointer must never lead outside this folder.
+    if not _STEP_DIR.match(name):
+        return None
+    folder = root / name
+    return folder if folder.is_dir() else None
+
+
+def _load_weights(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return safetensors.torch.load_file(str(path / WEIGHTS_FILE), device="cpu")
+    except Exception as exc:  # safetensors raises its own error type for corrupt files
+        raise _corrupt(path, WEIGHTS_FILE, exc) from exc
+
+
+def _load_state(path: Path) -> dict[str, Any]:
+    try:
+        state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
+    except Exception as exc:  # unpickling errors come in many types
+        raise _corrupt(path, STATE_FILE, exc) from exc
+    if not isinstance(state, dict):
+        raise _corrupt(path, STATE_FILE, TypeError(f"holds a {type(state).__name__}"))
+    return state
+
+
+def _load_meta(path: Path) -> dict[str, Any]:
+    try:
+        meta = json.loads((path / META_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _corrupt(path, META_FILE, exc) from exc
+    if not isinstance(meta, dict):
+        raise _corrupt(path, META_FILE, TypeError(f"holds a {type(meta).__name__}"))
+    return meta
+
+
+def _corrupt(path: Path, file: str, exc: BaseException) -> CheckpointError:
+    return CheckpointError(
+        f"checkpoint '{path}' has an unreadable {file}: {exc}",
+        "resume from an earlier checkpoint of the same run",
+    )

@@ -1,0 +1,200 @@
+"""Reading a batch of sequences while the in-context levels learn from it.
+
+The sequence is read chunk by chunk. The chunk is the greatest common divisor of the
+in-context levels' periods, so every level's update boundary falls on a chunk boundary, and the
+tokens inside a chunk run in parallel (one forward over the whole chunk). After each chunk:
+
+1. each in-context level adds the gradient of the chunk's next-token loss with respect to its
+   current fast weights to its accumulator (NL Eq. 71: the sum over the tokens since its last
+   update, all taken at the state it held during them);
+2. each level whose period divides the position reached applies its rule to the accumulated
+   gradient and clears it. Levels fire fastest first, so a slower level firing on the same
+   boundary sees the faster levels' already-updated weights in the next chunk.
+
+Sequence-lifetime levels start every batch from their initial state, a parameter owned by a
+slower level, one copy per sequence of the batch. Stream-lifetime levels carry one shared
+state from batch to batch (see `StreamState`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call
+
+from nestgraph.runtime.levels import GDRule, LevelDef, fires, gd_step, owned_parameters
+
+
+@dataclass
+class StreamState:
+    """What outlives a sequence: stream-lifetime weights, their accumulators and the clock.
+
+    Shared by the sequences of a batch (and, under data parallelism, averaged across ranks by
+    `nestgraph.runtime.distributed.average_stream`), saved with every checkpoint.
+    """
+
+    position: int = 0  # tokens read per sequence lane since the stream began
+    weights: dict[str, torch.Tensor] = field(default_factory=dict)
+    accum: dict[str, torch.Tensor] = field(default_factory=dict)
+    velocity: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def state_dict(self) -> dict:
+        return {"position": self.position, "weights": dict(self.weights),
+                "accum": dict(self.accum), "velocity": dict(self.velocity)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.position = int(state["position"])
+        self.weights = dict(state["weights"])
+        self.accum = dict(state["accum"])
+        self.velocity = dict(state["velocity"])
+
+
+@dataclass
+class SequenceResult:
+    loss: torch.Tensor  # mean next-token loss over the counted targets (a graph to backprop)
+    logits: torch.Tensor | None  # (B, T, vocab) when asked for
+    tokens: int  # targets counted
+
+
+def in_context_levels(levels: tuple[LevelDef, ...]) -> list[LevelDef]:
+    return [lv for lv in levels if lv.kind == "in_context"]
+
+
+def chunk_size(levels: tuple[LevelDef, ...], seq_len: int) -> int:
+    """Greatest common divisor of the in-context periods; the whole sequence when there are none."""
+    periods = [lv.period for lv in in_context_levels(levels)]
+    return math.gcd(*periods) if periods else seq_len
+
+
+def init_stream(model: torch.nn.Module, levels: tuple[LevelDef, ...]) -> StreamState:
+    """Stream-lifetime weights start from the module's initial values."""
+    stream = StreamState()
+    for lv in in_context_levels(levels):
+        if lv.lifetime == "stream":
+            for name, p in owned_parameters(model, lv).items():
+                stream.weights[name] = p.detach().clone()
+                stream.accum[name] = torch.zeros_like(p)
+    return stream
+
+
+class _Fast:
+    """The fast weights of one batch, with their accumulators and momentum."""
+
+    def __init__(self, model, levels, batch, stream, learn_stream, differentiable):
+        self.levels = in_context_levels(levels)
+        self.stream, self.learn_stream = stream, learn_stream
+        self.differentiable = differentiable
+        self.weights: dict[str, torch.Tensor] = {}
+        self.accum: dict[str, torch.Tensor] = {}
+        self.velocity: dict[str, torch.Tensor | None] = {}
+        self.owner: dict[str, LevelDef] = {}
+        for lv in self.levels:
+            for name, p in owned_parameters(model, lv).items():
+                self.owner[name] = lv
+                if lv.lifetime == "sequence":
+                    # One copy per sequence; expand keeps the path back to the initial state.
+                    self.weights[name] = p.unsqueeze(0).expand(batch, *p.shape)
+                    self.accum[name] = torch.zeros(batch, *p.shape, dtype=p.dtype,
+                                                   device=p.device)
+                    self.velocity[name] = None
+                else:
+                    w = stream.weights[name].to(p.device, p.dtype)
+                    self.weights[name] = w.detach().requires_grad_(True)
+                    self.accum[name] = stream.accum[name].clone()
+                    self.velocity[name] = stream.velocity.get(name)
+
+    def names(self) -> list[str]:
+        return list(self.weights)
+
+    def accumulate(self, loss_sum: torch.Tensor, batch: int) -> None:
+        """Add d(chunk loss)/d(fast weights) to each accumulator (Eq. 71's inner sum)."""
+        names = self.names()
+        second = self.differentiable and any(
+            self.owner[n].meta == "second_order" and self.owner[n].lifetime == "sequence"
+            for n in names)
+        grads = torch.autograd.grad(loss_sum, [self.weights[n] for n in names],
+                                    retain_graph=True, create_graph=second, allow_unused=True)
+        for n, g in zip(names, grads, strict=True):
+            if g is None:
+                continue
+            lv = self.owner[n]
+            if lv.lifetime == "stream":
+                # Shared by all lanes: the signal is the lanes' mean, and it never carries graph.
+                g = g.detach() / batch
+            elif lv.meta == "first_order" or not self.differentiable:
+                g = g.detach()
+            self.accum[n] = self.accum[n] + g
+
+    def update(self, lv: LevelDef) -> None:
+        """Apply the level's rule to its accumulated gradient, then clear the accumulator."""
+        assert isinstance(lv.rule, GDRule)
+        for n in [n for n in self.names() if self.owner[n] is lv]:
+            batched = lv.lifetime == "sequence"
+            new, self.velocity[n] = gd_step(lv.rule, self.weights[n], self.accum[n],
+                                            self.velocity[n], batched)
+            if lv.lifetime == "stream" or not self.differentiable:
+                new = new.detach().requires_grad_(True)
+            self.weights[n] = new
+            self.accum[n] = torch.zeros_like(self.accum[n])
+
+    def store_stream(self) -> None:
+        if not self.learn_stream:
+            return
+        for n, lv in self.owner.items():
+            if lv.lifetime == "stream":
+                self.stream.weights[n] = self.weights[n].detach().clone()
+                self.stream.accum[n] = self.accum[n].detach().clone()
+                if self.velocity[n] is not None:
+                    self.stream.velocity[n] = self.velocity[n].detach().clone()
+
+
+def read_sequence(model: torch.nn.Module, levels: tuple[LevelDef, ...], x: torch.Tensor,
+                  y: torch.Tensor, stream: StreamState, *, learn_stream: bool = True,
+                  differentiable: bool = True, keep_logits: bool = False,
+                  timeline: list | None = None) -> SequenceResult:
+    """Read ``x`` (B, T), predicting ``y`` (targets < 0 are not counted), learning in context.
+
+    ``learn_stream=False`` reads without changing the stream (evaluation, sampling).
+    ``differentiable=False`` keeps in-context learning but builds no graph through it, for
+    reading without training (evaluation, sampling): in-context levels learn exactly as in
+    training, so there is no train/test mismatch.
+    ``timeline``, when given, receives ``(level, position)`` for every in-context update.
+    """
+    batch, seq_len = x.shape
+    chunk = chunk_size(levels, seq_len)
+    fast = _Fast(model, levels, batch, stream, learn_stream, differentiable)
+    # The fused attention kernels have no double backward, which second-order levels need.
+    cache: dict = {"double_backward": differentiable and any(
+        lv.meta == "second_order" and lv.lifetime == "sequence" for lv in fast.levels)}
+    total, counted, all_logits = None, 0, []
+    for start in range(0, seq_len, chunk):
+        end = min(start + chunk, seq_len)
+        logits = functional_call(model, fast.weights, (x[:, start:end], cache), strict=False)
+        target = y[:, start:end]
+        loss_sum = F.cross_entropy(logits.flatten(0, 1).float(), target.flatten(),
+                                   ignore_index=-1, reduction="sum")
+        total = loss_sum if total is None else total + loss_sum
+        counted += int((target >= 0).sum())
+        if keep_logits:
+            all_logits.append(logits)
+        if fast.levels and end - start == chunk and counted:
+            fast.accumulate(loss_sum, batch)
+            _fire_levels(fast, stream, start, end, timeline)
+    fast.store_stream()
+    if learn_stream:
+        stream.position += seq_len
+    loss = total / max(counted, 1)
+    return SequenceResult(loss, torch.cat(all_logits, dim=1) if keep_logits else None, counted)
+
+
+def _fire_levels(fast: _Fast, stream: StreamState, start: int, end: int,
+                 timeline: list | None) -> None:
+    for lv in fast.levels:  # already ordered fastest first by the compiler
+        position = end if lv.lifetime == "sequence" else stream.position + end
+        if fires(lv, position):
+            fast.update(lv)
+            if timeline is not None:
+                timeline.append((lv.name, position))

@@ -1,0 +1,196 @@
+"""The network's building blocks. They take plain arguments, never a spec.
+
+Weights that an in-context level owns are *fast weights*: while a sequence is read, the engine
+substitutes them (via `torch.func.functional_call`) with tensors that carry a leading batch
+dimension, one copy per sequence of the batch, so that no sequence learns from another's tokens.
+`fast_linear` is the one place that tells the two cases apart.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def fast_linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``x @ weight.T`` for a shared ``(out, in)`` weight or per-sequence ``(B, out, in)`` ones."""
+    if weight.dim() == 3:
+        return torch.bmm(x, weight.transpose(1, 2))
+    return F.linear(x, weight)
+
+
+_ACTIVATIONS = {"gelu": F.gelu, "silu": F.silu, "relu": F.relu}
+
+
+def make_norm(kind: str, dim: int) -> nn.Module:
+    if kind == "rms":
+        return nn.RMSNorm(dim, eps=1e-6)
+    if kind == "layer":
+        return nn.LayerNorm(dim)
+    return nn.Identity()
+
+
+class MLP(nn.Module):
+    """``W2 act(W1 x)``, bias-free, usable with fast (per-sequence) weights."""
+
+    def __init__(self, dim: int, hidden: int, activation: str = "gelu") -> None:
+        super().__init__()
+        self.w1 = nn.Parameter(torch.empty(hidden, dim))
+        self.w2 = nn.Parameter(torch.empty(dim, hidden))
+        self.act = _ACTIVATIONS[activation]
+        nn.init.normal_(self.w1, std=dim**-0.5)
+        # Small output init keeps a freshly initialised residual stream close to identity.
+        nn.init.normal_(self.w2, std=0.5 * hidden**-0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return fast_linear(self.act(fast_linear(x, self.w1)), self.w2)
+
+
+class MLPChain(nn.Module):
+    """The Continuum Memory System's MLP chain (NL Eq. 70), each block its own level's state.
+
+    ``sequential``: ``h <- h + MLP_k(h)`` for each block in order (the paper omits norms and
+    residuals; the inner residual is our choice, so that a block whose level has not learned
+    anything yet passes its input through). ``independent``: the blocks read the same input and
+    a learnable softmax-weighted sum aggregates them (the Agg of the independent variant).
+    """
+
+    def __init__(self, blocks: dict[str, nn.Module], variant: str = "sequential") -> None:
+        super().__init__()
+        self.blocks = nn.ModuleDict(blocks)
+        self.variant = variant
+        if variant == "independent":
+            self.mix = nn.Parameter(torch.zeros(len(blocks)))
+
+    def forward(self, x: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
+        if self.variant == "independent":
+            weights = torch.softmax(self.mix, dim=0)
+            return sum(w * block(x) for w, block in zip(weights, self.blocks.values(), strict=True))
+        h = x
+        for block in self.blocks.values():
+            h = h + block(h)
+        return h - x
+
+
+def rope(x: torch.Tensor, offset: int, base: float) -> torch.Tensor:
+    """Rotary position embedding for ``x`` of shape (B, heads, T, head_dim) at positions offset+t."""
+    half = x.shape[-1] // 2
+    t = torch.arange(offset, offset + x.shape[-2], device=x.device, dtype=torch.float64)
+    freqs = base ** (-torch.arange(half, device=x.device, dtype=torch.float64) / half)
+    angles = torch.outer(t, freqs)
+    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+    x1, x2 = x[..., :half], x[..., half : 2 * half]
+    rotated = torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+    return torch.cat([rotated, x[..., 2 * half :]], dim=-1)
+
+
+class Attention(nn.Module):
+    """Causal softmax attention: the non-parametric in-context level.
+
+    Its state is the key/value cache, written every token. Reading a sequence chunk by chunk,
+    the engine passes a `cache` dict in which this module appends its keys and values, so that
+    chunk c attends to every earlier chunk exactly as the whole sequence read at once would.
+    """
+
+    def __init__(self, dim: int, heads: int, window: int = 0, use_rope: bool = True,
+                 rope_base: float = 10000.0) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"dim {dim} is not divisible by heads {heads}")
+        self.heads, self.window, self.use_rope, self.rope_base = heads, window, use_rope, rope_base
+        self.qkv = nn.Linear(dim, 3 * dim, bias=False)
+        self.out = nn.Linear(dim, dim, bias=False)
+        nn.init.normal_(self.qkv.weight, std=dim**-0.5)
+        nn.init.normal_(self.out.weight, std=0.5 * dim**-0.5)
+
+    def forward(self, x: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
+        b, t, d = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        past = cache.get(id(self)) if cache is not None else None
+        offset = 0 if past is None else past[0].shape[-2]
+        if self.use_rope:
+            q, k = rope(q, offset, self.rope_base), rope(k, offset, self.rope_base)
+        if past is not None:
+            k, v = torch.cat([past[0], k], dim=-2), torch.cat([past[1], v], dim=-2)
+        if cache is not None:
+            keep = k.shape[-2] if self.window == 0 else min(self.window, k.shape[-2])
+            cache[id(self)] = (k[..., -keep:, :], v[..., -keep:, :])
+        mask = self._mask(t, k.shape[-2], x.device)
+        if cache is not None and cache.get("double_backward"):
+            y = _attention_math(q, k, v, mask)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.out(y.transpose(1, 2).reshape(b, t, d))
+
+    def _mask(self, t: int, s: int, device: torch.device) -> torch.Tensor:
+        # Query i sits at absolute position s - t + i; it sees keys j <= that position, and with
+        # a window only the last `window` of them.
+        qpos = torch.arange(s - t, s, device=device)[:, None]
+        kpos = torch.arange(s, device=device)[None, :]
+        mask = kpos <= qpos
+        if self.window:
+            mask &= kpos > qpos - self.window
+        return mask
+
+
+def _attention_math(q, k, v, mask):
+    # The fused CPU kernel has no double backward; second-order in-context levels need one.
+    scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
+    return torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1) @ v
+
+
+class Residual(nn.Module):
+    """``x + body(norm(x))`` (or ``body(norm(x))`` without the residual)."""
+
+    def __init__(self, norm: nn.Module, body: nn.Module, residual: bool = True) -> None:
+        super().__init__()
+        self.norm, self.body, self.residual = norm, body, residual
+
+    def forward(self, x: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
+        y = self.body(self.norm(x), cache) if _takes_cache(self.body) else self.body(self.norm(x))
+        return x + y if self.residual else y
+
+
+def _takes_cache(module: nn.Module) -> bool:
+    return isinstance(module, Attention | MLPChain)
+
+
+class Layer(nn.Module):
+    """One layer: its sub-blocks in order, keyed by the spec's module names."""
+
+    def __init__(self, blocks: dict[str, Residual]) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleDict(blocks)
+
+    def forward(self, x: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
+        for block in self.blocks.values():
+            x = block(x, cache)
+        return x
+
+
+class NestedLM(nn.Module):
+    """Byte embedding, layers, final norm, next-byte logits."""
+
+    def __init__(self, vocab: int, dim: int, layers: list[Layer], final_norm: nn.Module,
+                 tie_embeddings: bool = True) -> None:
+        super().__init__()
+        self.vocab, self.dim = vocab, dim
+        self.embed = nn.Embedding(vocab, dim)
+        nn.init.normal_(self.embed.weight, std=1.0)
+        self.layers = nn.ModuleList(layers)
+        self.norm = final_norm
+        self.unembed = None if tie_embeddings else nn.Linear(dim, vocab, bias=False)
+        if self.unembed is not None:
+            nn.init.normal_(self.unembed.weight, std=dim**-0.5)
+
+    def forward(self, tokens: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
+        x = self.embed(tokens)
+        for layer in self.layers:
+            x = layer(x, cache)
+        x = self.norm(x)
+        if self.unembed is None:
+            return F.linear(x, self.embed.weight) / math.sqrt(self.dim)
+        return self.unembed(x)

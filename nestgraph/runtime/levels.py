@@ -1,0 +1,133 @@
+"""Levels at run time: plain descriptions (written out by the compiler) and their update rules.
+
+A level is one of three kinds:
+
+* ``nonparametric``: solved in closed form inside the forward pass (softmax attention's cache).
+* ``in_context``: owns fast weights, updated every ``period`` tokens while a sequence is read,
+  from the gradient of its objective summed over the tokens since its last update (NL Eq. 71).
+* ``step``: owns ordinary weights, updated every ``period`` training steps by a torch optimizer.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass(frozen=True)
+class GDRule:
+    """Gradient descent with optional momentum, weight decay and norm clipping."""
+
+    lr: float
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    clip: float = 0.0
+
+
+@dataclass(frozen=True)
+class AdamWRule:
+    """AdamW with linear warmup, then cosine decay to ``min_lr_ratio * lr`` (or constant)."""
+
+    lr: float
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = 1e-8
+    weight_decay: float = 0.1
+    warmup: int = 0
+    schedule: str = "cosine"
+    min_lr_ratio: float = 0.1
+    clip: float = 1.0
+
+
+@dataclass(frozen=True)
+class ClosedFormRule:
+    """No hyper-parameters: the level's objective is minimised exactly when it runs."""
+
+
+@dataclass(frozen=True)
+class LevelDef:
+    """Everything the runtime needs to know about one level; no reference to the spec."""
+
+    name: str
+    kind: str  # "nonparametric" | "in_context" | "step"
+    period: int
+    unit: str  # "token" | "step"
+    lifetime: str  # "sequence" | "stream" | "run"
+    rule: GDRule | AdamWRule | ClosedFormRule
+    modules: tuple[str, ...] = ()  # module paths whose parameters this level owns
+    context: str = "tokens"
+    objective: str = "next_token"
+    meta: str = "second_order"
+    notes: tuple[str, ...] = field(default=())
+
+
+def owned_parameters(model: torch.nn.Module, level: LevelDef) -> dict[str, torch.nn.Parameter]:
+    """The parameters under the level's module paths, by full name, in model order."""
+    prefixes = tuple(p + "." for p in level.modules)
+    exact = set(level.modules)
+    return {n: p for n, p in model.named_parameters() if n in exact or n.startswith(prefixes)}
+
+
+def fires(level: LevelDef, position: int) -> bool:
+    """Whether the level updates when its clock reaches ``position`` (tokens or steps)."""
+    return position > 0 and position % level.period == 0
+
+
+# ----------------------------------------------------------------------- in-context updates
+
+
+def clip_per_sequence(grad: torch.Tensor, max_norm: float, batched: bool) -> torch.Tensor:
+    """Scale each sequence's gradient (or the shared one) to norm at most ``max_norm``."""
+    if max_norm <= 0:
+        return grad
+    dims = tuple(range(1, grad.dim())) if batched else tuple(range(grad.dim()))
+    norm = grad.pow(2).sum(dim=dims, keepdim=True).sqrt()
+    return grad * torch.clamp(max_norm / (norm + 1e-12), max=1.0)
+
+
+def gd_step(rule: GDRule, weight: torch.Tensor, grad: torch.Tensor,
+            velocity: torch.Tensor | None, batched: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One in-context gradient step: ``v <- mu v + g (+ wd W)``, ``W <- W - lr v``.
+
+    Written out of place, so that when the level is second order the step stays in the graph
+    and slower levels learn the initial state through it.
+    """
+    grad = clip_per_sequence(grad, rule.clip, batched)
+    if rule.weight_decay:
+        grad = grad + rule.weight_decay * weight
+    if rule.momentum:
+        velocity = grad if velocity is None else rule.momentum * velocity + grad
+        grad = velocity
+    return weight - rule.lr * grad, velocity
+
+
+# ----------------------------------------------------------------------------- step levels
+
+
+def schedule_factor(rule: AdamWRule, step: int, total_steps: int) -> float:
+    """Learning-rate multiplier at optimizer step ``step`` (0-based)."""
+    if rule.warmup and step < rule.warmup:
+        return (step + 1) / rule.warmup
+    if rule.schedule == "constant" or total_steps <= rule.warmup:
+        return 1.0
+    progress = min(1.0, (step - rule.warmup) / max(1, total_steps - rule.warmup))
+    cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
+    return rule.min_lr_ratio + (1.0 - rule.min_lr_ratio) * cosine
+
+
+def make_optimizer(level: LevelDef, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    """The torch optimizer of a step level, over exactly the parameters it owns."""
+    rule = level.rule
+    if isinstance(rule, AdamWRule):
+        # Decay matrices only: norms' gains and 1-D mixing weights are not shrunk towards 0.
+        decay = [p for p in params if p.dim() >= 2]
+        other = [p for p in params if p.dim() < 2]
+        groups = [{"params": decay, "weight_decay": rule.weight_decay},
+                  {"params": other, "weight_decay": 0.0}]
+        return torch.optim.AdamW(groups, lr=rule.lr, betas=rule.betas, eps=rule.eps,
+                                 foreach=False)
+    if isinstance(rule, GDRule):
+        return torch.optim.SGD(params, lr=rule.lr, momentum=rule.momentum,
+                               weight_decay=rule.weight_decay, foreach=False)
+    raise TypeError(f"level '{level.name}': rule {type(rule).__name__} cannot drive a step level")

@@ -1,0 +1,327 @@
+"""The training loop: one visible loop, every level updated exactly at its period.
+
+Per training step: read the batch (in-context levels learn inside `read_sequence`), back-propagate
+the next-token loss once, then let every step level whose period divides the step count apply
+its optimizer to the gradient its parameters accumulated since it last fired.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import sys
+import time
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from nestgraph.errors import EXIT_INTERRUPTED, NestgraphError, TrainingError
+from nestgraph.runtime import checkpoint as ckpt
+from nestgraph.runtime.data import Corpus, heldout_batches, load_corpus, sample_batch
+from nestgraph.runtime.engine import StreamState, in_context_levels, init_stream, read_sequence
+from nestgraph.runtime.levels import (
+    AdamWRule,
+    LevelDef,
+    fires,
+    make_optimizer,
+    owned_parameters,
+    schedule_factor,
+)
+from nestgraph.runtime.program import Program
+from nestgraph.runtime.progress import Reporter
+from nestgraph.runtime.runs import (
+    MetricsLog,
+    atomic_write_text,
+    latest_run_dir,
+    new_run_dir,
+    read_metrics,
+    write_env_json,
+)
+
+
+class Interrupted(NestgraphError):
+    """Ctrl-C during training: the checkpoint is written, then the CLI exits with 130."""
+
+    exit_code = EXIT_INTERRUPTED
+
+    def __init__(self, run_dir: Path, step: int) -> None:
+        super().__init__(f"interrupted at step {step}; checkpoint written in {run_dir}",
+                         "continue it with: nestgraph train --resume auto")
+        self.run_dir, self.step = run_dir, step
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    step: int
+    heldout_bpb: float
+    resumed_from: int = 0
+    history: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class _State:
+    """Everything a checkpoint must hold to continue bitwise."""
+
+    model: torch.nn.Module
+    stream: StreamState
+    optimizers: dict[str, torch.optim.Optimizer]
+    step: int = 0
+
+
+def resolve_device(choice: str) -> torch.device:
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("device 'cuda' was asked for but no GPU is available",
+                            "use train.device=auto or train.device=cpu")
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(choice)
+
+
+def build_state(program: Program, cfg: dict, device: torch.device) -> _State:
+    """Model, stream state and one optimizer per step level, from the seed alone."""
+    torch.manual_seed(cfg["seed"])
+    model = program.build_model().to(device)
+    if cfg["precision"] == "fp64":
+        model = model.double()
+    stream_owned = set()
+    for lv in in_context_levels(program.schedule):
+        if lv.lifetime == "stream":
+            stream_owned |= set(owned_parameters(model, lv))
+    for name, p in model.named_parameters():
+        # A stream level's weights are its own: no slower level trains their initial value.
+        p.requires_grad_(name not in stream_owned)
+    optimizers = {lv.name: make_optimizer(lv, list(owned_parameters(model, lv).values()))
+                  for lv in program.schedule if lv.kind == "step"}
+    if _wants_compile(cfg["compile"], device):
+        for layer in model.layers:
+            layer.compile()
+    return _State(model, init_stream(model, program.schedule), optimizers)
+
+
+def _wants_compile(choice: str, device: torch.device) -> bool:
+    # torch.compile pays off on a GPU; on a CPU the compile time outweighs a short run.
+    return choice == "on" or (choice == "auto" and device.type == "cuda")
+
+
+def _autocast(cfg: dict, device: torch.device):
+    if cfg["precision"] == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def train_step(state: _State, program: Program, cfg: dict, corpus: Corpus,
+               device: torch.device) -> dict:
+    """One step: forward with in-context learning, one backward, the step levels that fire."""
+    x, y = sample_batch(corpus.train, step=state.step, batch=cfg["batch"],
+                        seq_len=cfg["seq_len"], seed=cfg["seed"])
+    with _autocast(cfg, device):
+        result = read_sequence(state.model, program.schedule, x.to(device), y.to(device),
+                               state.stream)
+    loss = result.loss
+    if not torch.isfinite(loss):
+        raise TrainingError(f"the loss became {loss.item()} at step {state.step + 1}",
+                            "lower the learning rates, or set train.precision=fp32")
+    loss.backward()
+    state.step += 1
+    record = {"step": state.step, "loss": loss.item()}
+    for lv in program.schedule:
+        if lv.kind == "step" and fires(lv, state.step):
+            record[f"lr/{lv.name}"] = _apply_step_level(state, lv, cfg["steps"])
+    return record
+
+
+def _apply_step_level(state: _State, lv: LevelDef, total_steps: int) -> float:
+    params = list(owned_parameters(state.model, lv).values())
+    if lv.period > 1:  # gradients summed over `period` steps: use their mean
+        for p in params:
+            if p.grad is not None:
+                p.grad.div_(lv.period)
+    if lv.rule.clip:
+        torch.nn.utils.clip_grad_norm_(params, lv.rule.clip)
+    opt = state.optimizers[lv.name]
+    updates = state.step // lv.period - 1
+    factor = schedule_factor(lv.rule, updates, total_steps // lv.period) \
+        if isinstance(lv.rule, AdamWRule) else 1.0
+    for group in opt.param_groups:
+        group["lr"] = lv.rule.lr * factor
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return lv.rule.lr * factor
+
+
+def evaluate(state: _State, program: Program, cfg: dict, corpus: Corpus,
+             device: torch.device) -> float:
+    """Held-out bits per byte, with in-context levels learning exactly as in training."""
+    batches = heldout_batches(corpus.heldout, batch=cfg["batch"], seq_len=cfg["seq_len"],
+                              max_batches=cfg["eval_batches"])
+    learning = bool(in_context_levels(program.schedule))
+    total, count = 0.0, 0
+    for x, y in batches:
+        grad_mode = torch.enable_grad() if learning else torch.no_grad()
+        with grad_mode, _autocast(cfg, device):
+            result = read_sequence(state.model, program.schedule, x.to(device), y.to(device),
+                                   state.stream, learn_stream=False, differentiable=False)
+        total += result.loss.item() * result.tokens
+        count += result.tokens
+    return total / max(count, 1) / math.log(2)
+
+
+# ------------------------------------------------------------------------------ checkpoints
+
+
+def save(state: _State, run_dir: Path, cfg: dict, corpus: Corpus, spec_sha: str) -> Path:
+    pending = {n: p.grad for n, p in state.model.named_parameters() if p.grad is not None}
+    return ckpt.save_checkpoint(
+        run_dir, state.step,
+        weights=state.model.state_dict(),
+        state={"optimizers": {k: o.state_dict() for k, o in state.optimizers.items()},
+               "stream": state.stream.state_dict(), "pending_grads": pending,
+               "rng": ckpt.rng_state()},
+        meta={"step": state.step, "steps": cfg["steps"], "data_sha256": corpus.sha256,
+              "spec_sha256": spec_sha},
+        keep_last=cfg["keep_checkpoints"])
+
+
+def restore(state: _State, path: Path, device: torch.device) -> None:
+    weights, saved, meta = ckpt.load_checkpoint(path)
+    state.model.load_state_dict(weights)
+    for name, opt in state.optimizers.items():
+        opt.load_state_dict(saved["optimizers"][name])
+    state.stream.load_state_dict(saved["stream"])
+    params = dict(state.model.named_parameters())
+    for name, grad in saved["pending_grads"].items():
+        params[name].grad = grad.to(device)
+    ckpt.set_rng_state(saved["rng"])
+    state.step = int(meta["step"])
+
+
+def find_resume(resume: str, out: Path, program: Program, steps: int) -> Path | None:
+    """The checkpoint to continue from, or None for a fresh run.
+
+    ``auto`` continues the latest run of this program only if it was interrupted: same spec,
+    same number of steps asked for, not yet reached. Anything else starts a new run folder.
+    """
+    if resume == "never":
+        return None
+    if resume != "auto":
+        target = Path(resume)
+        found = ckpt.latest_checkpoint(target) if (target / "checkpoints").is_dir() else None
+        if found is None and (target / "trainer_state.json").is_file():
+            found = target
+        if found is None:
+            raise TrainingError(f"no checkpoint found in '{resume}'",
+                                "pass a run folder or a checkpoints/step-* folder")
+        return found
+    run = latest_run_dir(out, program.name)
+    found = ckpt.latest_checkpoint(run) if run is not None else None
+    if found is None:
+        return None
+    meta = json.loads((found / "trainer_state.json").read_text())
+    same = meta.get("spec_sha256") == program.sha256 and meta.get("steps") == steps
+    return found if same and int(meta["step"]) < steps else None
+
+
+def _trim_metrics(path: Path, step: int) -> None:
+    """Drop records written after the checkpoint we resume from, so no step appears twice."""
+    if path.is_file():
+        kept = [r for r in read_metrics(path) if r.get("step", 0) <= step]
+        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
+
+
+@contextmanager
+def _sigint_flag():
+    """First Ctrl-C asks the loop to stop after the current step; a second one stops now."""
+    flag = {"stop": False}
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum, frame):
+        if flag["stop"]:
+            raise KeyboardInterrupt
+        flag["stop"] = True
+
+    try:
+        signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread: keep the default behaviour
+        previous = None
+    try:
+        yield flag
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+# ------------------------------------------------------------------------------------ train
+
+
+def train(program: Program, cfg: dict, data_cfg: dict, *, out: Path = Path("runs"),
+          resume: str = "auto", command: list[str] | None = None,
+          reporter: Reporter | None = None, interrupt_at: int | None = None,
+          run_dir: Path | None = None) -> RunResult:
+    """Train `program` with the train section `cfg` and data section `data_cfg`.
+
+    `interrupt_at` behaves as if Ctrl-C were pressed once that step is done (for tests).
+    `run_dir`, when given (by rank 0 under torchrun), is used instead of choosing one.
+    """
+    reporter = reporter or Reporter.auto()
+    device = resolve_device(cfg["device"])
+    source = None if data_cfg["source"] == "stdlib" else data_cfg["source"]
+    corpus = load_corpus(source, heldout_fraction=data_cfg["heldout"],
+                         max_bytes=data_cfg["max_bytes"])
+    state = build_state(program, cfg, device)
+    start = find_resume(resume, out, program, cfg["steps"])
+    if start is not None:
+        run_dir = start.parent.parent if start.parent.name == "checkpoints" else start
+        restore(state, start, device)
+        _trim_metrics(run_dir / "metrics.jsonl", state.step)
+        reporter.note(f"resuming {run_dir} from step {state.step}")
+    else:
+        run_dir = run_dir or new_run_dir(out, program.name)
+        program.write_sources(run_dir)
+        write_env_json(run_dir, seed=cfg["seed"], command=command or sys.argv,
+                       extra={"data": corpus.source, "data_sha256": corpus.sha256,
+                              "device": str(device), "train": cfg})
+    resumed_from = state.step
+    reporter.note(f"run folder: {run_dir}  data: {corpus.source} ({len(corpus.train):,} bytes)")
+    with MetricsLog(run_dir / "metrics.jsonl") as log, _sigint_flag() as sig:
+        history = _loop(state, program, cfg, corpus, device, run_dir, log, reporter, sig,
+                        interrupt_at)
+        bpb = evaluate(state, program, cfg, corpus, device)
+        log.write({"step": state.step, "heldout_bpb": bpb})
+        save(state, run_dir, cfg, corpus, program.sha256)
+    reporter.note(f"done: step {state.step}, held-out {bpb:.3f} bits/byte; run folder {run_dir}")
+    return RunResult(run_dir, state.step, bpb, resumed_from, history)
+
+
+def _loop(state, program, cfg, corpus, device, run_dir, log, reporter, sig, interrupt_at):
+    history = []
+    if state.step == 0 and cfg["steps"] > 0:
+        bpb = evaluate(state, program, cfg, corpus, device)
+        log.write({"step": 0, "heldout_bpb": bpb})
+        history.append({"step": 0, "heldout_bpb": bpb})
+    tokens_per_step = cfg["batch"] * cfg["seq_len"]
+    reporter.start(total=cfg["steps"], done=state.step)
+    tick = time.perf_counter()
+    while state.step < cfg["steps"]:
+        record = train_step(state, program, cfg, corpus, device)
+        now = time.perf_counter()
+        record["tokens_per_s"] = tokens_per_step / max(now - tick, 1e-9)
+        tick = now
+        history.append(record)
+        log.write(record)
+        reporter.step(state.step, record)
+        if cfg["eval_every"] and state.step % cfg["eval_every"] == 0 and state.step < cfg["steps"]:
+            bpb = evaluate(state, program, cfg, corpus, device)
+            log.write({"step": state.step, "heldout_bpb": bpb})
+            reporter.note(f"step {state.step}: held-out {bpb:.3f} bits/byte")
+        if cfg["checkpoint_every"] and state.step % cfg["checkpoint_every"] == 0:
+            save(state, run_dir, cfg, corpus, program.sha256)
+        if sig["stop"] or state.step == interrupt_at:
+            save(state, run_dir, cfg, corpus, program.sha256)
+            reporter.stop()
+            raise Interrupted(run_dir, state.step)
+    reporter.stop()
+    return history

@@ -1,0 +1,204 @@
+"""The spec front end: find a spec, read it safely, apply overrides, validate it.
+
+``load_spec("cms", ["train.steps=20"])`` gives the validated `Spec`, the plain data it was
+validated from and the `SourceFile` that places every entry in the file, so that later passes
+can report problems as ``file:line:col``. Every problem found on the way is raised together
+in one `SpecError`.
+
+This package must stay light: ``nestgraph validate`` imports it and must start quickly, so
+nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.resources
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from nestgraph.errors import Diagnostic, SpecError
+from nestgraph.spec.overrides import apply_overrides
+from nestgraph.spec.schema import Spec
+from nestgraph.spec.source import SourceFile, format_diagnostics
+from nestgraph.spec.validation import diagnostics_from_pydantic
+from nestgraph.spec.yaml_front import load_yaml, resolve_plain
+
+__all__ = [
+    "read_document",
+    "LoadedSpec",
+    "SourceFile",
+    "dump_resolved",
+    "find_spec_file",
+    "format_diagnostics",
+    "load_spec",
+    "shipped_specs",
+]
+
+CODE = "E-FILE"
+SPEC_SUFFIX = ".yaml"
+DSL_SUFFIX = ".ng"
+
+
+@dataclass(frozen=True)
+class LoadedSpec:
+    """A validated spec, its source map, and the plain data (after overrides) it came from."""
+
+    spec: Spec
+    source: SourceFile
+    data: dict[str, Any]
+
+
+# ----------------------------------------------------------------------------- finding
+
+
+def _shipped_entries() -> list[Any]:
+    """The files in the folder of the specs that ship with nestgraph.
+
+    Installed, the repository's ``specs/`` folder is the package ``nestgraph.specs`` (a
+    namespace package, whose resource folder is not itself a path, but whose entries are); in a
+    plain checkout it is the ``specs/`` folder beside the ``nestgraph/`` package.
+    """
+    try:
+        folder: Any = importlib.resources.files("nestgraph.specs")
+    except (ModuleNotFoundError, TypeError, ValueError):
+        # Not installed; or an older importlib that cannot read namespace packages.
+        folder = None
+    if folder is not None and folder.is_dir():
+        return list(folder.iterdir())
+    package = Path(__file__).resolve().parent.parent
+    for candidate in (package / "specs", package.parent / "specs"):
+        if candidate.is_dir():
+            return list(candidate.iterdir())
+    return []
+
+
+def shipped_specs() -> dict[str, Path]:
+    """The shipped specs by name (``cms`` for ``cms.yaml``), sorted by name."""
+    found = {
+        entry.name[: -len(SPEC_SUFFIX)]: Path(str(entry))
+        for entry in _shipped_entries()
+        if entry.name.endswith(SPEC_SUFFIX) and entry.is_file()
+    }
+    return dict(sorted(found.items()))
+
+
+def _not_found(name_or_path: str, shipped: dict[str, Path]) -> SpecError:
+    names = list(shipped)
+    looks_like_path = "/" in name_or_path or "\\" in name_or_path or "." in name_or_path
+    message = f"no such file '{name_or_path}'" if looks_like_path else f"no spec '{name_or_path}'"
+    stem = Path(name_or_path).stem
+    hint = ""
+    if names:
+        match = difflib.get_close_matches(stem, names, n=1, cutoff=0.6)
+        hint = f"did you mean '{match[0]}'?" if match else ""
+    notes = (f"shipped specs: {', '.join(names)}",) if names else ("no specs are shipped",)
+    return SpecError([Diagnostic(message, hint=hint, code=CODE, notes=notes)])
+
+
+def find_spec_file(name_or_path: str) -> Path:
+    """The spec file `name_or_path` names: an existing file, or a shipped spec's name."""
+    given = Path(name_or_path)
+    if given.is_file():
+        return given
+    if given.is_dir():
+        raise SpecError([Diagnostic(f"'{name_or_path}' is a folder, not a spec file", code=CODE)])
+    shipped = shipped_specs()
+    # `cms` and `cms.yaml` both name the shipped spec, as long as no folder is part of it.
+    if given.name == name_or_path:
+        stem = given.stem if given.suffix == SPEC_SUFFIX else name_or_path
+        if stem in shipped:
+            return shipped[stem]
+    raise _not_found(name_or_path, shipped)
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def _display_name(path: Path, name_or_path: str) -> str:
+    # A shipped spec is shown by its place in the project rather than where it is installed.
+    if not Path(name_or_path).is_file():
+        return f"specs/{path.name}"
+    return name_or_path
+
+
+def _read(path: Path, shown: str) -> str:
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        reason = err.strerror or str(err)
+        raise SpecError([Diagnostic(f"cannot read '{shown}': {reason}", code=CODE)]) from None
+    try:
+        # utf-8-sig: a byte-order mark some editors write would otherwise shift column 1.
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        col = err.start - (raw.rfind(b"\n", 0, err.start) + 1) + 1
+        bad = raw[err.start]
+        message = f"'{shown}' is not UTF-8 text: byte 0x{bad:02x} on line {line}, column {col}"
+        raise SpecError([Diagnostic(message, code=CODE, hint="save the file as UTF-8")]) from None
+
+
+def read_document(name_or_path: str,
+                  overrides: list[str] | tuple[str, ...] = ()) -> tuple[Any, SourceFile]:
+    """Find and read a spec, apply overrides; the plain data and its source map, unvalidated."""
+    path = find_spec_file(name_or_path)
+    shown = _display_name(path, name_or_path)
+    if path.suffix == DSL_SUFFIX:
+        message = "the DSL front end is not available yet; write the spec in YAML"
+        raise SpecError([Diagnostic(message, code=CODE, notes=(f"while loading '{shown}'",))])
+    data, source = load_yaml(_read(path, shown), shown)
+    return apply_overrides(data, source, list(overrides)), source
+
+
+def load_spec(name_or_path: str, overrides: list[str] | tuple[str, ...] = (), *,
+              graph_checks: bool = True) -> LoadedSpec:
+    """Find, read, override and validate a spec; every problem is raised in one `SpecError`.
+
+    With `graph_checks` (the default) the compiler's validation passes run too, so a spec that
+    loads is one that compiles.
+    """
+    data, source = read_document(name_or_path, overrides)
+    if graph_checks:
+        from nestgraph.compiler import check_document
+
+        spec, _ = check_document(data, source)
+        return LoadedSpec(spec=spec, source=source, data=data)
+    try:
+        spec = Spec.model_validate(data)
+    except ValidationError as err:
+        raise SpecError(diagnostics_from_pydantic(err, data), source) from None
+    return LoadedSpec(spec=spec, source=source, data=data)
+
+
+# ----------------------------------------------------------------------------- dumping
+
+
+class _Dumper(yaml.SafeDumper):
+    """The safe dumper, quoting strings that our 1.2 reading would take for something else.
+
+    pyyaml decides quoting by YAML 1.1, so it would write the string '1e-3' bare, and reading
+    the dump back would give the float 0.001.
+    """
+
+
+def _represent_str(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
+    style = "'" if not isinstance(resolve_plain(text), str) else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+
+
+_Dumper.add_representer(str, _represent_str)
+
+
+def dump_resolved(spec: Spec) -> str:
+    """The validated spec as canonical YAML, every default written out; same spec, same bytes."""
+    return yaml.dump(
+        spec.model_dump(mode="json"),
+        Dumper=_Dumper,
+        sort_keys=False,
+        default_flow_style=False,
+        allow_unicode=True,
+    )

@@ -1,0 +1,293 @@
+"""The validated spec: frozen pydantic models, one per section of a spec file.
+
+Only *local* rules live here (types, ranges, tags, the shape of a name). Everything that
+relates two entries (a level owning a module that exists, periods that divide, flows without
+cycles) is a compiler pass, where the whole graph is in view.
+
+Shorthands a person types (``every: 16 tokens``, ``context: gradients of outer``,
+``objective: next_token``) are normalised here, so that ``spec.resolved.yaml`` always shows
+the canonical spelling.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+
+SPEC_VERSION = 1
+
+_IDENT = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def _check_identifier(name: str) -> str:
+    # Names become Python identifiers and attribute names in program.py, so they are held to
+    # a strict pattern: lower-case, no leading underscore (so no dunders), no keywords.
+    if not _IDENT.match(name):
+        raise ValueError(
+            f"'{name}' is not a valid name: use lower-case letters, digits and '_', "
+            "starting with a letter"
+        )
+    if keyword.iskeyword(name) or name in {"rest", "self"}:
+        raise ValueError(f"'{name}' is a reserved word and cannot be used as a name")
+    return name
+
+
+Identifier = Annotated[str, AfterValidator(_check_identifier)]
+
+# A reference to a value another module produces, e.g. ``selfmod.eta``.
+_REF = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
+
+
+def _check_rate(value: Any) -> Any:
+    if isinstance(value, str):
+        if not _REF.match(value):
+            raise ValueError(
+                f"'{value}' is neither a number nor a reference of the form module.value"
+            )
+        return value
+    return value
+
+
+Rate = Annotated[float | str, AfterValidator(_check_rate)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------------------------- model
+
+
+class BlockEntry(Strict):
+    """One residual sub-block of a layer: ``x = x + module(norm(x))``."""
+
+    module: Identifier
+    residual: bool = True
+    norm: Literal["rms", "layer", "none"] = "rms"
+
+
+def _block_shorthand(value: Any) -> Any:
+    if isinstance(value, list):
+        return [{"module": v} if isinstance(v, str) else v for v in value]
+    return value
+
+
+class ModelSpec(Strict):
+    """The network: byte tokens in, next-byte logits out, `layers` copies of `block`."""
+
+    tokenizer: Literal["bytes"] = "bytes"
+    vocab: int = Field(256, ge=2, le=1 << 20)
+    dim: int = Field(64, ge=1, le=1 << 16)
+    layers: int = Field(2, ge=1, le=1024)
+    block: Annotated[list[BlockEntry], BeforeValidator(_block_shorthand)] = Field(min_length=1)
+    final_norm: Literal["rms", "layer", "none"] = "rms"
+    tie_embeddings: bool = True
+
+
+# -------------------------------------------------------------------------------- modules
+
+
+class AttentionSpec(Strict):
+    """Causal softmax attention: the non-parametric in-context level (its state is the cache)."""
+
+    type: Literal["attention"]
+    heads: int = Field(4, ge=1)
+    window: int = Field(0, ge=0, description="sliding window in tokens; 0 means the whole sequence")
+    rope: bool = True
+    rope_base: float = Field(10000.0, gt=0)
+
+
+Activation = Literal["gelu", "silu", "relu"]
+
+
+class MLPSpec(Strict):
+    """A two-layer MLP ``W2 act(W1 x)``."""
+
+    type: Literal["mlp"]
+    expand: float = Field(4.0, gt=0)
+    activation: Activation = "gelu"
+
+
+class ChainBlockSpec(Strict):
+    """One MLP of a continuum memory chain."""
+
+    expand: float = Field(4.0, gt=0)
+    activation: Activation = "gelu"
+
+
+class MLPChainSpec(Strict):
+    """A chain of MLPs, each of which a level may own (the Continuum Memory System, Eq. 70)."""
+
+    type: Literal["mlp_chain"]
+    variant: Literal["sequential", "independent"] = "sequential"
+    blocks: dict[Identifier, ChainBlockSpec] = Field(min_length=1)
+
+
+ModuleSpec = Annotated[AttentionSpec | MLPSpec | MLPChainSpec, Field(discriminator="type")]
+
+# --------------------------------------------------------------------------------- levels
+
+_PERIOD = re.compile(r"^\s*(\d+)\s*(tokens?|steps?)\s*$")
+
+
+def _normalise_period(value: Any) -> Any:
+    if isinstance(value, str):
+        m = _PERIOD.match(value)
+        if not m:
+            raise ValueError(
+                f"'{value}' is not a period: write a count and a unit, e.g. '16 tokens' or '1 step'"
+            )
+        count, unit = int(m.group(1)), m.group(2)
+        if count < 1:
+            raise ValueError("a period must be at least 1")
+        unit = "token" if unit.startswith("token") else "step"
+        return f"{count} {unit}{'s' if count != 1 else ''}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise ValueError(f"a period needs a unit: write '{value} tokens' or '{value} steps'")
+    raise ValueError("a period is written as a count and a unit, e.g. '16 tokens' or '1 step'")
+
+
+Period = Annotated[str, BeforeValidator(_normalise_period)]
+
+_FLOW = re.compile(r"^(tokens|corpus|(output|gradients) of [a-z][a-z0-9_]*)$")
+
+
+def _normalise_context(value: Any) -> Any:
+    if isinstance(value, str):
+        text = " ".join(value.split())
+        if not _FLOW.match(text):
+            raise ValueError(
+                f"'{value}' is not a context flow: use 'tokens', 'corpus', "
+                "'output of LEVEL' or 'gradients of LEVEL'"
+            )
+        return text
+    raise ValueError("a context flow is a string such as 'tokens' or 'corpus'")
+
+
+ContextFlow = Annotated[str, BeforeValidator(_normalise_context)]
+
+
+def _objective_shorthand(value: Any) -> Any:
+    return {"type": value} if isinstance(value, str) else value
+
+
+class NextToken(Strict):
+    """The task loss: cross-entropy of the next byte. Its gradient is the teach signal."""
+
+    type: Literal["next_token"]
+
+
+class NadarayaWatson(Strict):
+    """Softmax attention's objective, solved in closed form over the cache (NL §5)."""
+
+    type: Literal["nadaraya_watson"]
+
+
+Objective = Annotated[
+    Annotated[NextToken | NadarayaWatson, Field(discriminator="type")],
+    BeforeValidator(_objective_shorthand),
+]
+
+
+class GD(Strict):
+    """Gradient descent. In context: Eq. 71's summed chunk gradient; between steps: SGD."""
+
+    type: Literal["gd"]
+    lr: Rate
+    momentum: float = Field(0.0, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    clip: float = Field(0.0, ge=0, description="max gradient norm; 0 disables clipping")
+
+
+class AdamW(Strict):
+    """AdamW with linear warmup and cosine (or constant) decay: the usual outer level."""
+
+    type: Literal["adamw"]
+    lr: float = Field(gt=0)
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = Field(1e-8, gt=0)
+    weight_decay: float = Field(0.1, ge=0)
+    warmup: int = Field(0, ge=0, description="warmup steps")
+    schedule: Literal["cosine", "constant"] = "cosine"
+    min_lr_ratio: float = Field(0.1, ge=0, le=1)
+    clip: float = Field(1.0, ge=0, description="max gradient norm; 0 disables clipping")
+
+
+class ClosedForm(Strict):
+    """The level's objective is solved exactly at every update (non-parametric levels)."""
+
+    type: Literal["closed_form"]
+
+
+Rule = Annotated[GD | AdamW | ClosedForm, Field(discriminator="type")]
+
+
+def _owns_shorthand(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+class Level(Strict):
+    """One optimisation problem: what it owns, how often, from what, towards what, by what rule."""
+
+    name: Identifier
+    owns: Annotated[list[str], BeforeValidator(_owns_shorthand)]
+    every: Period
+    context: ContextFlow
+    objective: Objective
+    rule: Rule
+    lifetime: Literal["sequence", "stream", "run"]
+    meta: Literal["second_order", "first_order"] = Field(
+        "second_order",
+        description="how slower levels learn this level's initial state: backprop through its "
+        "in-context updates (second_order) or with that gradient stopped (first_order)",
+    )
+
+
+# ---------------------------------------------------------------------------- train, data
+
+
+class TrainSpec(Strict):
+    steps: int = Field(200, ge=0)
+    batch: int = Field(8, ge=1)
+    seq_len: int = Field(128, ge=2)
+    seed: int = 0
+    precision: Literal["fp32", "bf16", "fp64"] = "fp32"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    compile: Literal["auto", "on", "off"] = "auto"
+    log_every: int = Field(10, ge=1)
+    eval_every: int = Field(50, ge=0, description="0 evaluates only at the end")
+    eval_batches: int = Field(8, ge=1)
+    checkpoint_every: int = Field(100, ge=0, description="0 checkpoints only at the end")
+    keep_checkpoints: int = Field(3, ge=1)
+
+
+class DataSpec(Strict):
+    source: str = Field("stdlib", description="'stdlib' (the embedded corpus), a file or a folder")
+    heldout: float = Field(0.05, gt=0, lt=1)
+    max_bytes: int = Field(4_000_000, ge=1024)
+
+
+class Spec(Strict):
+    nestgraph: Literal[1] = Field(description="spec format version")
+    name: Identifier
+    about: str = ""
+    model: ModelSpec
+    modules: dict[Identifier, ModuleSpec] = Field(min_length=1)
+    levels: list[Level] = Field(min_length=1)
+    train: TrainSpec = TrainSpec()
+    data: DataSpec = DataSpec()
+
+
+def period_of(level: Level) -> tuple[int, str]:
+    """``'16 tokens'`` -> ``(16, 'token')``."""
+    count, unit = level.every.split()
+    return int(count), unit.rstrip("s")
+
+
+def context_source(level: Level) -> tuple[str, str]:
+    """``'gradients of outer'`` -> ``('gradients', 'outer')``; ``'tokens'`` -> ``('tokens', '')``."""
+    words = level.context.split()
+    return (words[0], words[2]) if len(words) == 3 else (words[0], "")

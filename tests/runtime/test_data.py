@@ -1,0 +1,223 @@
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+import torch
+
+from nestgraph.errors import TrainingError
+from nestgraph.runtime import data as data_mod
+from nestgraph.runtime.data import (
+    Corpus,
+    DataError,
+    heldout_batches,
+    load_corpus,
+    sample_batch,
+)
+
+
+def _bytes(corpus: Corpus) -> bytes:
+    return bytes(torch.cat([corpus.train, corpus.heldout]).tolist())
+
+
+def test_default_corpus_is_stdlib_and_stable() -> None:
+    first = load_corpus(None, max_bytes=300_000)
+    second = load_corpus(None, max_bytes=300_000)
+    assert first.source.startswith("python stdlib (")
+    assert first.n_files > 0
+    assert first.train.dtype == torch.uint8 and first.train.dim() == 1
+    assert first.train.numel() + first.heldout.numel() == 300_000
+    assert first.sha256 == second.sha256
+    assert torch.equal(first.train, second.train)
+    assert hashlib.sha256(_bytes(first)).hexdigest() == first.sha256
+
+
+def test_default_corpus_file_selection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lib = tmp_path / "lib"
+    for rel, text in {
+        "b.py": "B",
+        "a.py": "A",
+        "pkg/c.py": "C",
+        "notes.txt": "not python",
+        "test/t.py": "T",
+        "pkg/tests/t.py": "T",
+        "idlelib/i.py": "I",
+        "site-packages/s.py": "S",
+        "dist-packages/d.py": "D",
+        "pkg/__pycache__/x.py": "X",
+    }.items():
+        (lib / rel).parent.mkdir(parents=True, exist_ok=True)
+        (lib / rel).write_text(text)
+    monkeypatch.setattr(data_mod.sysconfig, "get_paths", lambda: {"stdlib": str(lib)})
+    corpus = load_corpus(None, heldout_fraction=0.2)
+    assert _bytes(corpus) == b"A\nB\nC"
+    assert corpus.n_files == 3
+    assert corpus.source == "python stdlib (3 files)"
+
+
+def test_default_corpus_missing_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(data_mod.sysconfig, "get_paths", lambda: {"stdlib": str(tmp_path)})
+    with pytest.raises(DataError) as info:
+        load_corpus(None)
+    assert "--data" in (info.value.hint or "")
+
+
+def test_single_file(tmp_path: Path) -> None:
+    file = tmp_path / "text.txt"
+    file.write_bytes(b"0123456789" * 10)
+    corpus = load_corpus(file, heldout_fraction=0.1)
+    assert corpus.train.numel() == 90 and corpus.heldout.numel() == 10
+    assert bytes(corpus.heldout.tolist()) == b"0123456789"
+    assert corpus.source == str(file)
+    assert corpus.n_files == 1
+    assert corpus.sha256 == hashlib.sha256(b"0123456789" * 10).hexdigest()
+
+
+def test_folder_order_and_skipping(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / ".hidden").mkdir()
+    (tmp_path / "b.txt").write_bytes(b"bee")
+    (tmp_path / "a.txt").write_bytes(b"ay")
+    (tmp_path / "sub" / "c.md").write_bytes(b"sea")
+    (tmp_path / "image.bin").write_bytes(b"\x89PNG\x00\x00data")
+    (tmp_path / "empty.txt").write_bytes(b"")
+    (tmp_path / ".secret").write_bytes(b"hidden file")
+    (tmp_path / ".hidden" / "x.txt").write_bytes(b"hidden folder")
+    corpus = load_corpus(tmp_path, heldout_fraction=0.1)
+    assert _bytes(corpus) == b"ay\nbee\nsea"
+    assert corpus.n_files == 3
+
+
+def test_truncation_changes_hash(tmp_path: Path) -> None:
+    file = tmp_path / "t.txt"
+    file.write_bytes(b"x" * 1000)
+    corpus = load_corpus(file, max_bytes=100)
+    assert corpus.train.numel() + corpus.heldout.numel() == 100
+    assert corpus.sha256 == hashlib.sha256(b"x" * 100).hexdigest()
+
+
+def test_tiny_input_still_splits(tmp_path: Path) -> None:
+    file = tmp_path / "t.txt"
+    file.write_bytes(b"ab")
+    corpus = load_corpus(file)
+    assert bytes(corpus.train.tolist()) == b"a"
+    assert bytes(corpus.heldout.tolist()) == b"b"
+
+
+def test_missing_path(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="does not exist") as info:
+        load_corpus(tmp_path / "nope.txt")
+    assert info.value.hint
+    assert isinstance(info.value, TrainingError)
+    assert str(info.value) == f"data path '{tmp_path / 'nope.txt'}' does not exist"
+
+
+def test_empty_file_and_binary_only_folder(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"")
+    with pytest.raises(DataError, match="contains no text"):
+        load_corpus(empty)
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    (folder / "x.bin").write_bytes(b"\x00\x01\x02")
+    with pytest.raises(DataError, match="contains no text"):
+        load_corpus(folder)
+
+
+def test_one_byte_is_too_small(tmp_path: Path) -> None:
+    file = tmp_path / "t.txt"
+    file.write_bytes(b"a")
+    with pytest.raises(DataError, match="at least 2"):
+        load_corpus(file)
+
+
+def test_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    file = tmp_path / "locked.txt"
+    file.write_bytes(b"secret")
+    real_open = Path.open
+
+    def refuse(self: Path, *args: object, **kwargs: object):
+        if self == file:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", refuse)
+    with pytest.raises(DataError, match="cannot read data file") as info:
+        load_corpus(tmp_path)
+    assert "Permission denied" in str(info.value)
+    assert isinstance(info.value.__cause__, PermissionError)
+
+
+def test_bad_fraction() -> None:
+    with pytest.raises(DataError, match="heldout_fraction"):
+        load_corpus(None, heldout_fraction=1.0)
+
+
+def _ramp(n: int = 5000) -> torch.Tensor:
+    return (torch.arange(n) % 251).to(torch.uint8)
+
+
+def test_sample_batch_shapes_and_shift() -> None:
+    data = _ramp()
+    x, y = sample_batch(data, step=3, batch=4, seq_len=16, seed=0)
+    assert x.shape == y.shape == (4, 16)
+    assert x.dtype == y.dtype == torch.int64
+    assert torch.equal(x[:, 1:], y[:, :-1])
+    # The ramp means each target is the next value of the ramp.
+    assert torch.equal(y, (x + 1) % 251)
+
+
+def test_sample_batch_is_pure_function_of_seed_and_step() -> None:
+    data = _ramp()
+    a = sample_batch(data, step=7, batch=8, seq_len=16, seed=1)
+    torch.manual_seed(1234)  # the global generator must not matter
+    b = sample_batch(data, step=7, batch=8, seq_len=16, seed=1)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    other_step = sample_batch(data, step=8, batch=8, seq_len=16, seed=1)
+    other_seed = sample_batch(data, step=7, batch=8, seq_len=16, seed=2)
+    assert not torch.equal(a[0], other_step[0])
+    assert not torch.equal(a[0], other_seed[0])
+
+
+def test_sample_batch_on_smallest_data() -> None:
+    data = torch.tensor([1, 2, 3], dtype=torch.uint8)
+    x, y = sample_batch(data, step=0, batch=2, seq_len=2, seed=0)
+    assert x.tolist() == [[1, 2], [1, 2]] and y.tolist() == [[2, 3], [2, 3]]
+
+
+def test_sample_batch_too_small() -> None:
+    with pytest.raises(DataError, match="seq_len=8") as info:
+        sample_batch(_ramp(8), step=0, batch=1, seq_len=8, seed=0)
+    assert "seq_len" in (info.value.hint or "")
+
+
+def test_heldout_batches_even_spacing_and_cap() -> None:
+    data = _ramp(1001)
+    batches = heldout_batches(data, batch=2, seq_len=10, max_batches=3)
+    assert len(batches) == 3
+    firsts = [int(row[0]) for x, _ in batches for row in x]
+    # Six windows spread over the whole span (0..990), not packed at the front.
+    assert firsts == [start % 251 for start in (0, 198, 396, 594, 792, 990)]
+    for x, y in batches:
+        assert x.shape == (2, 10)
+        assert torch.equal(y, (x + 1) % 251)
+    again = heldout_batches(data, batch=2, seq_len=10, max_batches=3)
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(batches, again, strict=True))
+
+
+def test_heldout_batches_all_windows_when_few_fit() -> None:
+    batches = heldout_batches(_ramp(36), batch=4, seq_len=5, max_batches=10)
+    rows = torch.cat([x for x, _ in batches])
+    assert rows.shape == (7, 5)  # (36 - 1) // 5 windows; the last batch is short
+    assert [len(x) for x, _ in batches] == [4, 3]
+
+
+def test_heldout_batches_tiny_data_fallback() -> None:
+    data = torch.tensor([10, 20, 30, 40], dtype=torch.uint8)
+    batches = heldout_batches(data, batch=8, seq_len=64, max_batches=4)
+    assert len(batches) == 1
+    x, y = batches[0]
+    assert x.tolist() == [[10, 20, 30]] and y.tolist() == [[20, 30, 40]]
+    with pytest.raises(DataError):
+        heldout_batches(data[:1], batch=1, seq_len=4, max_batches=1)
