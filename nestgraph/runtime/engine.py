@@ -109,13 +109,24 @@ class _Fast:
     def names(self) -> list[str]:
         return list(self.weights)
 
-    def accumulate(self, loss_sum: torch.Tensor, batch: int) -> None:
+    def chunk_inputs(self) -> dict[str, torch.Tensor]:
+        """Fresh aliases of the fast weights for one chunk.
+
+        Eq. 71 takes each level's gradient with everything else held as it is (a partial
+        derivative). Differentiating with respect to a per-chunk alias, rather than the weight
+        itself, keeps out the paths through earlier in-context updates that the weight also
+        influenced; the outer backward still sees every path through the alias.
+        """
+        return {n: w.view_as(w) for n, w in self.weights.items()}
+
+    def accumulate(self, loss_sum: torch.Tensor, inputs: dict[str, torch.Tensor],
+                   batch: int) -> None:
         """Add d(chunk loss)/d(fast weights) to each accumulator (Eq. 71's inner sum)."""
         names = self.names()
         second = self.differentiable and any(
             self.owner[n].meta == "second_order" and self.owner[n].lifetime == "sequence"
             for n in names)
-        grads = torch.autograd.grad(loss_sum, [self.weights[n] for n in names],
+        grads = torch.autograd.grad(loss_sum, [inputs[n] for n in names],
                                     retain_graph=True, create_graph=second, allow_unused=True)
         for n, g in zip(names, grads, strict=True):
             if g is None:
@@ -154,14 +165,15 @@ class _Fast:
 def read_sequence(model: torch.nn.Module, levels: tuple[LevelDef, ...], x: torch.Tensor,
                   y: torch.Tensor, stream: StreamState, *, learn_stream: bool = True,
                   differentiable: bool = True, keep_logits: bool = False,
-                  timeline: list | None = None) -> SequenceResult:
+                  timeline: list | None = None, trace: list | None = None) -> SequenceResult:
     """Read ``x`` (B, T), predicting ``y`` (targets < 0 are not counted), learning in context.
 
     ``learn_stream=False`` reads without changing the stream (evaluation, sampling).
     ``differentiable=False`` keeps in-context learning but builds no graph through it, for
     reading without training (evaluation, sampling): in-context levels learn exactly as in
     training, so there is no train/test mismatch.
-    ``timeline``, when given, receives ``(level, position)`` for every in-context update.
+    ``timeline``, when given, receives ``(level, position)`` for every in-context update;
+    ``trace`` receives ``(position, fast weights)`` after every chunk (for tests).
     """
     batch, seq_len = x.shape
     chunk = chunk_size(levels, seq_len)
@@ -172,17 +184,22 @@ def read_sequence(model: torch.nn.Module, levels: tuple[LevelDef, ...], x: torch
     total, counted, all_logits = None, 0, []
     for start in range(0, seq_len, chunk):
         end = min(start + chunk, seq_len)
-        logits = functional_call(model, fast.weights, (x[:, start:end], cache), strict=False)
+        inputs = fast.chunk_inputs()
+        logits = functional_call(model, inputs, (x[:, start:end], cache), strict=False)
         target = y[:, start:end]
-        loss_sum = F.cross_entropy(logits.flatten(0, 1).float(), target.flatten(),
+        # bf16 logits are scored in fp32; fp32 and fp64 as they are.
+        scored = logits.float() if logits.element_size() < 4 else logits
+        loss_sum = F.cross_entropy(scored.flatten(0, 1), target.flatten(),
                                    ignore_index=-1, reduction="sum")
         total = loss_sum if total is None else total + loss_sum
         counted += int((target >= 0).sum())
         if keep_logits:
             all_logits.append(logits)
         if fast.levels and end - start == chunk and counted:
-            fast.accumulate(loss_sum, batch)
+            fast.accumulate(loss_sum, inputs, batch)
             _fire_levels(fast, stream, start, end, timeline)
+        if trace is not None:
+            trace.append((end, {n: w.detach().clone() for n, w in fast.weights.items()}))
     fast.store_stream()
     if learn_stream:
         stream.position += seq_len

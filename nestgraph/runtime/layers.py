@@ -110,14 +110,15 @@ class Attention(nn.Module):
         b, t, d = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         past = cache.get(id(self)) if cache is not None else None
-        offset = 0 if past is None else past[0].shape[-2]
+        offset = 0 if past is None else past[2]  # absolute position of this chunk's first token
         if self.use_rope:
             q, k = rope(q, offset, self.rope_base), rope(k, offset, self.rope_base)
         if past is not None:
             k, v = torch.cat([past[0], k], dim=-2), torch.cat([past[1], v], dim=-2)
         if cache is not None:
+            # A sliding window only ever needs the last `window` keys of the past.
             keep = k.shape[-2] if self.window == 0 else min(self.window, k.shape[-2])
-            cache[id(self)] = (k[..., -keep:, :], v[..., -keep:, :])
+            cache[id(self)] = (k[..., -keep:, :], v[..., -keep:, :], offset + t)
         mask = self._mask(t, k.shape[-2], x.device)
         if cache is not None and cache.get("double_backward"):
             y = _attention_math(q, k, v, mask)

@@ -1,0 +1,71 @@
+"""The slow, obvious reference for `engine.read_sequence`: one token at a time.
+
+For every token, run the model on that token alone (attention reads the cache of the tokens
+before it) and keep its loss. At the end of each chunk, take the gradient of the chunk's summed
+loss with respect to each in-context level's weights as used during that chunk, add it to the
+level's running sum, and when the level's period is reached, step. This is Eq. 71 written as a
+loop. With ``chunk=1`` every token is its own chunk: the textbook per-token rule. Tests hold the
+chunk-parallel engine to it in float64, outputs and gradients. Never used for training: it is
+far too slow.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call
+
+from nestgraph.runtime.levels import LevelDef, owned_parameters
+
+
+def read_sequence_reference(model: torch.nn.Module, levels: tuple[LevelDef, ...],
+                            x: torch.Tensor, y: torch.Tensor,
+                            chunk: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean next-token loss and logits (B, T, vocab), for sequence-lifetime levels only."""
+    batch, seq_len = x.shape
+    fast_levels = [lv for lv in levels if lv.kind == "in_context"]
+    assert all(lv.lifetime == "sequence" for lv in fast_levels), "reference: sequence levels only"
+    weights, owner = {}, {}
+    for lv in fast_levels:
+        for name, p in owned_parameters(model, lv).items():
+            weights[name] = torch.stack([p] * batch)  # one copy per sequence
+            owner[name] = lv
+    sums = {n: torch.zeros_like(w) for n, w in weights.items()}
+    velocity = {n: torch.zeros_like(w) for n, w in weights.items()}
+    second = any(lv.meta == "second_order" for lv in fast_levels)
+    cache = {"double_backward": second}
+    losses, logits_all, chunk_loss = [], [], 0.0
+    for t in range(seq_len):
+        if t % chunk == 0:
+            # The weights as used during this chunk: the gradient is taken with respect to this
+            # alias, not through the earlier updates the weights also fed.
+            now = {n: w.view_as(w) for n, w in weights.items()}
+            chunk_loss = 0.0
+        logits = functional_call(model, now, (x[:, t : t + 1], cache), strict=False)
+        loss = F.cross_entropy(logits[:, 0], y[:, t], reduction="sum")
+        losses.append(loss)
+        logits_all.append(logits)
+        chunk_loss = chunk_loss + loss
+        if not weights or (t + 1) % chunk:
+            continue
+        names = list(weights)
+        grads = torch.autograd.grad(chunk_loss, [now[n] for n in names], retain_graph=True,
+                                    create_graph=second)
+        for n, g in zip(names, grads, strict=True):
+            sums[n] = sums[n] + (g.detach() if owner[n].meta == "first_order" else g)
+        for lv in fast_levels:
+            if (t + 1) % lv.period == 0:
+                for n in [n for n in names if owner[n] is lv]:
+                    weights[n], velocity[n] = _step(lv, weights[n], sums[n], velocity[n])
+                    sums[n] = torch.zeros_like(sums[n])
+    return torch.stack(losses).sum() / (batch * seq_len), torch.cat(logits_all, dim=1)
+
+
+def _step(lv: LevelDef, w: torch.Tensor, g: torch.Tensor, v: torch.Tensor):
+    rule = lv.rule
+    if rule.clip > 0:  # per-sequence norm clipping
+        norms = torch.stack([gi.norm() for gi in g]).view(-1, *([1] * (g.dim() - 1)))
+        g = g * torch.clamp(rule.clip / (norms + 1e-12), max=1.0)
+    g = g + rule.weight_decay * w
+    v = rule.momentum * v + g if rule.momentum else g
+    return w - rule.lr * v, v

@@ -1,0 +1,1 @@
+"""Drawings of the level hierarchy (Graphviz)."""
