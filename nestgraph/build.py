@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from nestgraph.errors import Diagnostic, NestgraphError, SpecError
+from nestgraph.errors import Diagnostic, SpecError, UsageProblem
 
 BUILD_ROOT = Path("build")
 LATEST = "latest"
@@ -83,11 +83,11 @@ def print_summary(plan: dict, folder: Path) -> None:
 
 def find_build(words: list[str]) -> Path:
     if len(words) > 1:
-        raise NestgraphError(f"expected at most one build folder, got {' '.join(words)}")
+        raise UsageProblem(f"expected at most one build folder, got {' '.join(words)}")
     if words:
         folder = Path(words[0])
         if not (folder / "program.py").is_file():
-            raise NestgraphError(f"'{folder}' is not a build folder (no program.py in it)",
+            raise UsageProblem(f"'{folder}' is not a build folder (no program.py in it)",
                                  f"compile a spec first: nestgraph compile SPEC -o {folder}")
         return folder
     latest = BUILD_ROOT / LATEST
@@ -96,7 +96,7 @@ def find_build(words: list[str]) -> Path:
         if (folder / "program.py").is_file():
             print(f"using the most recent build: {folder}")
             return folder
-    raise NestgraphError("no build to train", "compile a spec first: nestgraph compile "
+    raise UsageProblem("no build to train", "compile a spec first: nestgraph compile "
                          "specs/cms.yaml")
 
 
@@ -140,11 +140,11 @@ def load_run(run: Path):
     from nestgraph.runtime.program import load_program
 
     if not (run / "program.py").is_file():
-        raise NestgraphError(f"'{run}' is not a run folder (no program.py in it)",
+        raise UsageProblem(f"'{run}' is not a run folder (no program.py in it)",
                              "pass a folder under runs/NAME/")
     found = ckpt.latest_checkpoint(run)
     if found is None:
-        raise NestgraphError(f"run '{run}' has no checkpoint yet")
+        raise UsageProblem(f"run '{run}' has no checkpoint yet")
     program = load_program(run)
     model = program.build_model()
     weights, state, _ = ckpt.load_checkpoint(found)

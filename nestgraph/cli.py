@@ -52,8 +52,8 @@ def handled(command):
         debug = bool(ctx.obj and ctx.obj.get("debug"))
         try:
             return command(ctx, *args, **kwargs)
-        except typer.Exit:
-            raise
+        except (typer.Exit, typer.BadParameter):
+            raise  # typer prints usage errors itself, with exit code 2
         except NestgraphError as err:
             if debug:
                 traceback.print_exc()

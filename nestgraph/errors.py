@@ -45,6 +45,12 @@ class NestgraphError(Exception):
         self.hint = hint
 
 
+class UsageProblem(NestgraphError):
+    """The command was called wrongly: a missing build, a folder that is not a run."""
+
+    exit_code = EXIT_USAGE
+
+
 class SpecError(NestgraphError):
     """The spec is invalid; carries every problem found, not just the first."""
 

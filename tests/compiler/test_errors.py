@@ -151,7 +151,7 @@ def test_five_mistakes_give_five_diagnostics_in_one_error(spec_file: Path) -> No
     blocks = shown.split("\n\n")
     assert blocks[-1] == "5 errors"
     assert len(blocks) == 6
-    for block, (line, col, code, message, text) in zip(blocks, EXPECTED, strict=False):
+    for block, (line, col, code, message, _) in zip(blocks, EXPECTED, strict=False):
         head, _, gutter_line, _ = block.split("\n", 3)
         assert head == f"{spec_file}:{line}:{col}: error[{code}]: {message}"
         assert gutter_line == f"{line} | {FIVE_MISTAKES.split(chr(10))[line - 1]}".rstrip()
