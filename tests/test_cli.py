@@ -119,3 +119,8 @@ def test_ctrl_c_writes_a_checkpoint_and_exits_130(tmp_path):
     assert "resume" in rest
     run = next((tmp_path / "runs" / "cms").iterdir())
     assert list((run / "checkpoints").glob("step-*"))
+
+
+def test_shipped_schema_file_is_current():
+    shipped = (SPECS.parent / "nestgraph.schema.json").read_text()
+    assert shipped == invoke("schema").stdout, "run: nestgraph schema -o nestgraph.schema.json"

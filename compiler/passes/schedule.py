@@ -79,17 +79,19 @@ def order_levels(g: nx.DiGraph) -> None:
 def check_periods(g: nx.DiGraph) -> None:
     """A faster level's period divides every slower one's (NL Def. 2: nested frequencies)."""
     tokens, seq_len = g.graph["tokens"], g.graph["spec"].train.seq_len
-    order = g.graph["order"]
-    for i, slow in enumerate(order):
-        for fast in order[:i]:
-            if tokens[fast] < tokens[slow] and tokens[slow] % tokens[fast]:
-                report(g, f"level '{slow}' updates every {_shown(g, slow)}, which is not a "
-                       f"multiple of the {_shown(g, fast)} of the faster level '{fast}'",
-                       level_path(g, slow, "every"),
-                       f"nested levels need periods that divide: try "
-                       f"{_multiple(tokens[slow], tokens[fast])} tokens", "E-PERIOD",
-                       (f"a step reads train.seq_len = {seq_len} tokens per sequence",))
-                break
+    consistent: list[str] = []  # levels already checked; a bad one is not held against others
+    for slow in g.graph["order"]:
+        bad = next((fast for fast in consistent
+                    if tokens[fast] < tokens[slow] and tokens[slow] % tokens[fast]), None)
+        if bad is None:
+            consistent.append(slow)
+            continue
+        report(g, f"level '{slow}' updates every {_shown(g, slow)}, which is not a "
+               f"multiple of the {_shown(g, bad)} of the faster level '{bad}'",
+               level_path(g, slow, "every"),
+               f"nested levels need periods that divide: try "
+               f"{_multiple(tokens[slow], tokens[bad])} tokens", "E-PERIOD",
+               (f"a step reads train.seq_len = {seq_len} tokens per sequence",))
     for lv in levels(g):
         if g.graph["kinds"][lv.name] == "in_context" and lv.lifetime == "sequence" \
                 and lv.period > seq_len:
