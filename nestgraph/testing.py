@@ -20,3 +20,34 @@ def compile_build(folder: Path, spec: str, overrides=()) -> Path:
 
     data, source = read_document(spec, list(overrides))
     return write_build(compile_spec(data, source), source, list(overrides), folder)
+
+
+def stream_average_worker(rank: int, world: int, init_file: str, out: str) -> None:
+    """One rank of a gloo job: average a rank-dependent stream state, agree on a run folder.
+
+    Lives in the package (not the test file) so that spawned processes can import it.
+    """
+    import torch
+    import torch.distributed as dist
+
+    from nestgraph.runtime.distributed import (
+        all_equal,
+        average_stream,
+        current_rank,
+        shared_run_dir,
+    )
+    from nestgraph.runtime.engine import StreamState
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
+                            world_size=world)
+    try:
+        stream = StreamState(position=10, weights={"w": torch.full((2, 2), float(rank))},
+                             accum={"w": torch.full((2, 2), 2.0 * rank)})
+        average_stream(stream)
+        run_dir = shared_run_dir(lambda: f"runs/x/chosen-by-{current_rank().rank}")
+        ok = (torch.equal(stream.weights["w"], torch.full((2, 2), 0.5))
+              and torch.equal(stream.accum["w"], torch.full((2, 2), 1.0))
+              and all_equal(stream.weights["w"]) and run_dir == "runs/x/chosen-by-0")
+        Path(f"{out}.{rank}").write_text("ok" if ok else f"bad {stream.weights['w']} {run_dir}")
+    finally:
+        dist.destroy_process_group()

@@ -21,6 +21,7 @@ import torch
 from nestgraph.errors import EXIT_INTERRUPTED, NestgraphError, TrainingError
 from nestgraph.runtime import checkpoint as ckpt
 from nestgraph.runtime.data import Corpus, heldout_batches, load_corpus, sample_batch
+from nestgraph.runtime.distributed import average_stream, shared_run_dir
 from nestgraph.runtime.engine import StreamState, in_context_levels, init_stream, read_sequence
 from nestgraph.runtime.levels import (
     AdamWRule,
@@ -279,7 +280,7 @@ def train(program: Program, cfg: dict, data_cfg: dict, *, out: Path = Path("runs
         _trim_metrics(run_dir / "metrics.jsonl", state.step)
         reporter.note(f"resuming {run_dir} from step {state.step}")
     else:
-        run_dir = run_dir or new_run_dir(out, program.name)
+        run_dir = run_dir or Path(shared_run_dir(lambda: new_run_dir(out, program.name)))
         program.write_sources(run_dir)
         write_env_json(run_dir, seed=cfg["seed"], command=command or sys.argv,
                        extra={"data": corpus.source, "data_sha256": corpus.sha256,
@@ -307,6 +308,7 @@ def _loop(state, program, cfg, corpus, device, run_dir, log, reporter, sig, inte
     tick = time.perf_counter()
     while state.step < cfg["steps"]:
         record = train_step(state, program, cfg, corpus, device)
+        average_stream(state.stream)  # a no-op on one process; keeps ranks' streams equal
         now = time.perf_counter()
         record["tokens_per_s"] = tokens_per_step / max(now - tick, 1e-9)
         tick = now

@@ -143,6 +143,16 @@ def test_order_pass_keeps_a_context_edge_between_adjacent_levels() -> None:
 # ------------------------------------------------------------------------------ verify_ir
 
 
+def link(g: nx.DiGraph, u: str, v: str, kind: str | None) -> None:
+    """Add an edge the way the passes do (keyed by kind if the IR is a multigraph)."""
+    if kind is None:
+        g.add_edge(u, v)
+    elif g.is_multigraph():
+        g.add_edge(u, v, key=kind, kind=kind)
+    else:
+        g.add_edge(u, v, kind=kind)
+
+
 @pytest.fixture
 def valid() -> nx.DiGraph:
     g = build_ir(spec_of("transformer"))
@@ -176,17 +186,14 @@ def test_verify_rejects_a_node_of_unknown_kind(valid: nx.DiGraph) -> None:
     ("level:outer", "level:attention", None),
 ])
 def test_verify_rejects_an_edge_of_a_wrong_kind(valid: nx.DiGraph, u, v, kind) -> None:
-    if kind is None:
-        valid.add_edge(u, v)
-    else:
-        valid.add_edge(u, v, kind=kind)
+    link(valid, u, v, kind)
     with pytest.raises(IRError, match="has a wrong kind"):
         verify_ir(valid)
 
 
 def test_verify_rejects_a_weight_owned_twice_without_a_diagnostic(valid: nx.DiGraph) -> None:
-    valid.add_edge("level:attention", "part:mlp", kind="owns")
-    valid.add_edge("level:outer", "part:mlp", kind="owns")
+    link(valid, "level:attention", "part:mlp", "owns")
+    link(valid, "level:outer", "part:mlp", "owns")
     with pytest.raises(IRError, match="owned twice"):
         verify_ir(valid)
 
@@ -199,15 +206,15 @@ def _add_levels(g: nx.DiGraph, *names: str) -> None:
 
 def test_verify_accepts_a_nest_chain(valid: nx.DiGraph) -> None:
     _add_levels(valid, "c")
-    valid.add_edge("level:attention", "level:outer", kind="nest")
-    valid.add_edge("level:outer", "level:c", kind="nest")
+    link(valid, "level:attention", "level:outer", "nest")
+    link(valid, "level:outer", "level:c", "nest")
     verify_ir(valid)
 
 
 def test_verify_rejects_nest_edges_that_close_a_loop(valid: nx.DiGraph) -> None:
     _add_levels(valid, "c")
     for u, v in [("attention", "outer"), ("outer", "c"), ("c", "attention")]:
-        valid.add_edge(f"level:{u}", f"level:{v}", kind="nest")
+        link(valid, f"level:{u}", f"level:{v}", "nest")
     with pytest.raises(IRError, match="do not form a forest"):
         verify_ir(valid)
 
@@ -215,7 +222,7 @@ def test_verify_rejects_nest_edges_that_close_a_loop(valid: nx.DiGraph) -> None:
 def test_verify_rejects_nest_edges_forming_a_diamond(valid: nx.DiGraph) -> None:
     _add_levels(valid, "c", "d")
     for u, v in [("attention", "c"), ("attention", "d"), ("c", "outer"), ("d", "outer")]:
-        valid.add_edge(f"level:{u}", f"level:{v}", kind="nest")
+        link(valid, f"level:{u}", f"level:{v}", "nest")
     with pytest.raises(IRError, match="do not form a forest"):
         verify_ir(valid)
 
@@ -223,7 +230,7 @@ def test_verify_rejects_nest_edges_forming_a_diamond(valid: nx.DiGraph) -> None:
 @pytest.mark.xfail(strict=True, reason="verify_ir tests the nest edges as an undirected forest, "
                    "which folds a -> b, b -> a into one edge and accepts the cycle")
 def test_verify_rejects_a_two_level_nest_cycle(valid: nx.DiGraph) -> None:
-    valid.add_edge("level:attention", "level:outer", kind="nest")
-    valid.add_edge("level:outer", "level:attention", kind="nest")
+    link(valid, "level:attention", "level:outer", "nest")
+    link(valid, "level:outer", "level:attention", "nest")
     with pytest.raises(IRError):
         verify_ir(valid)

@@ -104,3 +104,19 @@ def test_cms_spec_200_steps_lowers_bpb_and_resumes_bitwise(tmp_path):
     assert all(torch.equal(w1[n], w2[n]) for n in w1)
     evals = [r for r in read_metrics(whole.run_dir / "metrics.jsonl") if "heldout_bpb" in r]
     assert evals[-1]["heldout_bpb"] < evals[0]["heldout_bpb"]
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp64"])
+def test_other_precisions_train(tmp_path, precision):
+    program = small_program(tmp_path, [f"train.precision={precision}"])
+    result = run(program, tmp_path / "runs", steps=2)
+    assert result.step == 2 and 0 < result.heldout_bpb < 20
+
+
+def test_non_finite_loss_is_a_training_error(tmp_path):
+    from nestgraph.errors import TrainingError
+
+    program = small_program(tmp_path, ["levels.outer.rule.lr=1.0e+30",
+                                       "levels.cms_fast.rule.lr=1.0e+30"])
+    with pytest.raises(TrainingError, match="loss became"):
+        run(program, tmp_path / "runs", steps=20)
