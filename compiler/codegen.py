@@ -54,8 +54,7 @@ def model_source(spec) -> str:
 
 
 def emit_program(plan: dict, spec) -> str:
-    title = f"{plan['name']}: {spec.about}".strip().rstrip(":").replace('"""', "'''")
-    title = title.replace("\\", "\\\\")
+    title = _docstring_safe(f"{plan['name']}: {spec.about}".strip().rstrip(":"))
     parts = [
         HEADER.format(title=title, name=plan["name"], sha=plan["sha256"][:16],
                       name_repr=repr(plan["name"]), sha_repr=repr(plan["sha256"])),
@@ -118,3 +117,12 @@ def _rule_source(rule: dict) -> str:
 def _dict_source(d: dict) -> str:
     items = "".join(f"\n    {k!r}: {v!r}," for k, v in d.items())
     return "{" + items + "\n}"
+
+
+def _docstring_safe(text: str) -> str:
+    """Text that can sit inside a triple-quoted docstring: no closing quotes, and no raw control
+    characters or lone surrogates (written as the escapes Python would read back)."""
+    text = text.replace("\\", "\\\\").replace('"' * 3, "'" * 3)
+    return "".join(ch if ch == "\n" or ch.isprintable()
+                   else ch.encode("unicode_escape", "backslashreplace").decode("ascii")
+                   for ch in text)

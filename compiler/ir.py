@@ -1,7 +1,8 @@
 """The intermediate representation: a networkx graph of levels, modules and ownable states.
 
 Nodes are strings ``level:NAME``, ``module:NAME``, ``part:NAME``; each carries a frozen record
-under the attribute of its kind (``level``, ``module``, ``part``). Edges carry ``kind``:
+under the attribute of its kind (``level``, ``module``, ``part``). It is a multigraph whose edge
+key is the edge's ``kind``, so that two levels can be joined by both a flow and a nesting:
 
 * ``has``: module -> part (the states a module contributes);
 * ``owns``: level -> part (added by the ownership pass);
@@ -54,13 +55,13 @@ def build_ir(spec: Spec, level_index: list[int] | None = None) -> nx.DiGraph:
     """Spec -> graph. `level_index` maps each level to its position in the source document."""
     if level_index is None:
         level_index = list(range(len(spec.levels)))
-    g = nx.DiGraph(name=spec.name, spec=spec, diagnostics=[], level_index=level_index)
+    g = nx.MultiDiGraph(name=spec.name, spec=spec, diagnostics=[], level_index=level_index)
     used = {b.module for b in spec.model.block}
     for name, mspec in spec.modules.items():
         g.add_node(f"module:{name}", module=ModuleInfo(name, mspec, name in used))
         for part in module_ownables(name, mspec, spec.model):
             _add_part(g, part)
-            g.add_edge(f"module:{name}", f"part:{part.name}", kind="has")
+            g.add_edge(f"module:{name}", f"part:{part.name}", key="has", kind="has")
     for part in model_ownables(spec.model):
         _add_part(g, part)
     for i, level in enumerate(spec.levels):
@@ -89,7 +90,7 @@ def parts(g: nx.DiGraph) -> list[Ownable]:
 
 
 def edges_of(g: nx.DiGraph, kind: str) -> nx.DiGraph:
-    return nx.subgraph_view(g, filter_edge=lambda u, v: g.edges[u, v]["kind"] == kind)
+    return nx.subgraph_view(g, filter_edge=lambda u, v, k: k == kind)
 
 
 def owned_by(g: nx.DiGraph, level: str) -> list[Ownable]:
@@ -123,6 +124,9 @@ def verify_ir(g: nx.DiGraph) -> None:
     for u, v, k in g.edges(data="kind"):
         if k == "owns" and owners.setdefault(v, u) != u and not g.graph["diagnostics"]:
             raise IRError(f"{v!r} owned twice ({owners[v]!r}, {u!r}) without a diagnostic")
-    nest = edges_of(g, "nest")
-    if nest.number_of_edges() and not nx.is_forest(nest.to_undirected(as_view=True)):
-        raise IRError("the nest edges do not form a forest")
+    nest = nx.DiGraph(list(edges_of(g, "nest").edges()))
+    if nest.number_of_edges():
+        if not nx.is_directed_acyclic_graph(nest) or not nx.is_forest(nest.to_undirected()):
+            raise IRError("the nest edges do not form a forest")
+        if any(d > 1 for _, d in nest.out_degree()):
+            raise IRError("a level is nested directly in two slower levels")

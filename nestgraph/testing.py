@@ -4,6 +4,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# The smallest valid spec: two modules, one level that owns every weight.
+MINIMAL_SPEC = """\
+nestgraph: 1
+name: t
+model:
+  block: [attn, mlp]
+modules:
+  attn: {type: attention}
+  mlp: {type: mlp}
+levels:
+  - name: outer
+    owns: rest
+    every: 1 step
+    context: corpus
+    objective: next_token
+    rule: {type: adamw, lr: 1e-3}
+    lifetime: run
+"""
+
 # A CMS configuration small enough to train about ten steps a second on a CPU.
 SMALL_CMS = (
     "model.dim=16", "train.batch=2", "train.seq_len=64", "levels.cms_mid.every=32 tokens",

@@ -28,7 +28,7 @@ def _report_double_owners(g: nx.DiGraph) -> None:
         if len({name for name, _ in owners}) > 1:
             first = owners[0][0]
             for name, item in owners[1:]:
-                g.remove_edge(f"level:{name}", node)
+                g.remove_edge(f"level:{name}", node, key="owns")
                 report(g, f"'{node.split(':', 1)[1]}' is owned by level '{first}' and again by "
                        f"level '{name}'", level_path(g, name, "owns", item),
                        "a state has exactly one owner: remove it from one of the two levels",
@@ -47,7 +47,7 @@ def _expand_rest(g: nx.DiGraph) -> None:
     for part in parts(g):
         if part.kind == "param" and owner_of(g, part.name) is None \
                 and part.name not in lost(g).owns:
-            g.add_edge(f"level:{taker.name}", f"part:{part.name}", kind="owns",
+            g.add_edge(f"level:{taker.name}", f"part:{part.name}", key="owns", kind="owns",
                        item=taker.owns.index("rest"))
 
 

@@ -8,7 +8,7 @@ unknown, duplicated or unused name.
 from __future__ import annotations
 
 import networkx as nx
-from nestgraph.compiler.ir import levels, parts
+from nestgraph.compiler.ir import levels, owner_of, parts
 from nestgraph.compiler.passes.common import did_you_mean, level_path, lost, report
 
 
@@ -68,7 +68,15 @@ def _resolve_owns(g: nx.DiGraph) -> None:
                        (_ownable_note(known, spec),))
                 continue
             for part in targets:
-                g.add_edge(f"level:{lv.name}", f"part:{part.name}", kind="owns", item=j)
+                first = owner_of(g, part.name)
+                if first is not None and first != lv.name:
+                    report(g, f"'{part.name}' is owned by level '{first}' and again by level "
+                           f"'{lv.name}'", level_path(g, lv.name, "owns", j),
+                           "a state has exactly one owner: remove it from one of the two levels",
+                           "E-OWN")
+                    continue
+                g.add_edge(f"level:{lv.name}", f"part:{part.name}", key="owns", kind="owns",
+                           item=j)
 
 
 def _groups(g: nx.DiGraph) -> dict[str, list]:
@@ -91,7 +99,7 @@ def _resolve_contexts(g: nx.DiGraph) -> None:
         if not lv.source:
             continue
         if lv.source in names:
-            g.add_edge(f"level:{lv.source}", f"level:{lv.name}", kind="context")
+            g.add_edge(f"level:{lv.source}", f"level:{lv.name}", key="context", kind="context")
         elif lv.source not in lost(g).levels:
             report(g, f"level '{lv.name}' learns from level '{lv.source}', which does not exist",
                    level_path(g, lv.name, "context"), did_you_mean(lv.source, names), "E-NAME")

@@ -11,6 +11,8 @@ the faster one updates first, so the slower one's next read sees it updated.
 
 from __future__ import annotations
 
+import math
+
 import networkx as nx
 from nestgraph.compiler.ir import levels, owned_by
 from nestgraph.compiler.passes.common import level_path, report
@@ -73,7 +75,7 @@ def order_levels(g: nx.DiGraph) -> None:
     order = sorted(tokens, key=lambda n: (tokens[n], g.nodes[f"level:{n}"]["level"].index))
     g.graph["tokens"], g.graph["order"] = tokens, order
     for inner, outer in zip(order, order[1:], strict=False):
-        g.add_edge(f"level:{inner}", f"level:{outer}", kind="nest")
+        g.add_edge(f"level:{inner}", f"level:{outer}", key="nest", kind="nest")
 
 
 def check_periods(g: nx.DiGraph) -> None:
@@ -90,7 +92,7 @@ def check_periods(g: nx.DiGraph) -> None:
                f"multiple of the {_shown(g, bad)} of the faster level '{bad}'",
                level_path(g, slow, "every"),
                f"nested levels need periods that divide: try "
-               f"{_multiple(tokens[slow], tokens[bad])} tokens", "E-PERIOD",
+               f"{_multiple(tokens[slow], _lcm(tokens, consistent, slow))} tokens", "E-PERIOD",
                (f"a step reads train.seq_len = {seq_len} tokens per sequence",))
     for lv in levels(g):
         if g.graph["kinds"][lv.name] == "in_context" and lv.lifetime == "sequence" \
@@ -105,6 +107,11 @@ def check_periods(g: nx.DiGraph) -> None:
 def _shown(g: nx.DiGraph, name: str) -> str:
     lv = g.nodes[f"level:{name}"]["level"]
     return f"{lv.period} {lv.unit}{'s' if lv.period != 1 else ''}"
+
+
+def _lcm(tokens: dict, consistent: list[str], slow: str) -> int:
+    """The least common multiple of the periods of the faster, consistent levels."""
+    return math.lcm(*[tokens[f] for f in consistent if tokens[f] < tokens[slow]])
 
 
 def _multiple(value: int, base: int) -> int:

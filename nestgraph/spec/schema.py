@@ -25,7 +25,7 @@ _IDENT = re.compile(r"^[a-z][a-z0-9_]*$")
 def _check_identifier(name: str) -> str:
     # Names become Python identifiers and attribute names in program.py, so they are held to
     # a strict pattern: lower-case, no leading underscore (so no dunders), no keywords.
-    if not _IDENT.match(name):
+    if not _IDENT.fullmatch(name):
         raise ValueError(
             f"'{name}' is not a valid name: use lower-case letters, digits and '_', "
             "starting with a letter"
@@ -43,7 +43,7 @@ _REF = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
 
 def _check_rate(value: Any) -> Any:
     if isinstance(value, str):
-        if not _REF.match(value):
+        if not _REF.fullmatch(value):
             raise ValueError(
                 f"'{value}' is neither a number nor a reference of the form module.value"
             )
@@ -158,7 +158,7 @@ _FLOW = re.compile(r"^(tokens|corpus|(output|gradients) of [a-z][a-z0-9_]*)$")
 def _normalise_context(value: Any) -> Any:
     if isinstance(value, str):
         text = " ".join(value.split())
-        if not _FLOW.match(text):
+        if not _FLOW.fullmatch(text):
             raise ValueError(
                 f"'{value}' is not a context flow: use 'tokens', 'corpus', "
                 "'output of LEVEL' or 'gradients of LEVEL'"

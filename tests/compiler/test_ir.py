@@ -130,8 +130,6 @@ def test_context_edges_point_from_source_to_consumer() -> None:
     assert context == [("level:attention", "level:cms_slow")]
 
 
-@pytest.mark.xfail(strict=True, reason="the IR is a DiGraph, so the order pass's `nest` edge "
-                   "fast -> slow overwrites a `context` edge between the same two levels")
 def test_order_pass_keeps_a_context_edge_between_adjacent_levels() -> None:
     data = copy.deepcopy(_shipped("cms"))
     data["levels"][2]["context"] = "output of cms_fast"  # cms_mid learns from the next faster
@@ -227,8 +225,6 @@ def test_verify_rejects_nest_edges_forming_a_diamond(valid: nx.DiGraph) -> None:
         verify_ir(valid)
 
 
-@pytest.mark.xfail(strict=True, reason="verify_ir tests the nest edges as an undirected forest, "
-                   "which folds a -> b, b -> a into one edge and accepts the cycle")
 def test_verify_rejects_a_two_level_nest_cycle(valid: nx.DiGraph) -> None:
     link(valid, "level:attention", "level:outer", "nest")
     link(valid, "level:outer", "level:attention", "nest")

@@ -239,9 +239,6 @@ def test_ownership_double_owner_through_a_module_name() -> None:
 
 
 @pytest.mark.usefixtures("verified")
-@pytest.mark.xfail(strict=True, reason="resolve adds both owns edges and only the ownership "
-                   "pass reports the second, so verify_ir after resolve sees a state owned "
-                   "twice without a diagnostic and the user gets an internal CompileError")
 def test_ownership_double_owner_is_a_diagnostic_when_every_pass_is_verified() -> None:
     d = only(run(double_owner()))
     assert (d.code, d.path) == ("E-OWN", ("levels", SLOW, "owns", 1))
@@ -458,8 +455,6 @@ def test_periods_equal_periods_are_fine() -> None:
     assert diagnostics(run(data)) == []
 
 
-@pytest.mark.xfail(strict=True, reason="check_periods suggests a multiple of the first faster "
-                   "level that fails, not of all faster levels, so the advice can fail again")
 def test_periods_suggested_period_divides_by_every_faster_level() -> None:
     data = cms()
     level(data, "cms_fast")["every"] = "2 tokens"
@@ -553,8 +548,6 @@ def test_flow_chain_without_cycle_is_fine() -> None:
     assert diagnostics(g, "E-FLOW") == []
 
 
-@pytest.mark.xfail(strict=True, reason="the nest edge cms_fast -> cms_mid replaces the context "
-                   "edge between the same two levels, so a cycle through it is never seen")
 def test_flow_two_cycle_between_adjacent_levels() -> None:
     data = cms()
     level(data, "cms_fast")["context"] = "output of cms_mid"

@@ -118,8 +118,6 @@ def test_names_carrying_code_are_rejected_with_a_position(place: str, payload: s
         assert re.match(r"t\.yaml:\d+:\d+: error", block), block
 
 
-@pytest.mark.xfail(strict=True, reason="the identifier pattern ends in '$', which also matches "
-                   "before a trailing newline, so 'outer\\n' passes as a name")
 @pytest.mark.parametrize("place", ["spec name", "level name", "module name"])
 def test_a_name_with_a_trailing_newline_is_rejected(place: str) -> None:
     line, template, _ = NAME_PLACES[place]
@@ -227,8 +225,6 @@ def test_data_source_with_control_characters_is_escaped(payload: str) -> None:
     assert_inert(program)
 
 
-@pytest.mark.xfail(strict=True, reason="about is pasted raw into the docstring, so a NUL makes "
-                   "program.py uncompilable and a lone surrogate makes it unwritable as UTF-8")
 @pytest.mark.parametrize("payload", ["nul \x00 byte", "lone \ud800 surrogate"], ids=ascii)
 def test_about_with_control_characters_is_rejected_or_inert(payload: str) -> None:
     text = put("about: plain", "about: {}", payload)
@@ -240,8 +236,6 @@ def test_about_with_control_characters_is_rejected_or_inert(payload: str) -> Non
     assert_inert(program)
 
 
-@pytest.mark.xfail(strict=True, reason="'outer\\n' passes the identifier rule and its newline "
-                   "ends the schedule-table comment, so program.py has a stray indented line")
 def test_a_level_name_with_a_trailing_newline_never_breaks_the_program() -> None:
     text = put("  - name: outer", "  - name: {}", "outer\n")
     data, source = load_yaml(text, "t.yaml")

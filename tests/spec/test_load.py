@@ -14,24 +14,9 @@ from nestgraph.spec import dump_resolved, find_spec_file, load_spec, shipped_spe
 from nestgraph.spec.schema import Spec
 from nestgraph.spec.source import format_diagnostics
 from nestgraph.spec.yaml_front import load_yaml
+from nestgraph.testing import MINIMAL_SPEC
 
-SPEC = """\
-nestgraph: 1
-name: t
-model:
-  block: [attn, mlp]
-modules:
-  attn: {type: attention}
-  mlp: {type: mlp}
-levels:
-  - name: outer
-    owns: rest
-    every: 1 step
-    context: corpus
-    objective: next_token
-    rule: {type: adamw, lr: 1e-3}
-    lifetime: run
-"""
+SPEC = MINIMAL_SPEC
 
 
 @pytest.fixture

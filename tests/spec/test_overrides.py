@@ -11,23 +11,9 @@ from nestgraph.errors import Diagnostic, SpecError
 from nestgraph.spec.overrides import apply_overrides
 from nestgraph.spec.source import SourceFile, Span, format_diagnostic, format_diagnostics
 from nestgraph.spec.yaml_front import load_yaml
+from nestgraph.testing import MINIMAL_SPEC
 
-SPEC = """\
-nestgraph: 1
-name: t
-model:
-  block: [attn, mlp]
-modules:
-  attn: {type: attention}
-  mlp: {type: mlp}
-levels:
-  - name: outer
-    owns: rest
-    every: 1 step
-    context: corpus
-    objective: next_token
-    rule: {type: adamw, lr: 1e-3}
-    lifetime: run
+SPEC = MINIMAL_SPEC + """\
   - name: cms_fast
     owns: mlp
     every: 16 tokens

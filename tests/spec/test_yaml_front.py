@@ -16,24 +16,9 @@ from nestgraph.spec.source import (
     format_diagnostics,
 )
 from nestgraph.spec.yaml_front import MAX_ALIASES, load_value, load_yaml
+from nestgraph.testing import MINIMAL_SPEC
 
-MINIMAL = """\
-nestgraph: 1
-name: t
-model:
-  block: [attn, mlp]
-modules:
-  attn: {type: attention}
-  mlp: {type: mlp}
-levels:
-  - name: outer
-    owns: rest
-    every: 1 step
-    context: corpus
-    objective: next_token
-    rule: {type: adamw, lr: 1e-3}
-    lifetime: run
-"""
+MINIMAL = MINIMAL_SPEC
 
 
 def errors_of(text: str) -> tuple[list[Diagnostic], SourceFile]:
