@@ -282,6 +282,9 @@ def train(program: Program, cfg: dict, data_cfg: dict, *, out: Path = Path("runs
     else:
         run_dir = run_dir or Path(shared_run_dir(lambda: new_run_dir(out, program.name)))
         program.write_sources(run_dir)
+        # The train and data sections as this run used them, after every override.
+        atomic_write_text(run_dir / "run.json", json.dumps(
+            {"train": cfg, "data": data_cfg}, indent=2, sort_keys=True) + "\n")
         write_env_json(run_dir, seed=cfg["seed"], command=command or sys.argv,
                        extra={"data": corpus.source, "data_sha256": corpus.sha256,
                               "device": str(device), "train": cfg})

@@ -72,7 +72,7 @@ def test_run_folder_records_spec_env_and_data_hash(tmp_path):
     result = run(program, tmp_path / "runs", steps=1)
     folder = result.run_dir
     for name in ("spec.yaml", "spec.resolved.yaml", "program.py", "plan.json", "env.json",
-                 "metrics.jsonl"):
+                 "metrics.jsonl", "run.json", "overrides.txt"):
         assert (folder / name).is_file(), name
     env = json.loads((folder / "env.json").read_text())
     assert len(env["data_sha256"]) == 64 and env["seed"] == 0
@@ -120,3 +120,30 @@ def test_non_finite_loss_is_a_training_error(tmp_path):
                                        "levels.cms_fast.rule.lr=1.0e+30"])
     with pytest.raises(TrainingError, match="loss became"):
         run(program, tmp_path / "runs", steps=20)
+
+
+def test_crashed_run_resumes_from_its_last_checkpoint_bitwise(tmp_path, monkeypatch):
+    # A hard crash (no checkpoint at the moment of death): the run continues from the last
+    # periodic checkpoint and replays the lost steps exactly.
+    import nestgraph.runtime.train as loop
+
+    program = small_program(tmp_path, ["train.checkpoint_every=5"])
+    whole = run(program, tmp_path / "a", steps=12)
+    real_step = loop.train_step
+
+    def crash_at_8(state, *args):
+        if state.step == 8:
+            raise RuntimeError("power cut")
+        return real_step(state, *args)
+
+    monkeypatch.setattr(loop, "train_step", crash_at_8)
+    with pytest.raises(RuntimeError, match="power cut"):
+        run(program, tmp_path / "b", steps=12)
+    monkeypatch.setattr(loop, "train_step", real_step)
+    resumed = run(program, tmp_path / "b", steps=12)
+    assert resumed.resumed_from == 5
+    w1, _, _ = final_state(whole.run_dir)
+    w2, _, _ = final_state(resumed.run_dir)
+    assert all(torch.equal(w1[n], w2[n]) for n in w1)
+    steps = [r["step"] for r in read_metrics(resumed.run_dir / "metrics.jsonl") if "loss" in r]
+    assert steps == list(range(1, 13))
