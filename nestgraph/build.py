@@ -102,10 +102,11 @@ def find_build(words: list[str]) -> Path:
 
 def train_config(program, overrides: list[str], *, steps: int | None, data: str | None):
     """The program's train/data sections with `train.*=`/`data.*=` overrides, re-validated."""
-    import yaml
     from pydantic import ValidationError
 
+    from nestgraph.runtime.levels import schedule_problems
     from nestgraph.spec.schema import DataSpec, TrainSpec
+    from nestgraph.spec.yaml_front import load_value
 
     sections = {"train": dict(program.train), "data": dict(program.data)}
     problems = []
@@ -117,7 +118,7 @@ def train_config(program, overrides: list[str], *, steps: int | None, data: str 
                 f"override #{i} '{item}': train accepts only train.KEY=VALUE and "
                 "data.KEY=VALUE", hint="model and level changes need a recompile"))
             continue
-        sections[section][field] = yaml.safe_load(text) if text else ""
+        sections[section][field] = load_value(text) if text else ""
     if steps is not None:
         sections["train"]["steps"] = steps
     if data is not None:
@@ -128,27 +129,34 @@ def train_config(program, overrides: list[str], *, steps: int | None, data: str 
         except ValidationError as err:
             problems += [Diagnostic(f"{name}.{'.'.join(map(str, e['loc']))}: {e['msg']}")
                          for e in err.errors()]
+    if not problems:
+        problems += [Diagnostic(p, hint="choose another train.seq_len, or recompile the spec "
+                                "with it so the compiler checks the whole schedule")
+                     for p in schedule_problems(program.schedule, sections["train"]["seq_len"])]
     if problems:
         raise SpecError(problems)
     return sections["train"], sections["data"]
 
 
 def load_run(run: Path):
-    """The model, program and stream state of a run's latest checkpoint."""
+    """The model, program, stream state and settings of a run's latest checkpoint."""
     from nestgraph.runtime import checkpoint as ckpt
     from nestgraph.runtime.engine import init_stream
     from nestgraph.runtime.program import load_program
 
     if not (run / "program.py").is_file():
         raise UsageProblem(f"'{run}' is not a run folder (no program.py in it)",
-                             "pass a folder under runs/NAME/")
+                           "pass a folder under runs/NAME/")
     found = ckpt.latest_checkpoint(run)
     if found is None:
         raise UsageProblem(f"run '{run}' has no checkpoint yet")
     program = load_program(run)
+    weights, state, meta = ckpt.load_checkpoint(found)
+    cfg = meta.get("train", program.train)  # the settings the run actually trained with
     model = program.build_model()
-    weights, state, _ = ckpt.load_checkpoint(found)
+    if cfg["precision"] == "fp64":
+        model = model.double()
     model.load_state_dict(weights)
     stream = init_stream(model, program.schedule)
     stream.load_state_dict(state["stream"])
-    return model, program, stream
+    return model, program, stream, cfg

@@ -211,11 +211,12 @@ def generate(
     """
     from nestgraph.build import load_run
 
-    model, program, stream = load_run(run)
+    model, program, stream, cfg = load_run(run)
     from nestgraph.runtime.generate import sample
 
     text = sample(model, program.schedule, stream, prompt.encode(), tokens=tokens,
-                  seq_len=program.train["seq_len"], temperature=temperature, seed=seed)
+                  seq_len=cfg["seq_len"], temperature=temperature, seed=seed,
+                  bf16=cfg["precision"] == "bf16")
     typer.echo(prompt + text.decode("utf-8", errors="replace"))
 
 

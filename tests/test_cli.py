@@ -124,3 +124,21 @@ def test_ctrl_c_writes_a_checkpoint_and_exits_130(tmp_path):
 def test_shipped_schema_file_is_current():
     shipped = (SPECS.parent / "nestgraph.schema.json").read_text()
     assert shipped == invoke("schema").stdout, "run: nestgraph schema -o nestgraph.schema.json"
+
+
+def test_train_time_settings_are_checked(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert invoke("compile", "cms", *SMALL_CMS, "levels.cms_fast.meta=second_order").exit_code == 0
+    bad_len = invoke("train", "--steps", "1", "train.seq_len=40")
+    assert bad_len.exit_code == 3 and "seq_len 40" in bad_len.output
+    assert invoke("train", "--steps", "1", "train.compile=on").exit_code == 4
+    if not torch_cuda_available():
+        assert invoke("train", "--steps", "1", "train.device=cuda").exit_code == 6
+    done = invoke("train", "--steps", "1", "train.compile=off", "train.batch=1")
+    assert done.exit_code == 0, done.output
+
+
+def torch_cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()

@@ -133,7 +133,7 @@ def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
             f"checkpoint '{path}' is incomplete: missing {', '.join(missing)}",
             "resume from an earlier checkpoint of the same run",
         )
-    return _load_weights(path), _load_state(path), _load_meta(path)
+    return _load_weights(path), _load_state(path), read_meta(path)
 
 
 # --- random number generators -------------------------------------------------------------
@@ -298,7 +298,8 @@ def _load_state(path: Path) -> dict[str, Any]:
     return state
 
 
-def _load_meta(path: Path) -> dict[str, Any]:
+def read_meta(path: Path) -> dict[str, Any]:
+    """A checkpoint's trainer_state.json, or CheckpointError if it is missing or broken."""
     try:
         meta = json.loads((path / META_FILE).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

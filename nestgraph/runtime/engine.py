@@ -45,6 +45,12 @@ class StreamState:
         return {"position": self.position, "weights": dict(self.weights),
                 "accum": dict(self.accum), "velocity": dict(self.velocity)}
 
+    def to(self, device: torch.device) -> None:
+        """Move every tensor (after loading a checkpoint, which reads onto the CPU)."""
+        for table in (self.weights, self.accum, self.velocity):
+            for name, tensor in table.items():
+                table[name] = tensor.to(device)
+
     def load_state_dict(self, state: dict) -> None:
         self.position = int(state["position"])
         self.weights = dict(state["weights"])
@@ -103,8 +109,9 @@ class _Fast:
                 else:
                     w = stream.weights[name].to(p.device, p.dtype)
                     self.weights[name] = w.detach().requires_grad_(True)
-                    self.accum[name] = stream.accum[name].clone()
-                    self.velocity[name] = stream.velocity.get(name)
+                    self.accum[name] = stream.accum[name].to(p.device, p.dtype, copy=True)
+                    v = stream.velocity.get(name)
+                    self.velocity[name] = None if v is None else v.to(p.device, p.dtype)
 
     def names(self) -> list[str]:
         return list(self.weights)

@@ -8,6 +8,8 @@ for, and never lets sampling and training disagree.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 
 from nestgraph.runtime.engine import StreamState, in_context_levels, read_sequence
@@ -16,14 +18,15 @@ from nestgraph.runtime.levels import LevelDef
 
 def sample(model: torch.nn.Module, schedule: tuple[LevelDef, ...], stream: StreamState,
            prompt: bytes, *, tokens: int, seq_len: int, temperature: float = 0.8,
-           seed: int = 0) -> bytes:
+           seed: int = 0, bf16: bool = False) -> bytes:
     generator = torch.Generator().manual_seed(seed)
     context = list(prompt) or [10]  # an empty prompt starts from a newline
     learning = bool(in_context_levels(schedule))
     for _ in range(tokens):
         window = torch.tensor([context[-seq_len:]], dtype=torch.long)
         targets = torch.cat([window[:, 1:], torch.full((1, 1), -1)], dim=1)
-        with torch.enable_grad() if learning else torch.no_grad():
+        precision = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext()
+        with torch.enable_grad() if learning else torch.no_grad(), precision:
             out = read_sequence(model, schedule, window, targets, stream, learn_stream=False,
                                 differentiable=False, keep_logits=True)
         logits = out.logits[0, -1].detach().float()

@@ -131,3 +131,26 @@ def make_optimizer(level: LevelDef, params: list[torch.nn.Parameter]) -> torch.o
         return torch.optim.SGD(params, lr=rule.lr, momentum=rule.momentum,
                                weight_decay=rule.weight_decay, foreach=False)
     raise TypeError(f"level '{level.name}': rule {type(rule).__name__} cannot drive a step level")
+
+
+def schedule_problems(schedule: tuple[LevelDef, ...], seq_len: int) -> list[str]:
+    """The compiler's period rules, rechecked for a sequence length chosen at train time.
+
+    A step reads ``seq_len`` tokens, so changing it can break the nesting the compiler proved
+    (a faster period must divide every slower one) or leave a sequence-lifetime level unable to
+    ever update within a sequence.
+    """
+    problems = []
+    tokens = {lv.name: lv.period * (seq_len if lv.unit == "step" else 1) for lv in schedule}
+    order = sorted(tokens, key=tokens.get)
+    for i, slow in enumerate(order):
+        for fast in order[:i]:
+            if tokens[fast] < tokens[slow] and tokens[slow] % tokens[fast]:
+                problems.append(f"with seq_len {seq_len}, level '{slow}' ({tokens[slow]} tokens) "
+                                f"is not a multiple of level '{fast}' ({tokens[fast]} tokens)")
+                break
+    for lv in schedule:
+        if lv.kind == "in_context" and lv.lifetime == "sequence" and lv.period > seq_len:
+            problems.append(f"with seq_len {seq_len}, level '{lv.name}' (every {lv.period} "
+                            "tokens, reset every sequence) would never update")
+    return problems

@@ -53,23 +53,27 @@ def new_run_dir(root: Path, name: str, *, now: datetime | None = None) -> Path:
         return candidate
 
 
-def latest_run_dir(root: Path, name: str) -> Path | None:
-    """The most recent run folder under ``root/name``, or ``None`` (for ``--resume auto``).
+def run_dirs(root: Path, name: str) -> list[Path]:
+    """The run folders under ``root/name``, newest first.
 
     Folders are ordered by their timestamp name, and same-second collisions by their numeric
     suffix (so ``-10`` comes after ``-9``). Folders not named like runs are ignored.
     """
     parent = Path(root) / name
     if not parent.is_dir():
-        return None
+        return []
     runs = []
     for child in parent.iterdir():
         match = _RUN_DIR.match(child.name)
         if match and child.is_dir():
             runs.append(((match.group(1), int(match.group(2) or 0)), child))
-    if not runs:
-        return None
-    return max(runs)[1]
+    return [path for _, path in sorted(runs, reverse=True)]
+
+
+def latest_run_dir(root: Path, name: str) -> Path | None:
+    """The most recent run folder under ``root/name``, or ``None``."""
+    found = run_dirs(root, name)
+    return found[0] if found else None
 
 
 def write_env_json(

@@ -18,7 +18,13 @@ from pathlib import Path
 
 import torch
 
-from nestgraph.errors import EXIT_INTERRUPTED, NestgraphError, TrainingError
+from nestgraph.errors import (
+    EXIT_INTERRUPTED,
+    CompileError,
+    EnvironmentProblem,
+    NestgraphError,
+    TrainingError,
+)
 from nestgraph.runtime import checkpoint as ckpt
 from nestgraph.runtime.data import Corpus, heldout_batches, load_corpus, sample_batch
 from nestgraph.runtime.distributed import average_stream, shared_run_dir
@@ -33,10 +39,10 @@ from nestgraph.runtime.levels import (
 )
 from nestgraph.runtime.program import Program
 from nestgraph.runtime.progress import Reporter
+from nestgraph.runtime.resume import find_resume
 from nestgraph.runtime.runs import (
     MetricsLog,
     atomic_write_text,
-    latest_run_dir,
     new_run_dir,
     read_metrics,
     write_env_json,
@@ -50,7 +56,7 @@ class Interrupted(NestgraphError):
 
     def __init__(self, run_dir: Path, step: int) -> None:
         super().__init__(f"interrupted at step {step}; checkpoint written in {run_dir}",
-                         "continue it with: nestgraph train --resume auto")
+                         f"continue it with: nestgraph train {run_dir} --resume {run_dir}")
         self.run_dir, self.step = run_dir, step
 
 
@@ -75,7 +81,7 @@ class _State:
 
 def resolve_device(choice: str) -> torch.device:
     if choice == "cuda" and not torch.cuda.is_available():
-        raise TrainingError("device 'cuda' was asked for but no GPU is available",
+        raise EnvironmentProblem("device 'cuda' was asked for but no GPU is available",
                             "use train.device=auto or train.device=cpu")
     if choice == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -97,15 +103,22 @@ def build_state(program: Program, cfg: dict, device: torch.device) -> _State:
         p.requires_grad_(name not in stream_owned)
     optimizers = {lv.name: make_optimizer(lv, list(owned_parameters(model, lv).values()))
                   for lv in program.schedule if lv.kind == "step"}
-    if _wants_compile(cfg["compile"], device):
+    if _wants_compile(cfg["compile"], device, program.schedule):
         for layer in model.layers:
             layer.compile()
     return _State(model, init_stream(model, program.schedule), optimizers)
 
 
-def _wants_compile(choice: str, device: torch.device) -> bool:
-    # torch.compile pays off on a GPU; on a CPU the compile time outweighs a short run.
-    return choice == "on" or (choice == "auto" and device.type == "cuda")
+def _wants_compile(choice: str, device: torch.device, schedule) -> bool:
+    # torch.compile pays off on a GPU; on a CPU the compile time outweighs a short run. It
+    # cannot differentiate twice, which second-order in-context levels need.
+    second = any(lv.kind == "in_context" and lv.lifetime == "sequence"
+                 and lv.meta == "second_order" for lv in schedule)
+    if choice == "on" and second:
+        raise CompileError("train.compile=on, but torch.compile has no double backward, which "
+                           "the second-order in-context levels need",
+                           hint="set meta: first_order on those levels, or train.compile=auto")
+    return choice == "on" or (choice == "auto" and device.type == "cuda" and not second)
 
 
 def _autocast(cfg: dict, device: torch.device):
@@ -174,7 +187,8 @@ def evaluate(state: _State, program: Program, cfg: dict, corpus: Corpus,
 # ------------------------------------------------------------------------------ checkpoints
 
 
-def save(state: _State, run_dir: Path, cfg: dict, corpus: Corpus, spec_sha: str) -> Path:
+def save(state: _State, run_dir: Path, cfg: dict, data_cfg: dict, corpus: Corpus,
+         spec_sha: str) -> Path:
     pending = {n: p.grad for n, p in state.model.named_parameters() if p.grad is not None}
     return ckpt.save_checkpoint(
         run_dir, state.step,
@@ -183,47 +197,26 @@ def save(state: _State, run_dir: Path, cfg: dict, corpus: Corpus, spec_sha: str)
                "stream": state.stream.state_dict(), "pending_grads": pending,
                "rng": ckpt.rng_state()},
         meta={"step": state.step, "steps": cfg["steps"], "data_sha256": corpus.sha256,
-              "spec_sha256": spec_sha},
+              "spec_sha256": spec_sha, "train": cfg, "data": data_cfg},
         keep_last=cfg["keep_checkpoints"])
 
 
 def restore(state: _State, path: Path, device: torch.device) -> None:
     weights, saved, meta = ckpt.load_checkpoint(path)
-    state.model.load_state_dict(weights)
-    for name, opt in state.optimizers.items():
-        opt.load_state_dict(saved["optimizers"][name])
-    state.stream.load_state_dict(saved["stream"])
-    params = dict(state.model.named_parameters())
-    for name, grad in saved["pending_grads"].items():
-        params[name].grad = grad.to(device)
+    try:
+        state.model.load_state_dict(weights)
+        for name, opt in state.optimizers.items():
+            opt.load_state_dict(saved["optimizers"][name])
+        state.stream.load_state_dict(saved["stream"])
+        params = dict(state.model.named_parameters())
+        for name, grad in saved["pending_grads"].items():
+            params[name].grad = grad.to(device, params[name].dtype)
+    except (KeyError, RuntimeError, ValueError) as err:
+        raise ckpt.CheckpointError(f"the checkpoint '{path}' does not fit this program: {err}",
+                                   "resume it with the build it was written by") from None
+    state.stream.to(device)
     ckpt.set_rng_state(saved["rng"])
     state.step = int(meta["step"])
-
-
-def find_resume(resume: str, out: Path, program: Program, steps: int) -> Path | None:
-    """The checkpoint to continue from, or None for a fresh run.
-
-    ``auto`` continues the latest run of this program only if it was interrupted: same spec,
-    same number of steps asked for, not yet reached. Anything else starts a new run folder.
-    """
-    if resume == "never":
-        return None
-    if resume != "auto":
-        target = Path(resume)
-        found = ckpt.latest_checkpoint(target) if (target / "checkpoints").is_dir() else None
-        if found is None and (target / "trainer_state.json").is_file():
-            found = target
-        if found is None:
-            raise TrainingError(f"no checkpoint found in '{resume}'",
-                                "pass a run folder or a checkpoints/step-* folder")
-        return found
-    run = latest_run_dir(out, program.name)
-    found = ckpt.latest_checkpoint(run) if run is not None else None
-    if found is None:
-        return None
-    meta = json.loads((found / "trainer_state.json").read_text())
-    same = meta.get("spec_sha256") == program.sha256 and meta.get("steps") == steps
-    return found if same and int(meta["step"]) < steps else None
 
 
 def _trim_metrics(path: Path, step: int) -> None:
@@ -258,6 +251,26 @@ def _sigint_flag():
 # ------------------------------------------------------------------------------------ train
 
 
+@dataclass
+class _Session:
+    """What stays fixed for one training session (a run, or one resumption of it)."""
+
+    program: Program
+    cfg: dict
+    data_cfg: dict
+    corpus: Corpus
+    device: torch.device
+    run_dir: Path
+    reporter: Reporter
+
+    def evaluate(self, state: _State) -> float:
+        return evaluate(state, self.program, self.cfg, self.corpus, self.device)
+
+    def save(self, state: _State) -> Path:
+        return save(state, self.run_dir, self.cfg, self.data_cfg, self.corpus,
+                    self.program.sha256)
+
+
 def train(program: Program, cfg: dict, data_cfg: dict, *, out: Path = Path("runs"),
           resume: str = "auto", command: list[str] | None = None,
           reporter: Reporter | None = None, interrupt_at: int | None = None,
@@ -267,50 +280,68 @@ def train(program: Program, cfg: dict, data_cfg: dict, *, out: Path = Path("runs
     `interrupt_at` behaves as if Ctrl-C were pressed once that step is done (for tests).
     `run_dir`, when given (by rank 0 under torchrun), is used instead of choosing one.
     """
-    reporter = reporter or Reporter.auto()
+    reporter = reporter or Reporter.auto(cfg["log_every"])
+    point = find_resume(resume, out, program, cfg, data_cfg, reporter.note)
+    if point is not None:
+        cfg, data_cfg = point.cfg, point.data_cfg  # a run continues with its own settings
     device = resolve_device(cfg["device"])
-    source = None if data_cfg["source"] == "stdlib" else data_cfg["source"]
-    corpus = load_corpus(source, heldout_fraction=data_cfg["heldout"],
-                         max_bytes=data_cfg["max_bytes"])
+    corpus = _load_corpus(data_cfg)
+    if point is not None and ckpt.read_meta(point.checkpoint)["data_sha256"] != corpus.sha256:
+        if resume != "auto":
+            raise TrainingError(f"the data of run '{point.run_dir}' has changed since it began",
+                                "restore the data, or start a new run with --resume never")
+        point = None
     state = build_state(program, cfg, device)
-    start = find_resume(resume, out, program, cfg["steps"])
-    if start is not None:
-        run_dir = start.parent.parent if start.parent.name == "checkpoints" else start
-        restore(state, start, device)
+    if point is not None:
+        run_dir = point.run_dir
+        restore(state, point.checkpoint, device)
         _trim_metrics(run_dir / "metrics.jsonl", state.step)
         reporter.note(f"resuming {run_dir} from step {state.step}")
+        if state.step >= cfg["steps"]:
+            reporter.note(f"{run_dir} has already run its {cfg['steps']} steps")
+            return RunResult(run_dir, state.step, float("nan"), state.step)
     else:
         run_dir = run_dir or Path(shared_run_dir(lambda: new_run_dir(out, program.name)))
-        program.write_sources(run_dir)
-        # The train and data sections as this run used them, after every override.
-        atomic_write_text(run_dir / "run.json", json.dumps(
-            {"train": cfg, "data": data_cfg}, indent=2, sort_keys=True) + "\n")
-        write_env_json(run_dir, seed=cfg["seed"], command=command or sys.argv,
-                       extra={"data": corpus.source, "data_sha256": corpus.sha256,
-                              "device": str(device), "train": cfg})
+        _start_run(run_dir, program, cfg, data_cfg, corpus, device, command)
+    session = _Session(program, cfg, data_cfg, corpus, device, run_dir, reporter)
     resumed_from = state.step
     reporter.note(f"run folder: {run_dir}  data: {corpus.source} ({len(corpus.train):,} bytes)")
     with MetricsLog(run_dir / "metrics.jsonl") as log, _sigint_flag() as sig:
-        history = _loop(state, program, cfg, corpus, device, run_dir, log, reporter, sig,
-                        interrupt_at)
-        bpb = evaluate(state, program, cfg, corpus, device)
+        history = _loop(session, state, log, sig, interrupt_at)
+        bpb = session.evaluate(state)
         log.write({"step": state.step, "heldout_bpb": bpb})
-        save(state, run_dir, cfg, corpus, program.sha256)
+        session.save(state)
     reporter.note(f"done: step {state.step}, held-out {bpb:.3f} bits/byte; run folder {run_dir}")
     return RunResult(run_dir, state.step, bpb, resumed_from, history)
 
 
-def _loop(state, program, cfg, corpus, device, run_dir, log, reporter, sig, interrupt_at):
-    history = []
+def _start_run(run_dir, program, cfg, data_cfg, corpus, device, command) -> None:
+    program.write_sources(run_dir)
+    # The train and data sections as this run used them, after every override.
+    atomic_write_text(run_dir / "run.json", json.dumps(
+        {"train": cfg, "data": data_cfg}, indent=2, sort_keys=True) + "\n")
+    write_env_json(run_dir, seed=cfg["seed"], command=command or sys.argv,
+                   extra={"data": corpus.source, "data_sha256": corpus.sha256,
+                          "device": str(device), "train": cfg})
+
+
+def _load_corpus(data_cfg: dict) -> Corpus:
+    source = None if data_cfg["source"] == "stdlib" else data_cfg["source"]
+    return load_corpus(source, heldout_fraction=data_cfg["heldout"],
+                       max_bytes=data_cfg["max_bytes"])
+
+
+def _loop(session: _Session, state: _State, log, sig, interrupt_at) -> list[dict]:
+    cfg, reporter, history = session.cfg, session.reporter, []
     if state.step == 0 and cfg["steps"] > 0:
-        bpb = evaluate(state, program, cfg, corpus, device)
+        bpb = session.evaluate(state)
         log.write({"step": 0, "heldout_bpb": bpb})
         history.append({"step": 0, "heldout_bpb": bpb})
     tokens_per_step = cfg["batch"] * cfg["seq_len"]
     reporter.start(total=cfg["steps"], done=state.step)
     tick = time.perf_counter()
     while state.step < cfg["steps"]:
-        record = train_step(state, program, cfg, corpus, device)
+        record = train_step(state, session.program, cfg, session.corpus, session.device)
         average_stream(state.stream)  # a no-op on one process; keeps ranks' streams equal
         now = time.perf_counter()
         record["tokens_per_s"] = tokens_per_step / max(now - tick, 1e-9)
@@ -319,14 +350,14 @@ def _loop(state, program, cfg, corpus, device, run_dir, log, reporter, sig, inte
         log.write(record)
         reporter.step(state.step, record)
         if cfg["eval_every"] and state.step % cfg["eval_every"] == 0 and state.step < cfg["steps"]:
-            bpb = evaluate(state, program, cfg, corpus, device)
+            bpb = session.evaluate(state)
             log.write({"step": state.step, "heldout_bpb": bpb})
             reporter.note(f"step {state.step}: held-out {bpb:.3f} bits/byte")
         if cfg["checkpoint_every"] and state.step % cfg["checkpoint_every"] == 0:
-            save(state, run_dir, cfg, corpus, program.sha256)
-        if sig["stop"] or state.step == interrupt_at:
-            save(state, run_dir, cfg, corpus, program.sha256)
+            session.save(state)
+        if (sig["stop"] or state.step == interrupt_at) and state.step < cfg["steps"]:
+            session.save(state)
             reporter.stop()
-            raise Interrupted(run_dir, state.step)
+            raise Interrupted(session.run_dir, state.step)
     reporter.stop()
     return history

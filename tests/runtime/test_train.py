@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from nestgraph.errors import TrainingError
 from nestgraph.runtime import checkpoint as ckpt
 from nestgraph.runtime.program import load_program
 from nestgraph.runtime.progress import SilentReporter
@@ -114,8 +115,6 @@ def test_other_precisions_train(tmp_path, precision):
 
 
 def test_non_finite_loss_is_a_training_error(tmp_path):
-    from nestgraph.errors import TrainingError
-
     program = small_program(tmp_path, ["levels.outer.rule.lr=1.0e+30",
                                        "levels.cms_fast.rule.lr=1.0e+30"])
     with pytest.raises(TrainingError, match="loss became"):
@@ -147,3 +146,42 @@ def test_crashed_run_resumes_from_its_last_checkpoint_bitwise(tmp_path, monkeypa
     assert all(torch.equal(w1[n], w2[n]) for n in w1)
     steps = [r["step"] for r in read_metrics(resumed.run_dir / "metrics.jsonl") if "loss" in r]
     assert steps == list(range(1, 13))
+
+
+def test_auto_resume_finds_the_interrupted_run_behind_a_newer_one(tmp_path):
+    program = small_program(tmp_path)
+    with pytest.raises(Interrupted) as stop:
+        run(program, tmp_path / "runs", steps=6, interrupt_at=3)
+    run(program, tmp_path / "runs", steps=1, resume="never")  # a newer, unrelated run
+    resumed = run(program, tmp_path / "runs", steps=6)
+    assert resumed.run_dir == stop.value.run_dir and resumed.resumed_from == 3
+
+
+def test_auto_resume_never_continues_a_run_under_other_settings(tmp_path):
+    program = small_program(tmp_path)
+    with pytest.raises(Interrupted) as stop:
+        run(program, tmp_path / "runs", steps=6, interrupt_at=3)
+    cfg = dict(program.train, steps=6, batch=1)
+    other = train(program, cfg, program.data, out=tmp_path / "runs", reporter=SilentReporter())
+    assert other.run_dir != stop.value.run_dir and other.resumed_from == 0
+
+
+def test_explicit_resume_uses_the_runs_own_settings_and_refuses_another_spec(tmp_path):
+    program = small_program(tmp_path)
+    with pytest.raises(Interrupted) as stop:
+        run(program, tmp_path / "runs", steps=6, interrupt_at=3)
+    cfg = dict(program.train, steps=50, batch=1)  # ignored: the run keeps its own settings
+    resumed = train(program, cfg, program.data, out=tmp_path / "elsewhere",
+                    resume=str(stop.value.run_dir), reporter=SilentReporter())
+    assert resumed.step == 6 and resumed.run_dir == stop.value.run_dir
+    other = load_program(compile_build(tmp_path / "other", "cms", [*SMALL_CMS, "model.dim=8"]))
+    with pytest.raises(TrainingError, match="another spec"):
+        run(other, tmp_path / "runs", steps=6, resume=str(stop.value.run_dir))
+
+
+def test_ctrl_c_during_the_last_step_lets_the_run_finish(tmp_path):
+    program = small_program(tmp_path)
+    result = run(program, tmp_path / "runs", steps=3, interrupt_at=3)
+    assert result.step == 3
+    evals = [r for r in read_metrics(result.run_dir / "metrics.jsonl") if "heldout_bpb" in r]
+    assert evals[-1]["step"] == 3
