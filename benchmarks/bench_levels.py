@@ -25,9 +25,9 @@ from nestgraph.testing import compile_build
 
 CONFIGS = {
     "transformer (baseline)": ("transformer", []),
-    "cms, first-order meta-gradient": ("cms", []),
-    "cms, second-order meta-gradient": ("cms", ["levels.cms_fast.meta=second_order",
-                                                "levels.cms_mid.meta=second_order"]),
+    "cms, second-order meta-gradient": ("cms", []),
+    "cms, first-order meta-gradient": ("cms", ["levels.cms_fast.meta=first_order",
+                                               "levels.cms_mid.meta=first_order"]),
     "cms, fast level every 64 tokens": ("cms", ["levels.cms_fast.every=64 tokens"]),
 }
 
