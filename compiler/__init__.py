@@ -11,12 +11,18 @@ import os
 from dataclasses import dataclass, field
 
 import networkx as nx
-from nestgraph.compiler.ir import build_ir, verify_ir
+from nestgraph.compiler.ir import build_ir, memory_levels, verify_ir
 from nestgraph.compiler.passes.common import Lost
 from nestgraph.compiler.passes.flow import check_flow
 from nestgraph.compiler.passes.ownership import partition_ownership
 from nestgraph.compiler.passes.resolve import resolve
-from nestgraph.compiler.passes.schedule import check_outer, check_periods, classify, order_levels
+from nestgraph.compiler.passes.schedule import (
+    check_memories_owned,
+    check_outer,
+    check_periods,
+    classify,
+    order_levels,
+)
 from nestgraph.compiler.passes.support import check_supported
 from pydantic import ValidationError
 
@@ -32,6 +38,7 @@ VALIDATION_PASSES = (
     ("resolve", resolve),
     ("ownership", partition_ownership),
     ("classify", classify),
+    ("memories", check_memories_owned),
     ("order", order_levels),
     ("periods", check_periods),
     ("outer", check_outer),
@@ -104,7 +111,7 @@ def compile_spec(data, source=None, stop_after: str = "program") -> Compilation:
     out.plan = make_plan(g, out.resolved_yaml)
     if stop_after == "plan":
         return out
-    out.program = emit_program(out.plan, spec)
+    out.program = emit_program(out.plan, spec, memory_levels(g))
     return out
 
 

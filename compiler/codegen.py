@@ -29,12 +29,15 @@ SPEC_SHA256 = {sha_repr}
 '''
 
 
-def model_source(spec) -> str:
-    """``build_layer`` and ``build_model``: the network, one constructor call per module."""
-    m = spec.model
+def model_source(spec, memory_levels: dict | None = None) -> str:
+    """``build_layer`` and ``build_model``: the network, one constructor call per module.
+
+    `memory_levels` maps a memory module's name to the level that owns its memory.
+    """
+    m, memory_levels = spec.model, memory_levels or {}
     blocks = []
     for entry in m.block:
-        body = module_source(spec.modules[entry.module], m.dim)
+        body = module_source(spec.modules[entry.module], m.dim, memory_levels.get(entry.module))
         blocks.append(f"        {entry.module!r}: L.Residual(L.make_norm({entry.norm!r}, "
                       f"{m.dim!r}), {body}, residual={entry.residual!r}),")
     return "\n".join([
@@ -53,11 +56,10 @@ def model_source(spec) -> str:
     ])
 
 
-def emit_program(plan: dict, spec) -> str:
+def emit_program(plan: dict, spec, memory_levels: dict | None = None) -> str:
     title = _docstring_safe(f"{plan['name']}: {spec.about}".strip().rstrip(":"))
     parts = [
-        HEADER.format(title=title, name=plan["name"], sha=plan["sha256"][:16],
-                      name_repr=repr(plan["name"]), sha_repr=repr(plan["sha256"])),
+        _header(plan, spec, title),
         "",
         _schedule_table(plan),
         _schedule_source(plan),
@@ -67,7 +69,7 @@ def emit_program(plan: dict, spec) -> str:
         f"DATA = {_dict_source(plan['data'])}",
         "",
         "",
-        model_source(spec),
+        model_source(spec, memory_levels),
         "",
         "",
         'if __name__ == "__main__":',
@@ -75,6 +77,16 @@ def emit_program(plan: dict, spec) -> str:
         "",
     ]
     return "\n".join(parts)
+
+
+def _header(plan: dict, spec, title: str) -> str:
+    text = HEADER.format(title=title, name=plan["name"], sha=plan["sha256"][:16],
+                         name_repr=repr(plan["name"]), sha_repr=repr(plan["sha256"]))
+    if any(m.type == "neural_memory" for m in spec.modules.values()):
+        text = text.replace("from nestgraph.runtime import levels as lv\n",
+                            "from nestgraph.runtime import levels as lv\n"
+                            "from nestgraph.runtime import titans as T\n")
+    return text
 
 
 def _schedule_table(plan: dict) -> str:
@@ -108,7 +120,8 @@ def _schedule_source(plan: dict) -> str:
 
 
 def _rule_source(rule: dict) -> str:
-    cls = {"gd": "GDRule", "adamw": "AdamWRule", "closed_form": "ClosedFormRule"}[rule["type"]]
+    cls = {"gd": "GDRule", "adamw": "AdamWRule", "closed_form": "ClosedFormRule",
+           "titans": "TitansRule"}[rule["type"]]
     args = ", ".join(f"{k}={(tuple(v) if isinstance(v, list) else v)!r}"
                      for k, v in rule.items() if k != "type")
     return f"lv.{cls}({args})"

@@ -98,6 +98,16 @@ def owned_by(g: nx.DiGraph, level: str) -> list[Ownable]:
     return [g.nodes[v]["part"] for _, v, k in g.out_edges(node, data="kind") if k == "owns"]
 
 
+def memory_levels(g: nx.DiGraph) -> dict[str, LevelInfo]:
+    """Memory module name -> the level that owns its memory (and so sets its rule)."""
+    out = {}
+    for lv in levels(g):
+        for part in owned_by(g, lv.name):
+            if part.memory:
+                out[part.module] = lv
+    return out
+
+
 def owner_of(g: nx.DiGraph, part: str) -> str | None:
     for u, _, k in g.in_edges(f"part:{part}", data="kind"):
         if k == "owns":

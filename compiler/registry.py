@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nestgraph.spec.schema import AttentionSpec, MLPChainSpec, MLPSpec, ModelSpec
+from nestgraph.spec.schema import (
+    AttentionSpec,
+    MLPChainSpec,
+    MLPSpec,
+    ModelSpec,
+    NeuralMemorySpec,
+)
 
 
 @dataclass(frozen=True)
@@ -19,8 +25,9 @@ class Ownable:
     kind: str  # "param" (weights) or "state" (non-parametric, e.g. an attention cache)
     module: str  # the spec's module name; "" for the model's own weights
     paths: tuple[str, ...]  # runtime module (or parameter) paths, one per layer
-    fast: bool  # whether an in-context level can update it as fast weights
+    fast: bool  # whether a next-token in-context level can update it as fast weights
     type: str  # module type, for messages
+    memory: bool = False  # an associative memory written inside its module's forward pass
 
 
 def body_path(layer: int, module: str) -> str:
@@ -38,6 +45,10 @@ def module_ownables(name: str, spec, model: ModelSpec) -> list[Ownable]:
                 Ownable(f"{name}.cache", "state", name, tuple(bodies), False, spec.type)]
     if isinstance(spec, MLPSpec):
         return [Ownable(name, "param", name, tuple(bodies), True, spec.type)]
+    if isinstance(spec, NeuralMemorySpec):
+        return [Ownable(name, "param", name, tuple(f"{b}.proj" for b in bodies), False, spec.type),
+                Ownable(f"{name}.memory", "param", name, tuple(f"{b}.memory" for b in bodies),
+                        False, spec.type, memory=True)]
     if isinstance(spec, MLPChainSpec):
         parts = [Ownable(f"{name}.{block}", "param", name,
                          tuple(f"{b}.blocks.{block}" for b in bodies), True, spec.type)
@@ -63,8 +74,21 @@ def model_ownables(model: ModelSpec) -> list[Ownable]:
     return out
 
 
-def module_source(spec, dim: int) -> str:
-    """The runtime constructor call for one module, every literal through repr."""
+def produces(spec) -> tuple[str, ...]:
+    """The per-token values a module computes that a level's rule may name (``mem.lr``)."""
+    if isinstance(spec, NeuralMemorySpec):
+        return ("lr", "forget", "momentum")
+    return ()
+
+
+def module_source(spec, dim: int, level=None) -> str:
+    """The runtime constructor call for one module, every literal through repr.
+
+    A memory module also takes the settings of the level that owns its memory (`level`): its
+    chunk, objective and rule, which it applies inside its forward pass.
+    """
+    if isinstance(spec, NeuralMemorySpec):
+        return _memory_source(spec, dim, level)
     if isinstance(spec, AttentionSpec):
         return (f"L.Attention(dim={dim!r}, heads={spec.heads!r}, window={spec.window!r}, "
                 f"use_rope={spec.rope!r}, rope_base={spec.rope_base!r})")
@@ -75,6 +99,21 @@ def module_source(spec, dim: int) -> str:
                            for name, b in spec.blocks.items())
         return f"L.MLPChain({{{blocks}}}, variant={spec.variant!r})"
     raise TypeError(f"no registry entry for module type {type(spec).__name__}")
+
+
+def _memory_source(spec: NeuralMemorySpec, dim: int, level) -> str:
+    rule = level.rule
+
+    def rate(value):  # a name means "produced by the module, per token"
+        return None if isinstance(value, str) else float(value)
+
+    head_dim = dim // spec.heads
+    return (f"T.NeuralMemory(dim={dim!r}, heads={spec.heads!r}, kind={spec.memory.kind!r}, "
+            f"hidden={hidden_of(head_dim, spec.memory.expand)!r}, conv={spec.conv!r}, "
+            f"qk_norm={spec.qk_norm!r}, gate={spec.gate!r}, chunk={level.period!r}, "
+            f"objective={level.objective!r}, lr={rate(rule.lr)!r}, "
+            f"forget={rate(rule.forget)!r}, momentum={rate(rule.momentum)!r}, "
+            f"max_lr={rule.max_lr!r}, max_momentum={rule.max_momentum!r})")
 
 
 def _mlp_source(dim: int, expand: float, activation: str) -> str:
@@ -91,6 +130,13 @@ def forward_flops(ownable: Ownable, spec, model: ModelSpec, seq_len: int) -> int
         return layers * 2 * 2 * d * (context + 1) // 2
     if ownable.type == "mlp":
         return layers * 2 * 2 * d * hidden_of(d, spec.expand)
+    if ownable.type == "neural_memory" and not ownable.memory:  # q, k, v, gate, out
+        return layers * 2 * 5 * d * d
+    if ownable.type == "neural_memory":  # read, then the gradient (about twice a read)
+        head_dim = d // spec.heads
+        width = head_dim if spec.memory.kind == "linear" else 2 * hidden_of(head_dim,
+                                                                              spec.memory.expand)
+        return layers * 3 * 2 * d * width
     if ownable.type == "mlp_chain":
         block = ownable.name.split(".", 1)[1]
         if block == "mix":

@@ -32,6 +32,6 @@ def initial_states(g: nx.DiGraph) -> list[str]:
     """Parts whose initial state the slowest step level meta-learns (sequence-lifetime levels)."""
     out = []
     for lv in levels(g):
-        if g.graph["kinds"][lv.name] == "in_context" and lv.lifetime == "sequence":
+        if g.graph["kinds"][lv.name] in ("in_context", "memory") and lv.lifetime == "sequence":
             out.extend(p.name for p in owned_by(g, lv.name))
     return out

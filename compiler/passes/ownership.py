@@ -45,7 +45,8 @@ def _expand_rest(g: nx.DiGraph) -> None:
         return
     taker = takers[0]
     for part in parts(g):
-        if part.kind == "param" and owner_of(g, part.name) is None \
+        # A memory is never an ordinary weight: its own level must claim it.
+        if part.kind == "param" and not part.memory and owner_of(g, part.name) is None \
                 and part.name not in lost(g).owns:
             g.add_edge(f"level:{taker.name}", f"part:{part.name}", key="owns", kind="owns",
                        item=taker.owns.index("rest"))
@@ -56,8 +57,8 @@ def _report_unowned(g: nx.DiGraph) -> None:
     if "rest" in gone.owns:  # a rejected level took the rest: nothing can be called unowned
         return
     for part in parts(g):
-        if part.kind != "param" or owner_of(g, part.name) is not None:
-            continue
+        if part.kind != "param" or part.memory or owner_of(g, part.name) is not None:
+            continue  # (an unowned memory is reported by the schedule pass)
         if part.name in gone.owns or part.module in gone.owns:
             continue  # a level the schema rejected claims it
         used = not part.module or g.nodes[f"module:{part.module}"]["module"].used

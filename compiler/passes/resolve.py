@@ -10,6 +10,7 @@ from __future__ import annotations
 import networkx as nx
 from nestgraph.compiler.ir import levels, owner_of, parts
 from nestgraph.compiler.passes.common import did_you_mean, level_path, lost, report
+from nestgraph.compiler.registry import produces
 
 
 def resolve(g: nx.DiGraph) -> None:
@@ -106,18 +107,30 @@ def _resolve_contexts(g: nx.DiGraph) -> None:
 
 
 def _resolve_rates(g: nx.DiGraph) -> None:
-    # A rate may name a value a module produces (``selfmod.eta``): that is how self-modifying
-    # levels are written. No module type of this version produces such values yet.
+    # A rate may name a value a module produces per token (``mem.lr``): that is how
+    # data-dependent and, later, self-modifying levels are written.
+    spec = g.graph["spec"]
     for lv in levels(g):
-        for key in ("lr",):
+        for key in RATE_KEYS:
             value = getattr(lv.rule, key, None)
-            if isinstance(value, str):
-                module = value.split(".")[0]
-                if module in lost(g).modules:
-                    continue
-                where = f"module '{module}'" if module in g.graph["spec"].modules else \
-                    f"'{module}', which is not a module,"
-                report(g, f"{where} produces no value '{value.split('.')[1]}' for the {key} of "
-                       f"level '{lv.name}'", level_path(g, lv.name, "rule", key),
-                       "use a number here; module-produced rates come with memory modules",
+            if not isinstance(value, str):
+                continue
+            module, produced = value.split(".")
+            if module in lost(g).modules:
+                continue
+            if module not in spec.modules:
+                report(g, f"level '{lv.name}' takes its {key} from '{module}', which is not a "
+                       "module", level_path(g, lv.name, "rule", key),
+                       did_you_mean(module, spec.modules), "E-NAME")
+                continue
+            offered = produces(spec.modules[module])
+            if produced not in offered:
+                hint = did_you_mean(produced, offered) or (
+                    f"module '{module}' produces {', '.join(offered)}" if offered
+                    else "use a number here")
+                report(g, f"module '{module}' produces no value '{produced}' for the {key} of "
+                       f"level '{lv.name}'", level_path(g, lv.name, "rule", key), hint,
                        "E-NAME")
+
+
+RATE_KEYS = ("lr", "forget", "momentum")

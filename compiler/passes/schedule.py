@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 
 import networkx as nx
-from nestgraph.compiler.ir import levels, owned_by
+from nestgraph.compiler.ir import levels, owned_by, owner_of, parts
 from nestgraph.compiler.passes.common import level_path, report
 
 
@@ -31,6 +31,8 @@ def _kind(lv) -> str:
         return "step"
     if lv.rule.type == "closed_form":
         return "nonparametric"
+    if lv.rule.type == "titans":
+        return "memory"
     return "in_context"
 
 
@@ -47,6 +49,8 @@ def _check_kind(g: nx.DiGraph, lv, kind: str) -> None:
         if lv.context != "corpus" and not lv.source:
             bad("context", "a level updated between steps learns from the corpus",
                 "write 'context: corpus'")
+    elif kind == "memory":
+        _check_memory_level(g, lv, bad)
     elif kind == "in_context":
         if lv.lifetime == "run":
             bad("lifetime", "an in-context level's state lives for a sequence or for the stream",
@@ -65,8 +69,67 @@ def _check_kind(g: nx.DiGraph, lv, kind: str) -> None:
             if part.kind != "state":
                 bad("owns", f"'{part.name}' holds weights, which a closed-form level cannot own",
                     "own the module's cache instead, e.g. 'attn.cache'")
+    if kind != "memory" and lv.objective in ("l2", "dot"):
+        bad("objective", f"the {lv.objective} objective belongs to a memory level",
+            "use rule: {type: titans, ...} on a level that owns a memory")
+    for part in owned_by(g, lv.name):
+        if part.memory and kind != "memory":
+            bad("owns", f"'{part.name}' is a memory, written by its module's rule",
+                "own it from a level with rule: {type: titans, ...}")
     if kind != "nonparametric" and lv.objective == "nadaraya_watson":
         bad("objective", "nadaraya_watson is solved in closed form", "use rule: {type: closed_form}")
+
+
+def _check_memory_level(g: nx.DiGraph, lv, bad) -> None:
+    if lv.objective not in ("l2", "dot"):
+        bad("objective", "a memory level minimises an associative objective",
+            "write 'objective: l2' (or dot)")
+    if lv.lifetime == "run":
+        bad("lifetime", "a memory lives for a sequence", "write 'lifetime: sequence'")
+    owned = owned_by(g, lv.name)
+    if not owned or any(not part.memory for part in owned):
+        names = ", ".join(p.name for p in owned if not p.memory) or "nothing"
+        bad("owns", f"a memory level owns a module's memory (e.g. 'mem.memory'), not {names}",
+            "own NAME.memory of a neural_memory module")
+    modules = {part.module for part in owned if part.memory}
+    _check_memory_stability(g, lv, bad)
+    for key in ("lr", "forget", "momentum"):
+        value = getattr(lv.rule, key)
+        if isinstance(value, str) and value.split(".")[0] not in modules:
+            bad("rule", f"its {key} comes from '{value.split('.')[0]}', but it owns the memory "
+                f"of {', '.join(sorted(modules)) or 'no module'}",
+                "a memory's rates come from its own module")
+
+
+def _check_memory_stability(g: nx.DiGraph, lv, bad) -> None:
+    """Guard against the divergence public Titans code is known for (NaN at depth).
+
+    A chunk sums C gradients taken at one state, and momentum multiplies a step by up to
+    1 / (1 - momentum); for l2-normalised keys the update of a linear memory is a contraction
+    only while C * lr / (1 - momentum) <= 1. The bound uses the largest rates the rule allows.
+    """
+    rule = lv.rule
+    lr = rule.max_lr if isinstance(rule.lr, str) else rule.lr
+    momentum = rule.max_momentum if isinstance(rule.momentum, str) else rule.momentum
+    gain = lv.period * lr / (1 - momentum) if momentum < 1 else float("inf")
+    if gain > 1:
+        safe = (1 - momentum) / lv.period
+        key = "max_lr" if isinstance(rule.lr, str) else "lr"
+        bad("rule", f"every {lv.period} tokens at lr up to {lr:g} with momentum up to "
+            f"{momentum:g}, one memory step can be {gain:.3g} times too large to stay stable",
+            f"use {key} <= {safe:.3g} (chunk x lr / (1 - momentum) <= 1)")
+
+
+def check_memories_owned(g: nx.DiGraph) -> None:
+    """Every memory module's memory needs a level to set its chunk and rule."""
+    for part in parts(g):
+        if part.memory and g.nodes[f"module:{part.module}"]["module"].used:
+            owner = owner_of(g, part.name)
+            if owner is None or g.graph["kinds"].get(owner) != "memory":
+                report(g, f"the memory of module '{part.module}' has no memory level",
+                       ("modules", part.module),
+                       f"add a level with owns: {part.name}, every: N tokens, objective: l2, "
+                       "rule: {type: titans, lr: ...}", "E-LEVEL")
 
 
 def order_levels(g: nx.DiGraph) -> None:
@@ -94,6 +157,7 @@ def check_periods(g: nx.DiGraph) -> None:
                f"nested levels need periods that divide: try "
                f"{_multiple(tokens[slow], _lcm(tokens, consistent, slow))} tokens", "E-PERIOD",
                (f"a step reads train.seq_len = {seq_len} tokens per sequence",))
+    _check_memory_chunks(g)
     for lv in levels(g):
         if g.graph["kinds"][lv.name] == "in_context" and lv.lifetime == "sequence" \
                 and lv.period > seq_len:
@@ -101,6 +165,23 @@ def check_periods(g: nx.DiGraph) -> None:
                    f"longer than a sequence ({seq_len} tokens) and its state resets every "
                    "sequence", level_path(g, lv.name, "every"),
                    "shorten the period, lengthen train.seq_len, or use 'lifetime: stream'",
+                   "E-PERIOD")
+
+
+def _check_memory_chunks(g: nx.DiGraph) -> None:
+    """A memory's chunk must divide the chunks the engine reads the sequence in, so that each
+    engine call holds whole memory chunks (and reading in calls equals reading at once)."""
+    kinds = g.graph["kinds"]
+    engine = [lv.period for lv in levels(g) if kinds[lv.name] == "in_context"]
+    if not engine:
+        return
+    chunk = math.gcd(*engine)
+    for lv in levels(g):
+        if kinds[lv.name] == "memory" and chunk % lv.period:
+            report(g, f"memory level '{lv.name}' writes every {lv.period} tokens, which does not "
+                   f"divide the {chunk}-token chunks the next-token levels are read in",
+                   level_path(g, lv.name, "every"),
+                   f"use a divisor of {chunk}, e.g. {math.gcd(chunk, lv.period)} tokens",
                    "E-PERIOD")
 
 
@@ -122,7 +203,8 @@ def check_outer(g: nx.DiGraph) -> None:
     """Sequence-lifetime states restart from an initial state some step level must learn."""
     kinds = g.graph["kinds"]
     steps = [n for n in g.graph["order"] if kinds[n] == "step"]
-    needy = [lv for lv in levels(g) if kinds[lv.name] == "in_context" and lv.lifetime == "sequence"]
+    needy = [lv for lv in levels(g)
+             if kinds[lv.name] in ("in_context", "memory") and lv.lifetime == "sequence"]
     if needy and not steps:
         report(g, f"level '{needy[0].name}' resets every sequence, but no level updated every N "
                "steps learns its initial state", level_path(g, needy[0].name, "lifetime"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import networkx as nx
 from nestgraph.compiler.codegen import model_source
-from nestgraph.compiler.ir import IRError, parts
+from nestgraph.compiler.ir import IRError, memory_levels, parts
 
 from nestgraph.errors import CompileError
 
@@ -18,11 +18,12 @@ from nestgraph.errors import CompileError
 def infer_shapes(g: nx.DiGraph) -> None:
     import torch
 
-    from nestgraph.runtime import layers
+    from nestgraph.runtime import layers, titans
 
     spec = g.graph["spec"]
-    namespace = {"L": layers}
-    exec(compile(model_source(spec), "<nestgraph model>", "exec"), namespace)  # noqa: S102
+    namespace = {"L": layers, "T": titans}
+    source = model_source(spec, memory_levels(g))
+    exec(compile(source, "<nestgraph model>", "exec"), namespace)  # noqa: S102
     with torch.device("meta"):
         try:
             model = namespace["build_model"]()

@@ -20,6 +20,12 @@ def check_supported(g: nx.DiGraph) -> None:
                 "but this version runs only 'tokens' (in-context levels) and 'corpus' (step "
                 "levels)", pass_name="support",
                 hint="optimizer levels that learn from gradients come with the deep optimizers")
+        if g.graph["kinds"][lv.name] == "memory" and (lv.lifetime != "sequence"
+                                                      or lv.meta != "second_order"):
+            raise CompileError(f"level '{lv.name}': a memory with lifetime '{lv.lifetime}' and "
+                               f"meta '{lv.meta}' is valid but not run by this version",
+                               pass_name="support",
+                               hint="use lifetime: sequence and the default meta")
         if g.graph["kinds"][lv.name] == "in_context" and lv.context != "tokens":
             raise CompileError(f"level '{lv.name}': an in-context level learns from 'tokens'",
                                pass_name="support", hint="write 'context: tokens'")

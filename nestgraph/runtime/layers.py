@@ -58,6 +58,8 @@ class MLPChain(nn.Module):
     a learnable softmax-weighted sum aggregates them (the Agg of the independent variant).
     """
 
+    takes_cache = True
+
     def __init__(self, blocks: dict[str, nn.Module], variant: str = "sequential") -> None:
         super().__init__()
         self.blocks = nn.ModuleDict(blocks)
@@ -94,6 +96,8 @@ class Attention(nn.Module):
     the engine passes a `cache` dict in which this module appends its keys and values, so that
     chunk c attends to every earlier chunk exactly as the whole sequence read at once would.
     """
+
+    takes_cache = True  # its key/value cache spans the engine's chunked calls
 
     def __init__(self, dim: int, heads: int, window: int = 0, use_rope: bool = True,
                  rope_base: float = 10000.0) -> None:
@@ -156,7 +160,7 @@ class Residual(nn.Module):
 
 
 def _takes_cache(module: nn.Module) -> bool:
-    return isinstance(module, Attention | MLPChain)
+    return getattr(module, "takes_cache", False)
 
 
 class Layer(nn.Module):

@@ -5,6 +5,8 @@ A level is one of three kinds:
 * ``nonparametric``: solved in closed form inside the forward pass (softmax attention's cache).
 * ``in_context``: owns fast weights, updated every ``period`` tokens while a sequence is read,
   from the gradient of its objective summed over the tokens since its last update (NL Eq. 71).
+* ``memory``: owns an associative memory that its module writes every ``period`` tokens inside
+  the forward pass, by its own objective (``l2``, ``dot``) and rule (Titans).
 * ``step``: owns ordinary weights, updated every ``period`` training steps by a torch optimizer.
 """
 
@@ -41,6 +43,20 @@ class AdamWRule:
 
 
 @dataclass(frozen=True)
+class TitansRule:
+    """Surprise momentum and forgetting; applied by the memory module inside its forward pass.
+
+    A rate given as a string is produced per token by the module (recorded here for the plan).
+    """
+
+    lr: float | str
+    forget: float | str = 0.0
+    momentum: float | str = 0.0
+    max_lr: float = 0.005
+    max_momentum: float = 0.9
+
+
+@dataclass(frozen=True)
 class ClosedFormRule:
     """No hyper-parameters: the level's objective is minimised exactly when it runs."""
 
@@ -50,11 +66,11 @@ class LevelDef:
     """Everything the runtime needs to know about one level; no reference to the spec."""
 
     name: str
-    kind: str  # "nonparametric" | "in_context" | "step"
+    kind: str  # "nonparametric" | "in_context" | "memory" | "step"
     period: int
     unit: str  # "token" | "step"
     lifetime: str  # "sequence" | "stream" | "run"
-    rule: GDRule | AdamWRule | ClosedFormRule
+    rule: GDRule | AdamWRule | ClosedFormRule | TitansRule
     modules: tuple[str, ...] = ()  # module paths whose parameters this level owns
     context: str = "tokens"
     objective: str = "next_token"

@@ -126,7 +126,33 @@ class MLPChainSpec(Strict):
     blocks: dict[Identifier, ChainBlockSpec] = Field(min_length=1)
 
 
-ModuleSpec = Annotated[AttentionSpec | MLPSpec | MLPChainSpec, Field(discriminator="type")]
+class MemoryArchSpec(Strict):
+    """The memory's own architecture: a matrix, or the residual MLP ``z + W1 silu(W2 z)``."""
+
+    kind: Literal["mlp", "linear"] = "mlp"
+    expand: float = Field(2.0, gt=0, description="hidden width of the mlp memory, per head")
+
+
+class NeuralMemorySpec(Strict):
+    """Titans' neural long-term memory (LMM): an associative memory written while reading.
+
+    q, k, v are SiLU projections of the input, each through a short causal depthwise
+    convolution, q and k l2-normalised per head; the output is normalised and gated. The
+    memory's weights are the state of the level that owns ``NAME.memory``; the module also
+    produces per-token rates ``NAME.lr``, ``NAME.forget``, ``NAME.momentum`` that the level's
+    rule may use.
+    """
+
+    type: Literal["neural_memory"]
+    heads: int = Field(4, ge=1)
+    memory: MemoryArchSpec = MemoryArchSpec()
+    conv: int = Field(4, ge=0, description="causal depthwise convolution window; 0 for none")
+    qk_norm: bool = True
+    gate: bool = True
+
+
+ModuleSpec = Annotated[AttentionSpec | MLPSpec | MLPChainSpec | NeuralMemorySpec,
+                       Field(discriminator="type")]
 
 # --------------------------------------------------------------------------------- levels
 
@@ -186,8 +212,20 @@ class NadarayaWatson(Strict):
     type: Literal["nadaraya_watson"]
 
 
+class L2(Strict):
+    """Associative regression: ``||M(k) - v||^2`` (Titans' loss; NL Eq. 88)."""
+
+    type: Literal["l2"]
+
+
+class Dot(Strict):
+    """Dot-product similarity: ``-<M(k), v>`` (Hebbian memories, linear attention)."""
+
+    type: Literal["dot"]
+
+
 Objective = Annotated[
-    Annotated[NextToken | NadarayaWatson, Field(discriminator="type")],
+    Annotated[NextToken | NadarayaWatson | L2 | Dot, Field(discriminator="type")],
     BeforeValidator(_objective_shorthand),
 ]
 
@@ -222,7 +260,25 @@ class ClosedForm(Strict):
     type: Literal["closed_form"]
 
 
-Rule = Annotated[GD | AdamW | ClosedForm, Field(discriminator="type")]
+class Titans(Strict):
+    """Surprise with momentum and forgetting (Titans Eqs. 13-14):
+    ``S_t = momentum_t S_{t-1} - lr_t grad``, ``M_t = (1 - forget_t) M_{t-1} + S_t``.
+
+    Each rate is a constant or a value the memory module produces per token
+    (``mem.lr``, ``mem.forget``, ``mem.momentum``). A produced ``lr`` is ``max_lr`` times a
+    sigmoid and a produced ``momentum`` is ``max_momentum`` times one, so the inner steps stay
+    bounded however the projections move; the compiler checks that the bound is a stable one.
+    """
+
+    type: Literal["titans"]
+    lr: Rate
+    forget: Rate = 0.0
+    momentum: Rate = 0.0
+    max_lr: float = Field(0.005, gt=0)
+    max_momentum: float = Field(0.9, ge=0, lt=1)
+
+
+Rule = Annotated[GD | AdamW | ClosedForm | Titans, Field(discriminator="type")]
 
 
 def _owns_shorthand(value: Any) -> Any:

@@ -152,17 +152,17 @@ def test_resolve_unused_module() -> None:
     assert d.message == "module 'spare' is defined but not used in model.block"
 
 
-@pytest.mark.parametrize(("rate", "subject"), [
-    ("attn.eta", "module 'attn'"),
-    ("selfmod.eta", "'selfmod', which is not a module,"),
+@pytest.mark.parametrize(("rate", "message"), [
+    ("attn.eta", "module 'attn' produces no value 'eta' for the lr of level 'cms_fast'"),
+    ("selfmod.eta", "level 'cms_fast' takes its lr from 'selfmod', which is not a module"),
 ])
-def test_resolve_rate_that_names_a_module_value(rate: str, subject: str) -> None:
+def test_resolve_rate_that_names_a_module_value(rate: str, message: str) -> None:
     data = cms()
     level(data, "cms_fast")["rule"]["lr"] = rate
     d = only(run(data))
     assert (d.code, d.path) == ("E-NAME", ("levels", FAST, "rule", "lr"))
     assert entry(data, d.path) == rate
-    assert d.message == f"{subject} produces no value 'eta' for the lr of level 'cms_fast'"
+    assert d.message == message
 
 
 # ----------------------------------------------------------------------------- ownership

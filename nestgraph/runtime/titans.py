@@ -1,0 +1,157 @@
+"""Titans' neural long-term memory (LMM) as a layer: projections around `memory_scan`.
+
+The memory's weights are written while the sequence is read, chunk by chunk, inside this
+layer's forward pass (the in-context level that owns ``NAME.memory``); their initial values
+are parameters that a slower level meta-learns. Reading a sequence in several calls, the layer
+keeps its memory, momentum and convolution tail in the engine's ``cache`` dict, so that the
+calls compute exactly what one call over the whole sequence would.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nestgraph.runtime.memory import memory_scan
+
+
+class CausalDepthwiseConv(nn.Module):
+    """A short causal convolution per channel (Titans §4.4), with a tail carried across calls."""
+
+    def __init__(self, channels: int, window: int) -> None:
+        super().__init__()
+        self.window = window
+        self.weight = nn.Parameter(torch.zeros(channels, 1, window))
+        with torch.no_grad():
+            self.weight[:, 0, -1] = 1.0  # starts as the identity: the current token only
+
+    def forward(self, x: torch.Tensor, tail: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+        # x: (B, T, C). The tail holds the last window-1 inputs of the previous call.
+        b, t, c = x.shape
+        if tail is None:
+            tail = x.new_zeros(b, self.window - 1, c)
+        padded = torch.cat([tail, x], dim=1)
+        y = F.conv1d(padded.transpose(1, 2), self.weight, groups=c).transpose(1, 2)
+        return y, padded[:, -(self.window - 1):, :] if self.window > 1 else padded[:, :0, :]
+
+
+class MemoryInit(nn.Module):
+    """The memory's initial weights, one set per head (the state its level resets to)."""
+
+    def __init__(self, kind: str, heads: int, head_dim: int, hidden: int) -> None:
+        super().__init__()
+        self.kind = kind
+        if kind == "linear":
+            self.w = nn.Parameter(torch.zeros(heads, head_dim, head_dim))
+        else:
+            self.w1 = nn.Parameter(torch.zeros(heads, head_dim, hidden))
+            self.w2 = nn.Parameter(torch.randn(heads, hidden, head_dim) * head_dim**-0.5)
+
+    def expand(self, batch: int) -> dict[str, torch.Tensor]:
+        """One copy per sequence of the batch; expand keeps the path to the parameters."""
+        return {n: p.unsqueeze(0).expand(batch, *p.shape) for n, p in self.named_parameters()}
+
+
+class MemoryProjections(nn.Module):
+    """Everything around the memory that ordinary (outer) training owns."""
+
+    def __init__(self, dim: int, heads: int, conv: int, gate: bool, rates: int) -> None:
+        super().__init__()
+        self.qkv = nn.Linear(dim, 3 * dim, bias=False)
+        self.conv = CausalDepthwiseConv(3 * dim, conv) if conv else None
+        self.rates = nn.Linear(dim, rates * heads) if rates else None
+        self.norm = nn.RMSNorm(dim // heads, eps=1e-6)
+        self.gate = nn.Linear(dim, dim, bias=False) if gate else None
+        self.out = nn.Linear(dim, dim, bias=False)
+        nn.init.normal_(self.qkv.weight, std=dim**-0.5)
+        nn.init.normal_(self.out.weight, std=0.5 * dim**-0.5)
+
+
+class NeuralMemory(nn.Module):
+    """q, k, v from SiLU projections (and a causal conv), a memory written every `chunk` tokens
+    by the Titans rule, the output normalised per head and gated.
+
+    Rates given as numbers are constants; given as None they are produced per token from the
+    input: ``lr = max_lr * sigmoid(.)``, ``forget = sigmoid(.)``,
+    ``momentum = max_momentum * sigmoid(.)``.
+    """
+
+    RATES = ("lr", "forget", "momentum")
+    takes_cache = True  # it keeps its memory across the engine's chunked calls
+
+    def __init__(self, dim: int, heads: int, kind: str = "mlp", hidden: int = 64,
+                 conv: int = 4, qk_norm: bool = True, gate: bool = True, chunk: int = 16,
+                 objective: str = "l2", lr: float | None = None, forget: float | None = 0.0,
+                 momentum: float | None = 0.0, max_lr: float = 0.005,
+                 max_momentum: float = 0.9) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"dim {dim} is not divisible by heads {heads}")
+        self.dim, self.heads, self.kind, self.chunk = dim, heads, kind, chunk
+        self.objective, self.qk_norm = objective, qk_norm
+        self.max_lr, self.max_momentum = max_lr, max_momentum
+        self.constants = {"lr": lr, "forget": forget, "momentum": momentum}
+        self.produced = [name for name in self.RATES if self.constants[name] is None]
+        self.proj = MemoryProjections(dim, heads, conv, gate, len(self.produced))
+        self.memory = MemoryInit(kind, heads, dim // heads, hidden)
+        self._init_rates()
+
+    def _init_rates(self) -> None:
+        """Start at half the largest step and momentum, and with little forgetting.
+
+        With sigmoid gates at 0.5 (their default init) the memory would forget half of itself
+        every token and keep nothing; the biases below set where training starts.
+        """
+        if self.proj.rates is None:
+            return
+        start = {"lr": 0.0, "forget": -6.0, "momentum": 0.0}  # sigmoid: 0.5, 0.0025, 0.5
+        with torch.no_grad():
+            nn.init.normal_(self.proj.rates.weight, std=0.02)
+            bias = self.proj.rates.bias.view(len(self.produced), self.heads)
+            for i, name in enumerate(self.produced):
+                bias[i].fill_(start[name])
+
+    def forward(self, x: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
+        b, t, d = x.shape
+        state = cache.get(id(self)) if cache is not None else None
+        weights, momentum, tail = state if state is not None else (
+            self.memory.expand(b), None, None)
+        qkv = F.silu(self.proj.qkv(x))
+        if self.proj.conv is not None:
+            qkv, tail = self.proj.conv(qkv, tail)
+        q, k, v = (self._heads(z) for z in qkv.chunk(3, dim=-1))
+        if self.qk_norm:
+            q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
+        lr, forget, momentum_rate = self._rates(x)
+        y, weights, momentum = memory_scan(
+            self.kind, self.objective, weights, momentum, q, k, v, lr, forget, momentum_rate,
+            chunk=self.chunk, use_momentum=self.constants["momentum"] != 0.0)
+        if cache is not None:
+            cache[id(self)] = (weights, momentum, tail)
+        y = self.proj.norm(y).transpose(1, 2).reshape(b, t, d)
+        if self.proj.gate is not None:
+            y = y * torch.sigmoid(self.proj.gate(x))
+        return self.proj.out(y)
+
+    def _heads(self, z: torch.Tensor) -> torch.Tensor:
+        b, t, _ = z.shape
+        return z.view(b, t, self.heads, self.dim // self.heads).transpose(1, 2)
+
+    def _rates(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(B, H, T) tensors for lr, forget and momentum: produced or constant."""
+        b, t, _ = x.shape
+        produced = {}
+        if self.proj.rates is not None:
+            raw = self.proj.rates(x).view(b, t, len(self.produced), self.heads)
+            for i, name in enumerate(self.produced):
+                gate = torch.sigmoid(raw[:, :, i, :].transpose(1, 2))
+                scale = {"lr": self.max_lr, "momentum": self.max_momentum}.get(name, 1.0)
+                produced[name] = scale * gate
+        out = []
+        for name in self.RATES:
+            value = produced.get(name)
+            if value is None:
+                value = x.new_full((b, self.heads, t), float(self.constants[name]))
+            out.append(value)
+        return tuple(out)
