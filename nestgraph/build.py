@@ -75,8 +75,10 @@ def print_summary(plan: dict, folder: Path) -> None:
             if lv["initial_states"] else ""
         console.print(f"  {lv['name']} owns {owns}{init}", markup=False)
     console.print(f"total: {plan['totals']['params']:,} weights, "
-                  f"{plan['totals']['flops_per_token']:,} forward FLOPs/token; "
-                  f"in-context chunk {plan['chunk']} tokens", markup=False)
+                  f"{plan['totals']['flops_per_token']:,} forward FLOPs/token", markup=False)
+    if any(lv["kind"] == "in_context" for lv in plan["levels"]):
+        console.print(f"next-token levels read the sequence in chunks of {plan['chunk']} tokens",
+                      markup=False)
     console.print(f"wrote {folder}/program.py, plan.json, spec.resolved.yaml", markup=False)
     console.print(f"train it: nestgraph train {folder}", markup=False)
 

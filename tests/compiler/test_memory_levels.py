@@ -1,0 +1,80 @@
+"""Memory levels (Titans): their checks, their plan, their generated code."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from nestgraph.compiler import check_document, compile_spec
+from nestgraph.errors import SpecError
+from nestgraph.spec import read_document
+
+BASE, _ = read_document("titans")
+
+
+def data():
+    return copy.deepcopy(BASE)
+
+
+def level(d, name):
+    return next(lv for lv in d["levels"] if lv["name"] == name)
+
+
+def errors(d):
+    with pytest.raises(SpecError) as err:
+        check_document(d)
+    return err.value.diagnostics
+
+
+def test_titans_plan_and_program():
+    result = compile_spec(data())
+    kinds = {lv["name"]: lv["kind"] for lv in result.plan["levels"]}
+    assert kinds == {"memory": "memory", "outer": "step"}
+    outer = next(lv for lv in result.plan["levels"] if lv["name"] == "outer")
+    assert outer["initial_states"] == ["mem.memory"]
+    assert "layers.0.blocks.mem.body.memory" in outer["modules"]
+    assert "T.NeuralMemory(dim=64, heads=4, kind='mlp'" in result.program
+    assert "chunk=16, objective='l2', lr=None, forget=None, momentum=None" in result.program
+    assert "from nestgraph.runtime import titans as T" in result.program
+
+
+def test_unstable_step_size_is_refused_with_a_safe_bound():
+    d = data()
+    level(d, "memory")["rule"] = {"type": "titans", "lr": 0.5, "momentum": 0.9}
+    (diag,) = errors(d)
+    assert diag.path == ("levels", 0, "rule") and "too large" in diag.message
+    assert "lr <= 0.00625" in diag.hint
+
+
+def test_a_memory_needs_its_own_level():
+    d = data()
+    d["levels"] = [lv for lv in d["levels"] if lv["name"] != "memory"]
+    diags = errors(d)
+    assert [x.path for x in diags] == [("modules", "mem")]
+    assert "has no memory level" in diags[0].message
+
+
+def test_a_memory_rate_must_come_from_its_own_module():
+    d = data()
+    level(d, "memory")["rule"]["lr"] = "mem.eta"
+    (diag,) = errors(d)
+    assert diag.path == ("levels", 0, "rule", "lr") and "produces no value 'eta'" in diag.message
+    assert "lr" in diag.hint
+
+
+def test_next_token_level_cannot_own_a_memory():
+    d = data()
+    level(d, "memory").update(objective="next_token", rule={"type": "gd", "lr": 0.01})
+    messages = [x.message for x in errors(d)]
+    assert any("is a memory, written by its module's rule" in m for m in messages)
+
+
+def test_memory_chunk_must_divide_the_engine_chunk():
+    d = data()
+    d["modules"]["mlp"] = {"type": "mlp_chain", "blocks": {"fast": {"expand": 2}}}
+    d["levels"].insert(1, {"name": "fast", "owns": "mlp.fast", "every": "8 tokens",
+                           "context": "tokens", "objective": "next_token",
+                           "rule": {"type": "gd", "lr": 0.01}, "lifetime": "sequence"})
+    (diag,) = errors(d)
+    assert diag.path == ("levels", 0, "every") and "does not divide" in diag.message
