@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass, field
 
 import networkx as nx
+from pydantic import ValidationError
+
 from nestgraph.compiler.ir import build_ir, memory_levels, verify_ir
 from nestgraph.compiler.passes.common import Lost
 from nestgraph.compiler.passes.flow import check_flow
@@ -24,8 +26,6 @@ from nestgraph.compiler.passes.schedule import (
     order_levels,
 )
 from nestgraph.compiler.passes.support import check_supported
-from pydantic import ValidationError
-
 from nestgraph.errors import CompileError, SpecError
 from nestgraph.spec.salvage import salvage
 from nestgraph.spec.schema import Spec
@@ -92,7 +92,6 @@ def compile_spec(data, source=None, stop_after: str = "program") -> Compilation:
     from nestgraph.compiler.passes.cost import count_cost
     from nestgraph.compiler.passes.shapes import infer_shapes
     from nestgraph.compiler.plan import make_plan
-
     from nestgraph.spec import dump_resolved
 
     spec, g = check_document(data, source)

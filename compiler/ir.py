@@ -17,8 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import networkx as nx
-from nestgraph.compiler.registry import Ownable, model_ownables, module_ownables
 
+from nestgraph.compiler.registry import Ownable, model_ownables, module_ownables
 from nestgraph.spec.schema import Level, Spec, context_source, period_of
 
 

@@ -9,6 +9,7 @@ import hashlib
 import math
 
 import networkx as nx
+
 from nestgraph.compiler.ir import levels, owned_by, parts
 from nestgraph.compiler.passes.cost import initial_states
 

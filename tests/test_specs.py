@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from nestgraph.compiler import compile_spec
 
+from nestgraph.compiler import compile_spec
 from nestgraph.runtime.program import load_program
 from nestgraph.runtime.progress import SilentReporter
 from nestgraph.runtime.train import train

@@ -8,6 +8,7 @@ costs its scores and weighted sum over the average context of a sequence.
 from __future__ import annotations
 
 import networkx as nx
+
 from nestgraph.compiler.ir import levels, owned_by
 from nestgraph.compiler.registry import forward_flops
 

@@ -7,6 +7,7 @@ the spec position of each context entry along it.
 from __future__ import annotations
 
 import networkx as nx
+
 from nestgraph.compiler.ir import edges_of
 from nestgraph.compiler.passes.common import level_path, report
 

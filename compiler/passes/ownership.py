@@ -8,6 +8,7 @@ their module updates them inside the forward pass.
 from __future__ import annotations
 
 import networkx as nx
+
 from nestgraph.compiler.ir import levels, owner_of, parts
 from nestgraph.compiler.passes.common import level_path, lost, report
 

@@ -8,6 +8,7 @@ unknown, duplicated or unused name.
 from __future__ import annotations
 
 import networkx as nx
+
 from nestgraph.compiler.ir import levels, owner_of, parts
 from nestgraph.compiler.passes.common import did_you_mean, level_path, lost, report
 from nestgraph.compiler.registry import produces

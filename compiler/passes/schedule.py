@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 
 import networkx as nx
+
 from nestgraph.compiler.ir import levels, owned_by, owner_of, parts
 from nestgraph.compiler.passes.common import level_path, report
 

@@ -9,9 +9,9 @@ which runtime weights make up each part covers every weight exactly once.
 from __future__ import annotations
 
 import networkx as nx
+
 from nestgraph.compiler.codegen import model_source
 from nestgraph.compiler.ir import IRError, memory_levels, parts
-
 from nestgraph.errors import CompileError
 
 

@@ -7,8 +7,8 @@ missing. Validation accepts these, because the spec language is meant to outgrow
 from __future__ import annotations
 
 import networkx as nx
-from nestgraph.compiler.ir import levels
 
+from nestgraph.compiler.ir import levels
 from nestgraph.errors import CompileError
 
 

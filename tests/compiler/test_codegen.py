@@ -8,10 +8,10 @@ import hashlib
 import json
 
 import pytest
-from nestgraph.compiler import STAGES, Compilation, compile_spec
-from nestgraph.compiler.plan import PLAN_VERSION
 
 import nestgraph.cli
+from nestgraph.compiler import STAGES, Compilation, compile_spec
+from nestgraph.compiler.plan import PLAN_VERSION
 from nestgraph.spec import dump_resolved, read_document
 
 CMS_ORDER = ["attention", "cms_fast", "cms_mid", "outer", "cms_slow"]

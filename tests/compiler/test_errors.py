@@ -11,10 +11,10 @@ import json
 from pathlib import Path
 
 import pytest
-from nestgraph.compiler import check_document
 from typer.testing import CliRunner
 
 import nestgraph.cli
+from nestgraph.compiler import check_document
 from nestgraph.errors import EXIT_SPEC, SpecError
 from nestgraph.spec import load_spec, read_document
 from nestgraph.spec.source import format_diagnostics

@@ -7,9 +7,9 @@ import functools
 
 import networkx as nx
 import pytest
+
 from nestgraph.compiler import validate_graph
 from nestgraph.compiler.ir import IRError, build_ir, owned_by, owner_of, verify_ir
-
 from nestgraph.spec import read_document
 from nestgraph.spec.schema import Spec
 

@@ -14,9 +14,9 @@ import re
 
 import networkx as nx
 import pytest
+
 from nestgraph.compiler import validate_graph
 from nestgraph.compiler.ir import owned_by, owner_of
-
 from nestgraph.errors import Diagnostic
 from nestgraph.spec import read_document
 from nestgraph.spec.salvage import salvage

@@ -19,10 +19,10 @@ import time
 from pathlib import Path
 
 import pytest
-from nestgraph.compiler import check_document, compile_spec
 from typer.testing import CliRunner
 
 import nestgraph.cli
+from nestgraph.compiler import check_document, compile_spec
 from nestgraph.errors import SpecError
 from nestgraph.spec import read_document
 from nestgraph.spec.source import format_diagnostics
