@@ -82,7 +82,7 @@ def emit_program(plan: dict, spec, memory_levels: dict | None = None) -> str:
 def _header(plan: dict, spec, title: str) -> str:
     text = HEADER.format(title=title, name=plan["name"], sha=plan["sha256"][:16],
                          name_repr=repr(plan["name"]), sha_repr=repr(plan["sha256"]))
-    if any(m.type == "neural_memory" for m in spec.modules.values()):
+    if any(m.type in ("neural_memory", "memory_as_gate") for m in spec.modules.values()):
         text = text.replace("from nestgraph.runtime import levels as lv\n",
                             "from nestgraph.runtime import levels as lv\n"
                             "from nestgraph.runtime import titans as T\n")

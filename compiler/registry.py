@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from nestgraph.spec.schema import (
     AttentionSpec,
+    MemoryAsGateSpec,
     MLPChainSpec,
     MLPSpec,
     ModelSpec,
@@ -49,6 +50,16 @@ def module_ownables(name: str, spec, model: ModelSpec) -> list[Ownable]:
         return [Ownable(name, "param", name, tuple(f"{b}.proj" for b in bodies), False, spec.type),
                 Ownable(f"{name}.memory", "param", name, tuple(f"{b}.memory" for b in bodies),
                         False, spec.type, memory=True)]
+    if isinstance(spec, MemoryAsGateSpec):
+        return [Ownable(f"{name}.attn", "param", name, tuple(f"{b}.attn" for b in bodies), False,
+                        "attention"),
+                Ownable(f"{name}.cache", "state", name, tuple(f"{b}.attn" for b in bodies), False,
+                        "attention"),
+                Ownable(name, "param", name, tuple(f"{b}.{p}" for b in bodies
+                                                   for p in ("mem.proj", "norms")),
+                        False, "neural_memory"),
+                Ownable(f"{name}.memory", "param", name, tuple(f"{b}.mem.memory" for b in bodies),
+                        False, "neural_memory", memory=True)]
     if isinstance(spec, MLPChainSpec):
         parts = [Ownable(f"{name}.{block}", "param", name,
                          tuple(f"{b}.blocks.{block}" for b in bodies), True, spec.type)
@@ -76,7 +87,7 @@ def model_ownables(model: ModelSpec) -> list[Ownable]:
 
 def produces(spec) -> tuple[str, ...]:
     """The per-token values a module computes that a level's rule may name (``mem.lr``)."""
-    if isinstance(spec, NeuralMemorySpec):
+    if isinstance(spec, NeuralMemorySpec | MemoryAsGateSpec):
         return ("lr", "forget", "momentum")
     return ()
 
@@ -89,6 +100,10 @@ def module_source(spec, dim: int, level=None) -> str:
     """
     if isinstance(spec, NeuralMemorySpec):
         return _memory_source(spec, dim, level)
+    if isinstance(spec, MemoryAsGateSpec):
+        attention = (f"L.Attention(dim={dim!r}, heads={spec.heads!r}, window={spec.window!r}, "
+                     "use_rope=True, rope_base=10000.0)")
+        return f"T.MemoryAsGate({attention}, {_memory_source(spec, dim, level, gate=False)})"
     if isinstance(spec, AttentionSpec):
         return (f"L.Attention(dim={dim!r}, heads={spec.heads!r}, window={spec.window!r}, "
                 f"use_rope={spec.rope!r}, rope_base={spec.rope_base!r})")
@@ -101,7 +116,7 @@ def module_source(spec, dim: int, level=None) -> str:
     raise TypeError(f"no registry entry for module type {type(spec).__name__}")
 
 
-def _memory_source(spec: NeuralMemorySpec, dim: int, level) -> str:
+def _memory_source(spec, dim: int, level, gate: bool | None = None) -> str:
     rule = level.rule
 
     def rate(value):  # a name means "produced by the module, per token"
@@ -110,7 +125,8 @@ def _memory_source(spec: NeuralMemorySpec, dim: int, level) -> str:
     head_dim = dim // spec.heads
     return (f"T.NeuralMemory(dim={dim!r}, heads={spec.heads!r}, kind={spec.memory.kind!r}, "
             f"hidden={hidden_of(head_dim, spec.memory.expand)!r}, conv={spec.conv!r}, "
-            f"qk_norm={spec.qk_norm!r}, gate={spec.gate!r}, chunk={level.period!r}, "
+            f"qk_norm={spec.qk_norm!r}, gate={spec.gate if gate is None else gate!r}, "
+            f"chunk={level.period!r}, "
             f"objective={level.objective!r}, lr={rate(rule.lr)!r}, "
             f"forget={rate(rule.forget)!r}, momentum={rate(rule.momentum)!r}, "
             f"max_lr={rule.max_lr!r}, max_momentum={rule.max_momentum!r})")

@@ -1,7 +1,7 @@
 """The level schedule: what kind each level is, their order by frequency, and their periods.
 
 Requires: ownership. Ensures: ``g.graph["kinds"]`` (level -> "nonparametric" | "in_context" |
-"step"), ``g.graph["tokens"]`` (level -> period in tokens per sequence lane; a step reads
+"memory" | "step"), ``g.graph["tokens"]`` (level -> period in tokens per sequence lane; a step reads
 ``seq_len`` tokens), ``g.graph["order"]`` (fastest first; ties by position in the spec), ``nest``
 edges from each level to the next slower one, and diagnostics for inconsistent periods.
 
@@ -160,7 +160,7 @@ def check_periods(g: nx.DiGraph) -> None:
                (f"a step reads train.seq_len = {seq_len} tokens per sequence",))
     _check_memory_chunks(g)
     for lv in levels(g):
-        if g.graph["kinds"][lv.name] == "in_context" and lv.lifetime == "sequence" \
+        if g.graph["kinds"][lv.name] in ("in_context", "memory") and lv.lifetime == "sequence" \
                 and lv.period > seq_len:
             report(g, f"level '{lv.name}' would never update: its period {lv.period} tokens is "
                    f"longer than a sequence ({seq_len} tokens) and its state resets every "

@@ -14,6 +14,11 @@ from nestgraph.errors import CompileError
 
 def check_supported(g: nx.DiGraph) -> None:
     for lv in levels(g):
+        if g.graph["kinds"][lv.name] != "memory" and isinstance(getattr(lv.rule, "lr", 0), str):
+            raise CompileError(
+                f"level '{lv.name}' takes its lr from '{lv.rule.lr}': module-produced rates drive "
+                "memory levels (rule titans) in this version", pass_name="support",
+                hint="give this level a number")
         if lv.source:
             raise CompileError(
                 f"level '{lv.name}' learns from '{lv.context} of {lv.source}': a valid context, "

@@ -1,6 +1,6 @@
 """Levels at run time: plain descriptions (written out by the compiler) and their update rules.
 
-A level is one of three kinds:
+A level is one of four kinds:
 
 * ``nonparametric``: solved in closed form inside the forward pass (softmax attention's cache).
 * ``in_context``: owns fast weights, updated every ``period`` tokens while a sequence is read,
@@ -166,7 +166,8 @@ def schedule_problems(schedule: tuple[LevelDef, ...], seq_len: int) -> list[str]
                                 f"is not a multiple of level '{fast}' ({tokens[fast]} tokens)")
                 break
     for lv in schedule:
-        if lv.kind == "in_context" and lv.lifetime == "sequence" and lv.period > seq_len:
+        if lv.kind in ("in_context", "memory") and lv.lifetime == "sequence" \
+                and lv.period > seq_len:
             problems.append(f"with seq_len {seq_len}, level '{lv.name}' (every {lv.period} "
                             "tokens, reset every sequence) would never update")
     return problems

@@ -155,3 +155,21 @@ class NeuralMemory(nn.Module):
                 value = x.new_full((b, self.heads, t), float(self.constants[name]))
             out.append(value)
         return tuple(out)
+
+
+class MemoryAsGate(nn.Module):
+    """Titans' MAG: sliding-window attention gated by the neural memory, both branches
+    normalised with learned gains: ``out = norm_a(SWA(x)) * sigmoid(norm_m(M(x)))``."""
+
+    takes_cache = True
+
+    def __init__(self, attn: nn.Module, mem: NeuralMemory) -> None:
+        super().__init__()
+        self.attn, self.mem = attn, mem
+        self.norms = nn.ModuleDict({"attn": nn.RMSNorm(mem.dim, eps=1e-6),
+                                    "mem": nn.RMSNorm(mem.dim, eps=1e-6)})
+
+    def forward(self, x: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
+        short = self.norms["attn"](self.attn(x, cache))
+        long = self.norms["mem"](self.mem(x, cache))
+        return short * torch.sigmoid(long)

@@ -151,8 +151,24 @@ class NeuralMemorySpec(Strict):
     gate: bool = True
 
 
-ModuleSpec = Annotated[AttentionSpec | MLPSpec | MLPChainSpec | NeuralMemorySpec,
-                       Field(discriminator="type")]
+class MemoryAsGateSpec(Strict):
+    """Titans' MAG: sliding-window attention (the precise short-term memory) gated by the neural
+    memory (the fading long-term one): ``out = norm(SWA(x)) * sigmoid(norm(M(x)))``.
+
+    Its states: ``NAME.attn`` (attention weights), ``NAME.cache`` (the window's keys and
+    values), ``NAME`` (the memory's projections), ``NAME.memory`` (the memory itself).
+    """
+
+    type: Literal["memory_as_gate"]
+    heads: int = Field(4, ge=1)
+    window: int = Field(64, ge=1, description="sliding-window attention span in tokens")
+    memory: MemoryArchSpec = MemoryArchSpec()
+    conv: int = Field(4, ge=0)
+    qk_norm: bool = True
+
+
+ModuleSpec = Annotated[AttentionSpec | MLPSpec | MLPChainSpec | NeuralMemorySpec
+                       | MemoryAsGateSpec, Field(discriminator="type")]
 
 # --------------------------------------------------------------------------------- levels
 

@@ -78,3 +78,22 @@ def test_memory_chunk_must_divide_the_engine_chunk():
                            "rule": {"type": "gd", "lr": 0.01}, "lifetime": "sequence"})
     (diag,) = errors(d)
     assert diag.path == ("levels", 0, "every") and "does not divide" in diag.message
+
+
+def test_a_memory_chunk_longer_than_a_sequence_is_refused():
+    d = data()
+    d["train"]["seq_len"] = 8
+    (diag,) = errors(d)
+    assert diag.path == ("levels", 0, "every") and "would never update" in diag.message
+
+
+def test_a_produced_rate_on_a_gradient_level_is_not_run_yet():
+    from nestgraph.errors import CompileError
+
+    d = data()
+    d["modules"]["mlp"] = {"type": "mlp_chain", "blocks": {"fast": {"expand": 2}}}
+    d["levels"].insert(1, {"name": "fast", "owns": "mlp.fast", "every": "16 tokens",
+                           "context": "tokens", "objective": "next_token",
+                           "rule": {"type": "gd", "lr": "mem.lr"}, "lifetime": "sequence"})
+    with pytest.raises(CompileError, match="module-produced rates drive memory levels"):
+        compile_spec(d)

@@ -55,3 +55,16 @@ def test_long_deep_stack_stays_finite():
     for mem in stack:
         x = x + mem(torch.nn.functional.rms_norm(x, (32,)), {})
     assert torch.isfinite(x).all()
+
+
+def test_memory_as_gate_reads_in_calls_as_at_once():
+    from nestgraph.runtime.layers import Attention
+    from nestgraph.runtime.titans import MemoryAsGate
+
+    torch.manual_seed(0)
+    mag = MemoryAsGate(Attention(8, 2, window=5), layer(gate=False)).double()
+    x = torch.randn(2, 16, 8, dtype=torch.float64)
+    whole = mag(x, {})
+    cache: dict = {}
+    parts = torch.cat([mag(x[:, i:i + 4], cache) for i in range(0, 16, 4)], dim=1)
+    torch.testing.assert_close(parts, whole)
