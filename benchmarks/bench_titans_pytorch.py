@@ -248,15 +248,16 @@ def step(layer: nn.Module, x: torch.Tensor) -> float:
     return seconds
 
 
-def measure(layers: dict[str, nn.Module], x: torch.Tensor, repeats: int) -> dict[str, float]:
-    """Median seconds per layer; reps interleaved so a change in load hits every layer alike."""
+def measure(layers: dict[str, nn.Module], x: torch.Tensor,
+            repeats: int) -> dict[str, list[float]]:
+    """Seconds per rep for every layer; reps interleaved so a change in load hits all alike."""
     for layer in layers.values():
         step(layer, x)  # warm-up
     times: dict[str, list[float]] = {label: [] for label in layers}
     for _ in range(repeats):
         for label, layer in layers.items():
             times[label].append(step(layer, x))
-    return {label: statistics.median(t) for label, t in times.items()}
+    return times
 
 
 def main() -> None:
@@ -290,14 +291,16 @@ def main() -> None:
                       labels[1]: build_titans(dim, chunk, commit_every_chunk=False),
                       labels[2]: build_titans(dim, chunk, commit_every_chunk=True)}
             x = torch.randn(args.batch, args.seq_len, dim)
-            seconds = measure(layers, x, args.repeats)
-            rate = {label: tokens / s for label, s in seconds.items()}
+            times = measure(layers, x, args.repeats)
+            rate = {label: tokens / statistics.median(t) for label, t in times.items()}
             row = {"dim": dim, "heads": HEADS, "head_dim": dim // HEADS,
                    "memory_hidden": EXPANSION * dim // HEADS, "chunk": chunk,
                    **{f"{label} tokens_per_s": rate[label] for label in labels},
                    "ratio nestgraph / titans_pytorch default": rate[labels[0]] / rate[labels[1]],
                    "ratio nestgraph / titans_pytorch commit every chunk":
                        rate[labels[0]] / rate[labels[2]],
+                   "seconds_per_rep": times,
+                   "load_average_1min_after": os.getloadavg()[0],
                    "parameters": {label: sum(p.numel() for p in layer.parameters())
                                   for label, layer in layers.items()}}
             rows.append(row)
