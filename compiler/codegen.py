@@ -20,9 +20,7 @@ Train it on its own:  python program.py --steps 20
 
 from __future__ import annotations
 
-from nestgraph.runtime import layers as L
-from nestgraph.runtime import levels as lv
-from nestgraph.runtime.program import main
+{imports}
 
 SPEC_NAME = {name_repr}
 SPEC_SHA256 = {sha_repr}
@@ -80,13 +78,14 @@ def emit_program(plan: dict, spec, memory_levels: dict | None = None) -> str:
 
 
 def _header(plan: dict, spec, title: str) -> str:
-    text = HEADER.format(title=title, name=plan["name"], sha=plan["sha256"][:16],
-                         name_repr=repr(plan["name"]), sha_repr=repr(plan["sha256"]))
+    modules = [("layers", "L"), ("levels", "lv")]
     if any(m.type in ("neural_memory", "memory_as_gate") for m in spec.modules.values()):
-        text = text.replace("from nestgraph.runtime import levels as lv\n",
-                            "from nestgraph.runtime import levels as lv\n"
-                            "from nestgraph.runtime import titans as T\n")
-    return text
+        modules.append(("titans", "T"))
+    imports = [f"from nestgraph.runtime import {m} as {alias}" for m, alias in modules]
+    imports.append("from nestgraph.runtime.program import main")
+    return HEADER.format(title=title, name=plan["name"], sha=plan["sha256"][:16],
+                         name_repr=repr(plan["name"]), sha_repr=repr(plan["sha256"]),
+                         imports="\n".join(imports))
 
 
 def _schedule_table(plan: dict) -> str:

@@ -1,7 +1,7 @@
 """Ownership: every weight of the model is owned by exactly one level.
 
-Requires: resolve. Ensures: ``rest`` expanded into ``owns`` edges, and a diagnostic for every
-weight owned twice or by no one. Non-parametric states (an attention cache) may stay unowned:
+Requires: resolve (which already refused a second owner of any state). Ensures: ``rest``
+expanded into ``owns`` edges, and a diagnostic for every weight owned by no level. Non-parametric states (an attention cache) may stay unowned:
 their module updates them inside the forward pass.
 """
 
@@ -14,26 +14,8 @@ from nestgraph.compiler.passes.common import level_path, lost, report
 
 
 def partition_ownership(g: nx.DiGraph) -> None:
-    _report_double_owners(g)
     _expand_rest(g)
     _report_unowned(g)
-
-
-def _report_double_owners(g: nx.DiGraph) -> None:
-    claims: dict[str, list[tuple[str, int]]] = {}
-    for lv in levels(g):
-        for _, v, data in g.out_edges(f"level:{lv.name}", data=True):
-            if data["kind"] == "owns":
-                claims.setdefault(v, []).append((lv.name, data["item"]))
-    for node, owners in claims.items():
-        if len({name for name, _ in owners}) > 1:
-            first = owners[0][0]
-            for name, item in owners[1:]:
-                g.remove_edge(f"level:{name}", node, key="owns")
-                report(g, f"'{node.split(':', 1)[1]}' is owned by level '{first}' and again by "
-                       f"level '{name}'", level_path(g, name, "owns", item),
-                       "a state has exactly one owner: remove it from one of the two levels",
-                       "E-OWN")
 
 
 def _expand_rest(g: nx.DiGraph) -> None:

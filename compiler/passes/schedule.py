@@ -17,6 +17,7 @@ import networkx as nx
 
 from nestgraph.compiler.ir import levels, owned_by, owner_of, parts
 from nestgraph.compiler.passes.common import level_path, report
+from nestgraph.periods import in_tokens, nesting_violations, never_updates
 
 
 def classify(g: nx.DiGraph) -> None:
@@ -135,7 +136,7 @@ def check_memories_owned(g: nx.DiGraph) -> None:
 
 def order_levels(g: nx.DiGraph) -> None:
     seq_len = g.graph["spec"].train.seq_len
-    tokens = {lv.name: lv.period * (seq_len if lv.unit == "step" else 1) for lv in levels(g)}
+    tokens = {lv.name: in_tokens(lv.period, lv.unit, seq_len) for lv in levels(g)}
     order = sorted(tokens, key=lambda n: (tokens[n], g.nodes[f"level:{n}"]["level"].index))
     g.graph["tokens"], g.graph["order"] = tokens, order
     for inner, outer in zip(order, order[1:], strict=False):
@@ -145,23 +146,16 @@ def order_levels(g: nx.DiGraph) -> None:
 def check_periods(g: nx.DiGraph) -> None:
     """A faster level's period divides every slower one's (NL Def. 2: nested frequencies)."""
     tokens, seq_len = g.graph["tokens"], g.graph["spec"].train.seq_len
-    consistent: list[str] = []  # levels already checked; a bad one is not held against others
-    for slow in g.graph["order"]:
-        bad = next((fast for fast in consistent
-                    if tokens[fast] < tokens[slow] and tokens[slow] % tokens[fast]), None)
-        if bad is None:
-            consistent.append(slow)
-            continue
+    for slow, bad, faster in nesting_violations(tokens, g.graph["order"]):
         report(g, f"level '{slow}' updates every {_shown(g, slow)}, which is not a "
                f"multiple of the {_shown(g, bad)} of the faster level '{bad}'",
                level_path(g, slow, "every"),
                f"nested levels need periods that divide: try "
-               f"{_multiple(tokens[slow], _lcm(tokens, consistent, slow))} tokens", "E-PERIOD",
+               f"{_multiple(tokens[slow], math.lcm(*faster))} tokens", "E-PERIOD",
                (f"a step reads train.seq_len = {seq_len} tokens per sequence",))
     _check_memory_chunks(g)
     for lv in levels(g):
-        if g.graph["kinds"][lv.name] in ("in_context", "memory") and lv.lifetime == "sequence" \
-                and lv.period > seq_len:
+        if never_updates(g.graph["kinds"][lv.name], lv.lifetime, lv.period, seq_len):
             report(g, f"level '{lv.name}' would never update: its period {lv.period} tokens is "
                    f"longer than a sequence ({seq_len} tokens) and its state resets every "
                    "sequence", level_path(g, lv.name, "every"),
@@ -189,11 +183,6 @@ def _check_memory_chunks(g: nx.DiGraph) -> None:
 def _shown(g: nx.DiGraph, name: str) -> str:
     lv = g.nodes[f"level:{name}"]["level"]
     return f"{lv.period} {lv.unit}{'s' if lv.period != 1 else ''}"
-
-
-def _lcm(tokens: dict, consistent: list[str], slow: str) -> int:
-    """The least common multiple of the periods of the faster, consistent levels."""
-    return math.lcm(*[tokens[f] for f in consistent if tokens[f] < tokens[slow]])
 
 
 def _multiple(value: int, base: int) -> int:

@@ -93,6 +93,9 @@ class _Fast:
         self.levels = in_context_levels(levels)
         self.stream, self.learn_stream = stream, learn_stream
         self.differentiable = differentiable
+        # Whether the inner gradients must themselves be differentiable (second order).
+        self.second_order = differentiable and any(
+            lv.meta == "second_order" and lv.lifetime == "sequence" for lv in self.levels)
         self.weights: dict[str, torch.Tensor] = {}
         self.accum: dict[str, torch.Tensor] = {}
         self.velocity: dict[str, torch.Tensor | None] = {}
@@ -130,11 +133,8 @@ class _Fast:
                    batch: int) -> None:
         """Add d(chunk loss)/d(fast weights) to each accumulator (Eq. 71's inner sum)."""
         names = self.names()
-        second = self.differentiable and any(
-            self.owner[n].meta == "second_order" and self.owner[n].lifetime == "sequence"
-            for n in names)
-        grads = torch.autograd.grad(loss_sum, [inputs[n] for n in names],
-                                    retain_graph=True, create_graph=second, allow_unused=True)
+        grads = torch.autograd.grad(loss_sum, [inputs[n] for n in names], retain_graph=True,
+                                    create_graph=self.second_order, allow_unused=True)
         for n, g in zip(names, grads, strict=True):
             if g is None:
                 continue
@@ -186,8 +186,7 @@ def read_sequence(model: torch.nn.Module, levels: tuple[LevelDef, ...], x: torch
     chunk = chunk_size(levels, seq_len)
     fast = _Fast(model, levels, batch, stream, learn_stream, differentiable)
     # The fused attention kernels have no double backward, which second-order levels need.
-    cache: dict = {"double_backward": differentiable and any(
-        lv.meta == "second_order" and lv.lifetime == "sequence" for lv in fast.levels)}
+    cache: dict = {"double_backward": fast.second_order}
     total, counted, all_logits = None, 0, []
     for start in range(0, seq_len, chunk):
         end = min(start + chunk, seq_len)

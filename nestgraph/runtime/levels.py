@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from nestgraph.periods import in_tokens, nesting_violations, never_updates
+
 
 @dataclass(frozen=True)
 class GDRule:
@@ -153,21 +155,13 @@ def schedule_problems(schedule: tuple[LevelDef, ...], seq_len: int) -> list[str]
     """The compiler's period rules, rechecked for a sequence length chosen at train time.
 
     A step reads ``seq_len`` tokens, so changing it can break the nesting the compiler proved
-    (a faster period must divide every slower one) or leave a sequence-lifetime level unable to
-    ever update within a sequence.
+    or leave a sequence-lifetime level unable to ever update within a sequence.
     """
-    problems = []
-    tokens = {lv.name: lv.period * (seq_len if lv.unit == "step" else 1) for lv in schedule}
-    order = sorted(tokens, key=tokens.get)
-    for i, slow in enumerate(order):
-        for fast in order[:i]:
-            if tokens[fast] < tokens[slow] and tokens[slow] % tokens[fast]:
-                problems.append(f"with seq_len {seq_len}, level '{slow}' ({tokens[slow]} tokens) "
-                                f"is not a multiple of level '{fast}' ({tokens[fast]} tokens)")
-                break
-    for lv in schedule:
-        if lv.kind in ("in_context", "memory") and lv.lifetime == "sequence" \
-                and lv.period > seq_len:
-            problems.append(f"with seq_len {seq_len}, level '{lv.name}' (every {lv.period} "
-                            "tokens, reset every sequence) would never update")
+    tokens = {lv.name: in_tokens(lv.period, lv.unit, seq_len) for lv in schedule}
+    problems = [f"with seq_len {seq_len}, level '{slow}' ({tokens[slow]} tokens) is not a "
+                f"multiple of level '{fast}' ({tokens[fast]} tokens)"
+                for slow, fast, _ in nesting_violations(tokens, sorted(tokens, key=tokens.get))]
+    problems += [f"with seq_len {seq_len}, level '{lv.name}' (every {lv.period} tokens, reset "
+                 "every sequence) would never update" for lv in schedule
+                 if never_updates(lv.kind, lv.lifetime, lv.period, seq_len)]
     return problems
