@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 from pathlib import Path
 
 # The smallest valid spec: two modules, one level that owns every weight.
@@ -70,3 +72,51 @@ def stream_average_worker(rank: int, world: int, init_file: str, out: str) -> No
         Path(f"{out}.{rank}").write_text("ok" if ok else f"bad {stream.weights['w']} {run_dir}")
     finally:
         dist.destroy_process_group()
+
+
+# ------------------------------------------------------ helpers for the compiler-pass tests
+# Every spec in those tests is a shipped spec with one thing changed, so each test shows which
+# entry a pass reacts to and that the diagnostic's path points at that entry.
+
+
+@functools.cache
+def _shipped(name: str) -> dict:
+    from nestgraph.spec import read_document
+
+    data, _ = read_document(name)
+    return data
+
+
+def shipped_data(name: str) -> dict:
+    """A fresh copy of a shipped spec's plain data, to change one thing in."""
+    return copy.deepcopy(_shipped(name))
+
+
+def level_of(data: dict, name: str) -> dict:
+    return next(lv for lv in data["levels"] if lv["name"] == name)
+
+
+def validated_graph(data: dict):
+    """The graph after the validation passes (the data must pass the schema)."""
+    from nestgraph.compiler import validate_graph
+    from nestgraph.spec.schema import Spec
+
+    return validate_graph(Spec.model_validate(data))
+
+
+def diagnostics_of(g, code: str | None = None) -> list:
+    return [d for d in g.graph["diagnostics"] if code is None or d.code == code]
+
+
+def only_diagnostic(g, code: str | None = None):
+    found = diagnostics_of(g, code)
+    assert len(found) == 1, found
+    return found[0]
+
+
+def entry_at(data: dict, path: tuple):
+    """The document entry a diagnostic's path names."""
+    node = data
+    for key in path:
+        node = node[key]
+    return node
