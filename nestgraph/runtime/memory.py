@@ -104,13 +104,15 @@ def memory_read(kind: str, weights: dict[str, Tensor], z: Tensor) -> Tensor:
 def memory_scan(kind: str, objective: str, weights: dict[str, Tensor],
                 momentum: dict[str, Tensor] | None, q: Tensor, k: Tensor, v: Tensor,
                 lr: Tensor, retention: Tensor, decay: Tensor, *, chunk: int,
-                use_momentum: bool = True
+                use_momentum: bool = True, self_values: bool = False
                 ) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
     """Read queries and write (key, value) pairs over a sequence, chunk by chunk.
 
     ``q, k, v``: (B, H, T, d). ``lr`` (θ_t ≥ 0, step size), ``retention`` (α_t ∈ [0, 1], forget
     gate: 1 erases the memory), ``decay`` (η_t ∈ [0, 1), momentum decay): (B, H, T).
-    ``momentum`` None means zeros. Returns the reads ``y`` (B, H, T, d) and the final weights
+    ``momentum`` None means zeros. ``self_values``: write ``(k_t, M_0(v_t))``, the memory's
+    own reading of the value at the chunk-start state (NL Eq. 84), instead of ``(k_t, v_t)``.
+    Returns the reads ``y`` (B, H, T, d) and the final weights
     and momentum (same keys and shapes as ``weights``). Differentiable in every tensor input.
     """
     _check_args(kind, objective, chunk)
@@ -123,7 +125,8 @@ def memory_scan(kind: str, objective: str, weights: dict[str, Tensor],
     pieces = zip(q.split(chunk, -2), k.split(chunk, -2), v.split(chunk, -2),
                  _chunks(lr, retention, decay, chunk, use_momentum), strict=True)
     for q_c, k_c, v_c, coeffs in pieces:
-        y, state, velocity = _chunk_step(kind, objective, state, velocity, q_c, k_c, v_c, coeffs)
+        y, state, velocity = _chunk_step(kind, objective, state, velocity, q_c, k_c, v_c, coeffs,
+                                         self_values)
         ys.append(y)
     return torch.cat(ys, dim=-2), state, velocity
 
@@ -191,13 +194,15 @@ def _chunks(lr: Tensor, retention: Tensor, decay: Tensor, chunk: int,
 
 def _chunk_step(kind: str, objective: str, state: dict[str, Tensor],
                 velocity: dict[str, Tensor], q: Tensor, k: Tensor, v: Tensor,
-                coeffs: Coefficients) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
+                coeffs: Coefficients, self_values: bool = False
+                ) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
     """Read one chunk at the chunk-start state, then jump the state to the chunk's end."""
-    # Queries and keys both meet the chunk-start state: one pass over the weights for both.
-    out, pre = _forward(kind, state, torch.cat([q, k], dim=-2))
+    # Queries and keys (and values, when self-made) all meet the chunk-start state: one pass.
+    out, pre = _forward(kind, state, torch.cat([q, k, v] if self_values else [q, k], dim=-2))
     size = q.shape[-2]
-    y, pred = out[..., :size, :], out[..., size:, :]
-    pre = None if pre is None else pre[..., size:, :]
+    y, pred = out[..., :size, :], out[..., size : 2 * size, :]
+    v = out[..., 2 * size :, :] if self_values else v
+    pre = None if pre is None else pre[..., size : 2 * size, :]
     factors = _grad_factors(kind, state, k, _output_grad(objective, pred, v), pre)
     new_state, new_velocity = {}, {}
     for n, (left, right) in factors.items():

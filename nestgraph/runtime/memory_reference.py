@@ -20,7 +20,7 @@ Tensor = torch.Tensor
 def memory_scan_reference(kind: str, objective: str, weights: dict[str, Tensor],
                           momentum: dict[str, Tensor] | None, q: Tensor, k: Tensor, v: Tensor,
                           lr: Tensor, retention: Tensor, decay: Tensor, *, chunk: int,
-                          use_momentum: bool = True
+                          use_momentum: bool = True, self_values: bool = False
                           ) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
     """Same contract as `memory.memory_scan`, computed with a Python loop over tokens."""
     _check_args(kind, objective, chunk)
@@ -43,7 +43,10 @@ def memory_scan_reference(kind: str, objective: str, weights: dict[str, Tensor],
             start = dict(state)  # a snapshot: the loop below rebinds the entries of `state`
         token = slice(t, t + 1)
         ys.append(memory_read(kind, start, q[:, :, token]))
-        u = grad(start, k[:, :, token], v[:, :, token])
+        value = v[:, :, token]
+        if self_values:
+            value = memory_read(kind, start, value)
+        u = grad(start, k[:, :, token], value)
         theta, alpha, eta = (x[:, :, t, None, None] for x in (lr, retention, decay))
         for name in state:
             surprise = -theta * u[name]

@@ -43,9 +43,10 @@ def make_inputs(kind: str, seq_len: int, seed: int = 0, dtype: torch.dtype = F64
             "retention": rand(retention_max), "decay": rand(0.9)}
 
 
-def scan(fn, kind, objective, x, *, chunk, use_momentum=True):
+def scan(fn, kind, objective, x, *, chunk, use_momentum=True, self_values=False):
     return fn(kind, objective, x["weights"], x["momentum"], x["q"], x["k"], x["v"], x["lr"],
-              x["retention"], x["decay"], chunk=chunk, use_momentum=use_momentum)
+              x["retention"], x["decay"], chunk=chunk, use_momentum=use_momentum,
+              self_values=self_values)
 
 
 def leaves(inputs: dict) -> dict[str, torch.Tensor]:
@@ -69,9 +70,10 @@ def probe(result, seed: int = 1) -> torch.Tensor:
     return sum((p * torch.randn(p.shape, generator=g, dtype=p.dtype)).sum() for p in parts)
 
 
-def gradients(fn, kind, objective, inputs, *, chunk, use_momentum):
+def gradients(fn, kind, objective, inputs, *, chunk, use_momentum, self_values=False):
     tensors = leaves(inputs)
-    result = scan(fn, kind, objective, inputs, chunk=chunk, use_momentum=use_momentum)
+    result = scan(fn, kind, objective, inputs, chunk=chunk, use_momentum=use_momentum,
+                  self_values=self_values)
     grads = torch.autograd.grad(probe(result), list(tensors.values()), allow_unused=True)
     # Without momentum the decay and the initial momentum are unused: no gradient is a zero one.
     return result, {name: torch.zeros_like(t) if g is None else g
@@ -85,12 +87,13 @@ def assert_results_close(fast, slow):
         torch.testing.assert_close(fast[2][name], slow[2][name])
 
 
-def assert_matches_reference(kind, objective, use_momentum, seq_len, chunk, **kwargs):
+def assert_matches_reference(kind, objective, use_momentum, seq_len, chunk, self_values=False,
+                             **kwargs):
     fast, fast_grads = gradients(memory_scan, kind, objective, make_inputs(kind, seq_len, **kwargs),
-                                 chunk=chunk, use_momentum=use_momentum)
+                                 chunk=chunk, use_momentum=use_momentum, self_values=self_values)
     slow, slow_grads = gradients(memory_scan_reference, kind, objective,
                                  make_inputs(kind, seq_len, **kwargs), chunk=chunk,
-                                 use_momentum=use_momentum)
+                                 use_momentum=use_momentum, self_values=self_values)
     assert_results_close(fast, slow)
     assert_grads_close(fast_grads, slow_grads)
     unused = () if use_momentum else ("decay", *[n for n in fast_grads if "momentum" in n])
@@ -155,6 +158,13 @@ def test_chunk_one_matches_per_token_reference(kind, objective, use_momentum):
 @pytest.mark.parametrize(("kind", "objective", "use_momentum"), CASES)
 def test_chunked_matches_chunked_reference(kind, objective, use_momentum, chunk):
     assert_matches_reference(kind, objective, use_momentum, seq_len=12, chunk=chunk)
+
+
+@pytest.mark.parametrize("chunk", [1, 4])
+@pytest.mark.parametrize("kind", ["linear", "mlp"])
+def test_self_made_values_match_reference(kind, chunk):
+    # The memory writes (k_t, M_0(v_t)): its own reading of the value (NL Eq. 84).
+    assert_matches_reference(kind, "l2", True, seq_len=9, chunk=chunk, self_values=True)
 
 
 @pytest.mark.parametrize("kind", ["linear", "mlp"])

@@ -1,0 +1,122 @@
+"""The self-modifying Titans (NL §8.1–8.2, Eqs. 79–93): every projection is a memory.
+
+Per head, the keys, values, learning rate η and retention α (and, by a flag, the queries) are
+produced by in-context memories ``M_k, M_v, M_η, M_α (, M_q)`` rather than by fixed matrices
+(Eqs. 79–82). Each of them, and the main memory ``M_memory``, is written by DGD with weight
+decay (Eq. 88) on ``‖M(k_t) − v̂_t‖²``; with ``self_values`` every memory writes its own values
+``v̂_□ = M_□(v_t)`` (Eqs. 83–85), otherwise all write the shared ``v_t`` (the first version,
+Eqs. 79–82). The read is ``y_t = M_memory(q_t)``.
+
+Chunk-wise training (§8.2). The projection memories share one chunk size and the main memory
+has its own (the paper's two chunk sizes). Inside a projection chunk, every memory produces its
+outputs from its chunk-start state, and every gradient is taken there, so a chunk is a handful
+of batched matmuls and one triangular solve per matrix (`delta.delta_step`). The projections
+never read the main memory, so they are scanned first over the whole call, and the main memory
+(`delta.delta_scan`) after; the loops run over chunks, never tokens. `projection_scan_reference`
+is the per-token loop beside the fast path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+from nestgraph.runtime.delta import delta_step
+from nestgraph.runtime.delta_reference import token_update
+from nestgraph.runtime.memory import _check_args, _forward, memory_read
+
+Tensor = torch.Tensor
+
+
+class Derived(NamedTuple):
+    """What one chunk of projection outputs becomes: the keys and values every memory writes
+    with (..., C, d), the projections' own rates (..., C), and anything else the caller wants
+    kept, laid out (..., C, e)."""
+
+    k: Tensor
+    v: Tensor
+    lr: Tensor
+    forget: Tensor
+    extra: Tensor
+
+
+Derive = Callable[[Tensor], Derived]
+
+
+def projection_scan(kind: str, objective: str, weights: dict[str, Tensor], z: Tensor,
+                    derive: Derive, *, chunk: int, self_values: bool = True
+                    ) -> tuple[Derived, dict[str, Tensor]]:
+    """Run the stacked projection memories over ``z`` (..., T, d), chunk by chunk.
+
+    ``weights`` carry one extra leading dimension, the memories (P, ..., ·, ·). ``derive`` maps
+    their outputs (P, ..., C, d) at the chunk-start state to a `Derived`. Returns the derived
+    values over the whole sequence (time along dimension -2, rates along -1) and the final
+    weights.
+    """
+    _check_args(kind, objective, chunk)
+    state, parts = dict(weights), []
+    for z_c in z.split(chunk, -2):
+        out = derive(_forward(kind, state, z_c.unsqueeze(0))[0])
+        parts.append(out)
+        state = _write_chunk(kind, objective, state, out, self_values)
+    if not parts:
+        raise ValueError("projection_scan needs at least one token")
+    return _concat(parts), state
+
+
+def _write_chunk(kind: str, objective: str, state: dict[str, Tensor], out: Derived,
+                 self_values: bool) -> dict[str, Tensor]:
+    """Every projection memory writes the chunk's (k, v̂) pairs, gradients at the chunk start."""
+    memories = next(iter(state.values())).shape[0]
+    size = out.k.shape[-2]
+    key = out.k.unsqueeze(0).expand(memories, *out.k.shape)
+    value = out.v.unsqueeze(0).expand(memories, *out.v.shape)
+    reads, pre = _forward(kind, state, torch.cat([key, value], dim=-2) if self_values else key)
+    pred = reads[..., :size, :]
+    target = reads[..., size:, :] if self_values else value
+    pre = None if pre is None else pre[..., :size, :]
+    lr = out.lr.unsqueeze(0).expand(memories, *out.lr.shape)
+    forget = out.forget.unsqueeze(0).expand(memories, *out.forget.shape)
+    return delta_step(kind, objective, state, key, pred, pre, target, lr, forget)
+
+
+def projection_scan_reference(kind: str, objective: str, weights: dict[str, Tensor],
+                              z: Tensor, derive: Derive, *, chunk: int,
+                              self_values: bool = True) -> tuple[Derived, dict[str, Tensor]]:
+    """Same contract as `projection_scan`, one token at a time with autograd gradients."""
+    _check_args(kind, objective, chunk)
+    state, start, parts = dict(weights), dict(weights), []
+    for t in range(z.shape[-2]):
+        if t % chunk == 0:
+            start = dict(state)
+        out = derive(memory_read(kind, start, z[..., t : t + 1, :].unsqueeze(0)))
+        parts.append(out)
+        memories = next(iter(state.values())).shape[0]
+        key = out.k.unsqueeze(0).expand(memories, *out.k.shape)
+        value = out.v.unsqueeze(0).expand(memories, *out.v.shape)
+        if self_values:
+            value = memory_read(kind, start, value)
+        lr = out.lr[..., 0].unsqueeze(0).expand(memories, *out.lr.shape[:-1])
+        forget = out.forget[..., 0].unsqueeze(0).expand(memories, *out.forget.shape[:-1])
+        state = token_update(kind, objective, state, start, key, value, lr, forget)
+    if not parts:
+        raise ValueError("projection_scan_reference needs at least one token")
+    return _concat(parts), state
+
+
+def _concat(parts: list[Derived]) -> Derived:
+    return Derived(*(torch.cat([getattr(p, f) for p in parts], dim=-1 if f in ("lr", "forget")
+                               else -2) for f in Derived._fields))
+
+
+def split_heads(x: Tensor, heads: int) -> Tensor:
+    """(B, T, H·d) -> (B, H, T, d)."""
+    b, t, _ = x.shape
+    return x.view(b, t, heads, -1).transpose(1, 2)
+
+
+def normalize(x: Tensor) -> Tensor:
+    return F.normalize(x, dim=-1, eps=1e-6)
