@@ -24,7 +24,6 @@ Choices the paper leaves open, with their reasons (also in docs/paper-compliance
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from nestgraph.runtime.delta import delta_scan

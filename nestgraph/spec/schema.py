@@ -167,8 +167,28 @@ class MemoryAsGateSpec(Strict):
     qk_norm: bool = True
 
 
+class SelfModifyingTitansSpec(Strict):
+    """The self-modifying Titans (NL §8.1, Eqs. 79-93): keys, values, the learning rate and the
+    retention (and, with ``adaptive_q``, the queries) come from in-context memories, each
+    written by DGD while the sequence is read; the main memory is read at the queries.
+
+    Its states: ``NAME`` (input convolution, static query projection, rate read-outs, output
+    norm, gate and projection), ``NAME.memory`` (the main memory) and ``NAME.projections`` (the
+    projection memories), the last two each owned by a memory level with rule ``dgd``. It
+    produces the per-token rates ``NAME.lr`` and ``NAME.forget`` that those levels may use.
+    """
+
+    type: Literal["self_modifying_titans"]
+    heads: int = Field(4, ge=1)
+    memory: MemoryArchSpec = MemoryArchSpec()
+    conv: int = Field(4, ge=0, description="causal depthwise convolution window on the input")
+    adaptive_q: bool = Field(False, description="queries from a memory (M_q) instead of a "
+                             "static projection; the paper's ablation finds static q no worse")
+    gate: bool = True
+
+
 ModuleSpec = Annotated[AttentionSpec | MLPSpec | MLPChainSpec | NeuralMemorySpec
-                       | MemoryAsGateSpec, Field(discriminator="type")]
+                       | MemoryAsGateSpec | SelfModifyingTitansSpec, Field(discriminator="type")]
 
 # --------------------------------------------------------------------------------- levels
 
@@ -228,16 +248,23 @@ class NadarayaWatson(Strict):
     type: Literal["nadaraya_watson"]
 
 
+Values = Literal["given", "self"]
+_VALUES = ("whose values the memory writes: the module's v_t (given), or its own reading of "
+           "them, M(v_t) (self; NL Eqs. 83-85)")
+
+
 class L2(Strict):
     """Associative regression: ``||M(k) - v||^2`` (Titans' loss; NL Eq. 88)."""
 
     type: Literal["l2"]
+    values: Values = Field("given", description=_VALUES)
 
 
 class Dot(Strict):
     """Dot-product similarity: ``-<M(k), v>`` (Hebbian memories, linear attention)."""
 
     type: Literal["dot"]
+    values: Values = Field("given", description=_VALUES)
 
 
 Objective = Annotated[
@@ -294,7 +321,22 @@ class Titans(Strict):
     max_momentum: float = Field(0.9, ge=0, lt=1)
 
 
-Rule = Annotated[GD | AdamW | ClosedForm | Titans, Field(discriminator="type")]
+class DGD(Strict):
+    """Delta Gradient Descent with weight decay (NL Eq. 88):
+    ``M_t = M_{t-1} ((1 - forget_t) I - lr_t k k^T) - lr_t grad``, the decay along the key
+    DGD's adaptive forgetting. No momentum (Eq. 88 has none).
+
+    Each rate is a constant or a value the module produces per token (``hope.lr``,
+    ``hope.forget``); a produced ``lr`` is ``max_lr`` times a sigmoid.
+    """
+
+    type: Literal["dgd"]
+    lr: Rate
+    forget: Rate = 0.0
+    max_lr: float = Field(0.01, gt=0)
+
+
+Rule = Annotated[GD | AdamW | ClosedForm | Titans | DGD, Field(discriminator="type")]
 
 
 def _owns_shorthand(value: Any) -> Any:
