@@ -30,7 +30,7 @@ SPEC_SHA256 = {sha_repr}
 def model_source(spec, memory_levels: dict | None = None) -> str:
     """``build_layer`` and ``build_model``: the network, one constructor call per module.
 
-    `memory_levels` maps a memory module's name to the level that owns its memory.
+    `memory_levels` maps a memory module's name to the levels that own its memories.
     """
     m, memory_levels = spec.model, memory_levels or {}
     blocks = []
@@ -81,6 +81,8 @@ def _header(plan: dict, spec, title: str) -> str:
     modules = [("layers", "L"), ("levels", "lv")]
     if any(m.type in ("neural_memory", "memory_as_gate") for m in spec.modules.values()):
         modules.append(("titans", "T"))
+    if any(m.type == "self_modifying_titans" for m in spec.modules.values()):
+        modules.append(("selfmod_layer", "S"))
     imports = [f"from nestgraph.runtime import {m} as {alias}" for m, alias in modules]
     imports.append("from nestgraph.runtime.program import main")
     return HEADER.format(title=title, name=plan["name"], sha=plan["sha256"][:16],
@@ -120,7 +122,7 @@ def _schedule_source(plan: dict) -> str:
 
 def _rule_source(rule: dict) -> str:
     cls = {"gd": "GDRule", "adamw": "AdamWRule", "closed_form": "ClosedFormRule",
-           "titans": "TitansRule"}[rule["type"]]
+           "titans": "TitansRule", "dgd": "DGDRule"}[rule["type"]]
     args = ", ".join(f"{k}={(tuple(v) if isinstance(v, list) else v)!r}"
                      for k, v in rule.items() if k != "type")
     return f"lv.{cls}({args})"

@@ -35,6 +35,7 @@ class LevelInfo:
     rule: object  # the validated rule model (GD, AdamW, ClosedForm)
     meta: str
     owns: tuple[str, ...]
+    values: str = "given"  # a memory objective's values: "given" or "self" (NL Eq. 84)
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,8 @@ def level_info(level: Level, index: int) -> LevelInfo:
     period, unit = period_of(level)
     context, source = context_source(level)
     return LevelInfo(level.name, index, period, unit, level.lifetime, context, source,
-                     level.objective.type, level.rule, level.meta, tuple(level.owns))
+                     level.objective.type, level.rule, level.meta, tuple(level.owns),
+                     getattr(level.objective, "values", "given"))
 
 
 def build_ir(spec: Spec, level_index: list[int] | None = None) -> nx.DiGraph:
@@ -98,13 +100,14 @@ def owned_by(g: nx.DiGraph, level: str) -> list[Ownable]:
     return [g.nodes[v]["part"] for _, v, k in g.out_edges(node, data="kind") if k == "owns"]
 
 
-def memory_levels(g: nx.DiGraph) -> dict[str, LevelInfo]:
-    """Memory module name -> the level that owns its memory (and so sets its rule)."""
-    out = {}
+def memory_levels(g: nx.DiGraph) -> dict[str, dict[str, LevelInfo]]:
+    """Memory module name -> {memory ("memory", "projections") -> the level that owns it and so
+    sets its chunk and rule}."""
+    out: dict[str, dict[str, LevelInfo]] = {}
     for lv in levels(g):
         for part in owned_by(g, lv.name):
             if part.memory:
-                out[part.module] = lv
+                out.setdefault(part.module, {})[part.name.split(".", 1)[1]] = lv
     return out
 
 

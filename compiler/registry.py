@@ -15,6 +15,7 @@ from nestgraph.spec.schema import (
     MLPSpec,
     ModelSpec,
     NeuralMemorySpec,
+    SelfModifyingTitansSpec,
 )
 
 
@@ -60,6 +61,13 @@ def module_ownables(name: str, spec, model: ModelSpec) -> list[Ownable]:
                         False, "neural_memory"),
                 Ownable(f"{name}.memory", "param", name, tuple(f"{b}.mem.memory" for b in bodies),
                         False, "neural_memory", memory=True)]
+    if isinstance(spec, SelfModifyingTitansSpec):
+        return [Ownable(name, "param", name, tuple(f"{b}.proj" for b in bodies), False, spec.type),
+                Ownable(f"{name}.memory", "param", name, tuple(f"{b}.memory" for b in bodies),
+                        False, spec.type, memory=True),
+                Ownable(f"{name}.projections", "param", name,
+                        tuple(f"{b}.projections" for b in bodies), False, spec.type,
+                        memory=True)]
     if isinstance(spec, MLPChainSpec):
         parts = [Ownable(f"{name}.{block}", "param", name,
                          tuple(f"{b}.blocks.{block}" for b in bodies), True, spec.type)
@@ -89,15 +97,22 @@ def produces(spec) -> tuple[str, ...]:
     """The per-token values a module computes that a level's rule may name (``mem.lr``)."""
     if isinstance(spec, NeuralMemorySpec | MemoryAsGateSpec):
         return ("lr", "forget", "momentum")
+    if isinstance(spec, SelfModifyingTitansSpec):
+        return ("lr", "forget")
     return ()
 
 
-def module_source(spec, dim: int, level=None) -> str:
+def module_source(spec, dim: int, owners: dict | None = None) -> str:
     """The runtime constructor call for one module, every literal through repr.
 
-    A memory module also takes the settings of the level that owns its memory (`level`): its
-    chunk, objective and rule, which it applies inside its forward pass.
+    A memory module also takes the settings of the levels that own its memories (`owners`:
+    ``{"memory": level, "projections": level}``): their chunks, objectives and rules, which it
+    applies inside its forward pass.
     """
+    owners = owners or {}
+    level = owners.get("memory")
+    if isinstance(spec, SelfModifyingTitansSpec):
+        return _selfmod_source(spec, dim, level, owners.get("projections"))
     if isinstance(spec, NeuralMemorySpec):
         return _memory_source(spec, dim, level)
     if isinstance(spec, MemoryAsGateSpec):
@@ -118,18 +133,34 @@ def module_source(spec, dim: int, level=None) -> str:
 
 def _memory_source(spec, dim: int, level, gate: bool | None = None) -> str:
     rule = level.rule
-
-    def rate(value):  # a name means "produced by the module, per token"
-        return None if isinstance(value, str) else float(value)
-
+    momentum = getattr(rule, "momentum", 0.0)
     head_dim = dim // spec.heads
     return (f"T.NeuralMemory(dim={dim!r}, heads={spec.heads!r}, kind={spec.memory.kind!r}, "
             f"hidden={hidden_of(head_dim, spec.memory.expand)!r}, conv={spec.conv!r}, "
             f"qk_norm={spec.qk_norm!r}, gate={spec.gate if gate is None else gate!r}, "
             f"chunk={level.period!r}, "
-            f"objective={level.objective!r}, lr={rate(rule.lr)!r}, "
-            f"forget={rate(rule.forget)!r}, momentum={rate(rule.momentum)!r}, "
-            f"max_lr={rule.max_lr!r}, max_momentum={rule.max_momentum!r})")
+            f"objective={level.objective!r}, lr={_rate(rule.lr)!r}, "
+            f"forget={_rate(rule.forget)!r}, momentum={_rate(momentum)!r}, "
+            f"max_lr={rule.max_lr!r}, max_momentum={getattr(rule, 'max_momentum', 0.9)!r}, "
+            f"rule={rule.type!r}, self_values={level.values == 'self'!r})")
+
+
+def _rate(value) -> float | None:
+    """A rate named by a string is produced by the module per token: None to the runtime."""
+    return None if isinstance(value, str) else float(value)
+
+
+def _selfmod_source(spec, dim: int, memory, projections) -> str:
+    head_dim = dim // spec.heads
+    main, proj = memory.rule, projections.rule
+    return (f"S.SelfModifyingTitans(dim={dim!r}, heads={spec.heads!r}, "
+            f"kind={spec.memory.kind!r}, hidden={hidden_of(head_dim, spec.memory.expand)!r}, "
+            f"conv={spec.conv!r}, adaptive_q={spec.adaptive_q!r}, gate={spec.gate!r}, "
+            f"objective={memory.objective!r}, self_values={memory.values == 'self'!r}, "
+            f"chunk={memory.period!r}, proj_chunk={projections.period!r}, "
+            f"lr={_rate(main.lr)!r}, forget={_rate(main.forget)!r}, max_lr={main.max_lr!r}, "
+            f"proj_lr={_rate(proj.lr)!r}, proj_forget={_rate(proj.forget)!r}, "
+            f"proj_max_lr={proj.max_lr!r})")
 
 
 def _mlp_source(dim: int, expand: float, activation: str) -> str:
@@ -153,6 +184,15 @@ def forward_flops(ownable: Ownable, spec, model: ModelSpec, seq_len: int) -> int
         width = head_dim if spec.memory.kind == "linear" else 2 * hidden_of(head_dim,
                                                                               spec.memory.expand)
         return layers * 3 * 2 * d * width
+    if ownable.type == "self_modifying_titans":
+        head_dim = d // spec.heads
+        width = head_dim if spec.memory.kind == "linear" else 2 * hidden_of(head_dim,
+                                                                              spec.memory.expand)
+        if ownable.name.endswith(".projections"):  # P memories: read x, k, v, then the gradient
+            return layers * (5 if spec.adaptive_q else 4) * 4 * 2 * d * width
+        if ownable.name.endswith(".memory"):  # read q, k, v, then the gradient
+            return layers * 4 * 2 * d * width
+        return layers * 2 * 3 * d * d  # static q, gate, out
     if ownable.type == "mlp_chain":
         block = ownable.name.split(".", 1)[1]
         if block == "mix":

@@ -20,6 +20,11 @@ from nestgraph.compiler.passes.common import level_path, report
 from nestgraph.periods import in_tokens, nesting_violations, never_updates
 
 
+MEMORY_RULES = ("titans", "dgd")
+# The per-token rates each memory rule reads.
+RATE_KEYS = {"titans": ("lr", "forget", "momentum"), "dgd": ("lr", "forget")}
+
+
 def classify(g: nx.DiGraph) -> None:
     kinds = {}
     for lv in levels(g):
@@ -33,7 +38,7 @@ def _kind(lv) -> str:
         return "step"
     if lv.rule.type == "closed_form":
         return "nonparametric"
-    if lv.rule.type == "titans":
+    if lv.rule.type in MEMORY_RULES:
         return "memory"
     return "in_context"
 
@@ -77,7 +82,7 @@ def _check_kind(g: nx.DiGraph, lv, kind: str) -> None:
     for part in owned_by(g, lv.name):
         if part.memory and kind != "memory":
             bad("owns", f"'{part.name}' is a memory, written by its module's rule",
-                "own it from a level with rule: {type: titans, ...}")
+                "own it from a level with rule: {type: titans, ...} or {type: dgd, ...}")
     if kind != "nonparametric" and lv.objective == "nadaraya_watson":
         bad("objective", "nadaraya_watson is solved in closed form", "use rule: {type: closed_form}")
 
@@ -94,8 +99,12 @@ def _check_memory_level(g: nx.DiGraph, lv, bad) -> None:
         bad("owns", f"a memory level owns a module's memory (e.g. 'mem.memory'), not {names}",
             "own NAME.memory of a neural_memory module")
     modules = {part.module for part in owned if part.memory}
+    for part in owned:
+        if part.type == "self_modifying_titans" and lv.rule.type != "dgd":
+            bad("rule", f"'{part.name}' is written by Delta Gradient Descent (NL Eq. 88)",
+                "use rule: {type: dgd, lr: ..., forget: ...}")
     _check_memory_stability(g, lv, bad)
-    for key in ("lr", "forget", "momentum"):
+    for key in RATE_KEYS[lv.rule.type]:
         value = getattr(lv.rule, key)
         if isinstance(value, str) and value.split(".")[0] not in modules:
             bad("rule", f"its {key} comes from '{value.split('.')[0]}', but it owns the memory "
@@ -109,17 +118,22 @@ def _check_memory_stability(g: nx.DiGraph, lv, bad) -> None:
     A chunk sums C gradients taken at one state, and momentum multiplies a step by up to
     1 / (1 - momentum); for l2-normalised keys the update of a linear memory is a contraction
     only while C * lr / (1 - momentum) <= 1. The bound uses the largest rates the rule allows.
+    DGD (no momentum) is held to the same bound: its decay along the key only adds damping.
     """
     rule = lv.rule
     lr = rule.max_lr if isinstance(rule.lr, str) else rule.lr
-    momentum = rule.max_momentum if isinstance(rule.momentum, str) else rule.momentum
+    momentum = getattr(rule, "momentum", 0.0)  # DGD has none
+    if isinstance(momentum, str):
+        momentum = rule.max_momentum
     gain = lv.period * lr / (1 - momentum) if momentum < 1 else float("inf")
     if gain > 1:
         safe = (1 - momentum) / lv.period
         key = "max_lr" if isinstance(rule.lr, str) else "lr"
-        bad("rule", f"every {lv.period} tokens at lr up to {lr:g} with momentum up to "
-            f"{momentum:g}, one memory step can be {gain:.3g} times too large to stay stable",
-            f"use {key} <= {safe:.3g} (chunk x lr / (1 - momentum) <= 1)")
+        with_momentum = f" with momentum up to {momentum:g}" if hasattr(rule, "momentum") else ""
+        bound = "chunk x lr / (1 - momentum) <= 1" if with_momentum else "chunk x lr <= 1"
+        bad("rule", f"every {lv.period} tokens at lr up to {lr:g}{with_momentum}, one memory "
+            f"step can be {gain:.3g} times too large to stay stable",
+            f"use {key} <= {safe:.3g} ({bound})")
 
 
 def check_memories_owned(g: nx.DiGraph) -> None:
@@ -128,10 +142,15 @@ def check_memories_owned(g: nx.DiGraph) -> None:
         if part.memory and g.nodes[f"module:{part.module}"]["module"].used:
             owner = owner_of(g, part.name)
             if owner is None or g.graph["kinds"].get(owner) != "memory":
-                report(g, f"the memory of module '{part.module}' has no memory level",
+                what = "memory" if part.name.endswith(".memory") else "projection memories"
+                report(g, f"the {what} of module '{part.module}' has no memory level",
                        ("modules", part.module),
                        f"add a level with owns: {part.name}, every: N tokens, objective: l2, "
-                       "rule: {type: titans, lr: ...}", "E-LEVEL")
+                       f"rule: {{type: {_rule_for(part)}, lr: ...}}", "E-LEVEL")
+
+
+def _rule_for(part) -> str:
+    return "dgd" if part.type == "self_modifying_titans" else "titans"
 
 
 def order_levels(g: nx.DiGraph) -> None:

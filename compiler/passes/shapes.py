@@ -18,10 +18,10 @@ from nestgraph.errors import CompileError
 def infer_shapes(g: nx.DiGraph) -> None:
     import torch
 
-    from nestgraph.runtime import layers, titans
+    from nestgraph.runtime import layers, selfmod_layer, titans
 
     spec = g.graph["spec"]
-    namespace = {"L": layers, "T": titans}
+    namespace = {"L": layers, "T": titans, "S": selfmod_layer}
     source = model_source(spec, memory_levels(g))
     exec(compile(source, "<nestgraph model>", "exec"), namespace)  # noqa: S102
     with torch.device("meta"):

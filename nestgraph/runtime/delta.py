@@ -89,28 +89,39 @@ def delta_step(kind: str, objective: str, state: dict[str, Tensor], k: Tensor, p
     """One chunk of DGD: the state at the chunk's end, from ``pred = M_0(k)`` (and, for the
     MLP, its pre-activations) already computed at the chunk-start state."""
     factors = _grad_factors(kind, state, k, _output_grad(objective, pred, target), pre)
-    keep = 1 - forget
-    return {n: _solve_chunk(state[n], left, right, lr, keep)
-            for n, (left, right) in factors.items()}
+    decay = _Decay.of(lr, 1 - forget)
+    return {n: _solve_chunk(state[n], left, right, decay) for n, (left, right) in factors.items()}
 
 
-def _solve_chunk(m0: Tensor, left: Tensor, right: Tensor, lr: Tensor, keep: Tensor) -> Tensor:
+class _Decay:
+    """What the rates of one chunk contribute, shared by every matrix the chunk writes."""
+
+    def __init__(self, lr: Tensor, carry_prev: Tensor, step_reach: Tensor, last: Tensor,
+                 reach: Tensor) -> None:
+        self.lr, self.carry_prev, self.step_reach = lr, carry_prev, step_reach
+        self.last, self.reach = last, reach
+
+    @classmethod
+    def of(cls, lr: Tensor, keep: Tensor) -> _Decay:
+        carry = _segment_products(keep)  # g_{t,i}, zero above the diagonal
+        reach = torch.cumprod(keep, dim=-1)  # γ_t
+        # Row t of the "previous" matrices holds g_{t−1,·} and γ_{t−1} (γ_{−1} = 1).
+        carry_prev = F.pad(carry[..., :-1, :], (0, 0, 1, 0)) * lr.unsqueeze(-1)
+        step_reach = (lr * F.pad(reach[..., :-1], (1, 0), value=1.0)).unsqueeze(-1)
+        return cls(lr.unsqueeze(-1), carry_prev, step_reach, carry[..., -1, :].unsqueeze(-1),
+                   reach[..., -1, None, None])
+
+
+def _solve_chunk(m0: Tensor, left: Tensor, right: Tensor, decay: _Decay) -> Tensor:
     """``M_C`` for ``M_t = M_{t−1}(α_t I − η_t x̂x̂ᵀ) − η_t L_t x_tᵀ`` over one chunk.
 
-    ``m0``: (..., m, n); ``left``: (..., C, m); ``right`` (the inputs ``x``): (..., C, n);
-    ``lr``, ``keep`` (η, α): (..., C).
+    ``m0``: (..., m, n); ``left``: (..., C, m); ``right`` (the inputs ``x``): (..., C, n).
+    Leading dimensions broadcast: inputs shared by several memories are passed once.
     """
     norm = right.norm(dim=-1, keepdim=True).clamp_min(_TINY)
     x = right / norm
-    w = -(lr.unsqueeze(-1) * norm) * left
-    carry = _segment_products(keep)  # g_{t,i}, zero above the diagonal
-    reach = torch.cumprod(keep, dim=-1)  # γ_t
-    # Row t of the "previous" matrices holds g_{t−1,·} and γ_{t−1} (γ_{−1} = 1).
-    carry_prev = F.pad(carry[..., :-1, :], (0, 0, 1, 0))
-    reach_prev = F.pad(reach[..., :-1], (1, 0), value=1.0)
-    system = lr.unsqueeze(-1) * carry_prev * (x @ x.transpose(-1, -2))
-    eye = torch.eye(system.shape[-1], dtype=system.dtype, device=system.device)
-    rhs = w - (lr * reach_prev).unsqueeze(-1) * (x @ m0.transpose(-1, -2))
-    z = torch.linalg.solve_triangular(eye + system, rhs, upper=False, unitriangular=True)
-    last = carry[..., -1, :].unsqueeze(-1)  # g_{C,i}
-    return reach[..., -1, None, None] * m0 + (last * z).transpose(-1, -2) @ x
+    system = decay.carry_prev * (x @ x.transpose(-1, -2))
+    system = system + torch.eye(system.shape[-1], dtype=system.dtype, device=system.device)
+    rhs = -(decay.lr * norm) * left - decay.step_reach * (x @ m0.transpose(-1, -2))
+    z = torch.linalg.solve_triangular(system, rhs, upper=False, unitriangular=True)
+    return decay.reach * m0 + (decay.last * z).transpose(-1, -2) @ x

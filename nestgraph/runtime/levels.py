@@ -6,7 +6,7 @@ A level is one of four kinds:
 * ``in_context``: owns fast weights, updated every ``period`` tokens while a sequence is read,
   from the gradient of its objective summed over the tokens since its last update (NL Eq. 71).
 * ``memory``: owns an associative memory that its module writes every ``period`` tokens inside
-  the forward pass, by its own objective (``l2``, ``dot``) and rule (Titans).
+  the forward pass, by its own objective (``l2``, ``dot``) and rule (Titans, DGD).
 * ``step``: owns ordinary weights, updated every ``period`` training steps by a torch optimizer.
 """
 
@@ -59,6 +59,15 @@ class TitansRule:
 
 
 @dataclass(frozen=True)
+class DGDRule:
+    """Delta Gradient Descent with weight decay (NL Eq. 88); applied inside the forward pass."""
+
+    lr: float | str
+    forget: float | str = 0.0
+    max_lr: float = 0.01
+
+
+@dataclass(frozen=True)
 class ClosedFormRule:
     """No hyper-parameters: the level's objective is minimised exactly when it runs."""
 
@@ -72,7 +81,7 @@ class LevelDef:
     period: int
     unit: str  # "token" | "step"
     lifetime: str  # "sequence" | "stream" | "run"
-    rule: GDRule | AdamWRule | ClosedFormRule | TitansRule
+    rule: GDRule | AdamWRule | ClosedFormRule | TitansRule | DGDRule
     modules: tuple[str, ...] = ()  # module paths whose parameters this level owns
     context: str = "tokens"
     objective: str = "next_token"

@@ -70,17 +70,15 @@ def projection_scan(kind: str, objective: str, weights: dict[str, Tensor], z: Te
 def _write_chunk(kind: str, objective: str, state: dict[str, Tensor], out: Derived,
                  self_values: bool) -> dict[str, Tensor]:
     """Every projection memory writes the chunk's (k, v̂) pairs, gradients at the chunk start."""
-    memories = next(iter(state.values())).shape[0]
+    # Keys, values and rates are shared by the memories: passed once, they broadcast against
+    # the stacked weights, so what depends on them alone is computed once.
     size = out.k.shape[-2]
-    key = out.k.unsqueeze(0).expand(memories, *out.k.shape)
-    value = out.v.unsqueeze(0).expand(memories, *out.v.shape)
-    reads, pre = _forward(kind, state, torch.cat([key, value], dim=-2) if self_values else key)
+    reads, pre = _forward(kind, state, torch.cat([out.k, out.v], dim=-2) if self_values
+                          else out.k)
     pred = reads[..., :size, :]
-    target = reads[..., size:, :] if self_values else value
+    target = reads[..., size:, :] if self_values else out.v
     pre = None if pre is None else pre[..., :size, :]
-    lr = out.lr.unsqueeze(0).expand(memories, *out.lr.shape)
-    forget = out.forget.unsqueeze(0).expand(memories, *out.forget.shape)
-    return delta_step(kind, objective, state, key, pred, pre, target, lr, forget)
+    return delta_step(kind, objective, state, out.k, pred, pre, target, out.lr, out.forget)
 
 
 def projection_scan_reference(kind: str, objective: str, weights: dict[str, Tensor],

@@ -16,6 +16,10 @@ Choices the paper leaves open, with their reasons (also in docs/paper-compliance
   them (Eq. 88 has one η_t and one α_t per token); each level may scale η by its own max_lr or
   replace either by a constant.
 * No momentum: Eq. 88 has none (ambiguity 2).
+* v is ℓ2-normalised per head, like q and k. Every memory writes its own reading of v
+  (``v̂ = M(v)``); with v unnormalised, a memory that grows makes larger values, which make it
+  grow further, and a fresh Hope diverged within five chunks. The output is RMS-normalised
+  per head, so v's length carried nothing the read-out keeps.
 * The short causal convolution (window 4, §8.3) runs on the input, before the projection
   memories: convolving their outputs would mix values made by different memory states across a
   chunk boundary.
@@ -142,7 +146,7 @@ class SelfModifyingTitans(nn.Module):
 
     def _derive(self, outs: torch.Tensor) -> Derived:
         """Projection memories' outputs (P, B, H, C, d) -> keys, values, rates (Eqs. 79–82)."""
-        k, v = normalize(outs[0]), outs[1]
+        k, v = normalize(outs[0]), normalize(outs[1])
         raw = (outs[2:4] * self.proj.readout[:, None, :, None, :]).sum(-1)
         raw = raw + self.proj.readout_bias[:, None, :, None]  # (2, B, H, C): η, α logits
         lr, forget = self._rates("proj", raw[0], raw[1])

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nestgraph.runtime.delta import delta_scan
 from nestgraph.runtime.memory import memory_scan
 
 
@@ -70,7 +71,7 @@ class MemoryProjections(nn.Module):
 
 class NeuralMemory(nn.Module):
     """q, k, v from SiLU projections (and a causal conv), a memory written every `chunk` tokens
-    by the Titans rule, the output normalised per head and gated.
+    by the Titans rule (or by DGD, ``rule="dgd"``), the output normalised per head and gated.
 
     Rates given as numbers are constants; given as None they are produced per token from the
     input: ``lr = max_lr * sigmoid(.)``, ``forget = sigmoid(.)``,
@@ -84,12 +85,16 @@ class NeuralMemory(nn.Module):
                  conv: int = 4, qk_norm: bool = True, gate: bool = True, chunk: int = 16,
                  objective: str = "l2", lr: float | None = None, forget: float | None = 0.0,
                  momentum: float | None = 0.0, max_lr: float = 0.005,
-                 max_momentum: float = 0.9) -> None:
+                 max_momentum: float = 0.9, rule: str = "titans",
+                 self_values: bool = False) -> None:
         super().__init__()
         if dim % heads:
             raise ValueError(f"dim {dim} is not divisible by heads {heads}")
         self.dim, self.heads, self.kind, self.chunk = dim, heads, kind, chunk
+        if rule not in ("titans", "dgd"):
+            raise ValueError(f"unknown memory rule {rule!r}; expected 'titans' or 'dgd'")
         self.objective, self.qk_norm = objective, qk_norm
+        self.rule, self.self_values = rule, self_values
         self.max_lr, self.max_momentum = max_lr, max_momentum
         self.constants = {"lr": lr, "forget": forget, "momentum": momentum}
         self.produced = [name for name in self.RATES if self.constants[name] is None]
@@ -124,9 +129,14 @@ class NeuralMemory(nn.Module):
         if self.qk_norm:
             q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
         lr, forget, momentum_rate = self._rates(x)
-        y, weights, momentum = memory_scan(
-            self.kind, self.objective, weights, momentum, q, k, v, lr, forget, momentum_rate,
-            chunk=self.chunk, use_momentum=self.constants["momentum"] != 0.0)
+        if self.rule == "dgd":  # NL Eq. 88: decay along the key, no momentum
+            y, weights = delta_scan(self.kind, self.objective, weights, q, k, v, lr, forget,
+                                    chunk=self.chunk, self_values=self.self_values)
+        else:
+            y, weights, momentum = memory_scan(
+                self.kind, self.objective, weights, momentum, q, k, v, lr, forget,
+                momentum_rate, chunk=self.chunk,
+                use_momentum=self.constants["momentum"] != 0.0, self_values=self.self_values)
         if cache is not None:
             cache[id(self)] = (weights, momentum, tail)
         y = self.proj.norm(y).transpose(1, 2).reshape(b, t, d)

@@ -1,0 +1,91 @@
+"""Self-modifying Titans levels (Hope): DGD rule, two memories, self-made values."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from nestgraph.compiler import check_document, compile_spec
+from nestgraph.errors import SpecError
+from nestgraph.spec import read_document
+
+BASE, _ = read_document("hope")
+
+
+def data():
+    return copy.deepcopy(BASE)
+
+
+def level(d, name):
+    return next(lv for lv in d["levels"] if lv["name"] == name)
+
+
+def errors(d):
+    with pytest.raises(SpecError) as err:
+        check_document(d)
+    return err.value.diagnostics
+
+
+def test_hope_plan_and_program():
+    result = compile_spec(data())
+    kinds = {lv["name"]: lv["kind"] for lv in result.plan["levels"]}
+    assert kinds["projections"] == kinds["memory"] == "memory"
+    outer = next(lv for lv in result.plan["levels"] if lv["name"] == "outer")
+    assert {"selfmod.memory", "selfmod.projections"} <= set(outer["initial_states"])
+    assert "S.SelfModifyingTitans(dim=64, heads=4, kind='mlp'" in result.program
+    # Each memory takes its chunk and rates from the level that owns it.
+    assert "self_values=True, chunk=32, proj_chunk=8" in result.program
+    assert "max_lr=0.03, proj_lr=None, proj_forget=None, proj_max_lr=0.1" in result.program
+    assert "from nestgraph.runtime import selfmod_layer as S" in result.program
+    assert "values: self" in result.resolved_yaml
+
+
+def test_titans_rule_on_a_self_modifying_memory_is_refused():
+    d = data()
+    level(d, "memory")["rule"] = {"type": "titans", "lr": 0.01}
+    (diag,) = errors(d)
+    assert diag.path == ("levels", 1, "rule")
+    assert "Delta Gradient Descent" in diag.message and "dgd" in diag.hint
+
+
+def test_projection_memories_need_their_own_level():
+    d = data()
+    d["levels"] = [lv for lv in d["levels"] if lv["name"] != "projections"]
+    (diag,) = errors(d)
+    assert diag.message == "the projection memories of module 'selfmod' has no memory level"
+    assert "owns: selfmod.projections" in diag.hint and "type: dgd" in diag.hint
+
+
+def test_dgd_has_no_momentum_rate():
+    d = data()
+    level(d, "memory")["rule"]["momentum"] = "selfmod.momentum"
+    (diag,) = errors(d)
+    assert diag.path == ("levels", 1, "rule", "momentum")
+
+
+def test_self_modifying_titans_produces_lr_and_forget_only():
+    d = data()
+    level(d, "memory")["rule"]["lr"] = "selfmod.eta"
+    (diag,) = errors(d)
+    assert "produces no value 'eta'" in diag.message
+    assert diag.hint == "module 'selfmod' produces lr, forget"
+
+
+def test_dgd_step_size_is_held_to_the_stability_bound():
+    d = data()
+    level(d, "memory")["rule"]["max_lr"] = 0.5
+    (diag,) = errors(d)
+    assert diag.message == ("level 'memory': every 32 tokens at lr up to 0.5, one memory step "
+                            "can be 16 times too large to stay stable")
+    assert diag.hint == "use max_lr <= 0.0312 (chunk x lr <= 1)"
+
+
+def test_dgd_drives_a_neural_memory_too():
+    d, _ = read_document("titans")
+    d = copy.deepcopy(d)
+    level(d, "memory")["rule"] = {"type": "dgd", "lr": "mem.lr", "forget": "mem.forget",
+                                  "max_lr": 0.05}
+    level(d, "memory")["objective"] = {"type": "l2", "values": "self"}
+    result = compile_spec(d)
+    assert "rule='dgd', self_values=True" in result.program
