@@ -19,7 +19,6 @@ from nestgraph.compiler.ir import levels, owned_by, owner_of, parts
 from nestgraph.compiler.passes.common import level_path, report
 from nestgraph.periods import in_tokens, nesting_violations, never_updates
 
-
 MEMORY_RULES = ("titans", "dgd")
 # The per-token rates each memory rule reads.
 RATE_KEYS = {"titans": ("lr", "forget", "momentum"), "dgd": ("lr", "forget")}
