@@ -172,13 +172,17 @@ class _Fast:
 def read_sequence(model: torch.nn.Module, levels: tuple[LevelDef, ...], x: torch.Tensor,
                   y: torch.Tensor, stream: StreamState, *, learn_stream: bool = True,
                   differentiable: bool = True, keep_logits: bool = False,
-                  timeline: list | None = None, trace: list | None = None) -> SequenceResult:
+                  in_context: bool = True, timeline: list | None = None,
+                  trace: list | None = None) -> SequenceResult:
     """Read ``x`` (B, T), predicting ``y`` (targets < 0 are not counted), learning in context.
 
     ``learn_stream=False`` reads without changing the stream (evaluation, sampling).
     ``differentiable=False`` keeps in-context learning but builds no graph through it, for
     reading without training (evaluation, sampling): in-context levels learn exactly as in
     training, so there is no train/test mismatch.
+    ``in_context=False`` switches in-context learning off: no level updates while the sequence
+    is read and every memory stays at its initial state (an ablation, e.g. to measure what
+    test-time learning is worth).
     ``timeline``, when given, receives ``(level, position)`` for every in-context update;
     ``trace`` receives ``(position, fast weights)`` after every chunk (for tests).
     """
@@ -186,7 +190,7 @@ def read_sequence(model: torch.nn.Module, levels: tuple[LevelDef, ...], x: torch
     chunk = chunk_size(levels, seq_len)
     fast = _Fast(model, levels, batch, stream, learn_stream, differentiable)
     # The fused attention kernels have no double backward, which second-order levels need.
-    cache: dict = {"double_backward": fast.second_order}
+    cache: dict = {"double_backward": fast.second_order, "frozen": not in_context}
     total, counted, all_logits = None, 0, []
     for start in range(0, seq_len, chunk):
         end = min(start + chunk, seq_len)
@@ -201,7 +205,7 @@ def read_sequence(model: torch.nn.Module, levels: tuple[LevelDef, ...], x: torch
         counted += int((target >= 0).sum())
         if keep_logits:
             all_logits.append(logits)
-        if fast.levels and end - start == chunk and counted:
+        if in_context and fast.levels and end - start == chunk and counted:
             fast.accumulate(loss_sum, inputs, batch)
             _fire_levels(fast, stream, start, end, timeline)
         if trace is not None:

@@ -27,6 +27,8 @@ Choices the paper leaves open, with their reasons (also in docs/paper-compliance
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 from torch import nn
 
@@ -121,6 +123,7 @@ class SelfModifyingTitans(nn.Module):
 
     def forward(self, x: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
         b, t, d = x.shape
+        frozen = bool(cache is not None and cache.get("frozen"))
         state = cache.get(id(self)) if cache is not None else None
         proj_w, mem_w, tail = state if state is not None else (
             self.projections.expand(b), self.memory.expand(b), None)
@@ -130,11 +133,12 @@ class SelfModifyingTitans(nn.Module):
         scan, main_scan = ((projection_scan_reference, delta_scan_reference) if self.reference
                            else (projection_scan, delta_scan))
         derived, proj_w = scan(self.kind, self.objective, proj_w, split_heads(z, self.heads),
-                               self._derive, chunk=self.proj_chunk, self_values=self.self_values)
+                               partial(self._derive, frozen=frozen), chunk=self.proj_chunk,
+                               self_values=self.self_values)
         q = (derived.extra[..., : self.head_dim] if self.adaptive_q
              else normalize(split_heads(self.proj.q(z), self.heads)))
         raw = derived.extra[..., -2:]
-        lr, forget = self._rates("main", raw[..., 0], raw[..., 1])
+        lr, forget = self._rates("main", raw[..., 0], raw[..., 1], frozen)
         y, mem_w = main_scan(self.kind, self.objective, mem_w, q, derived.k, derived.v, lr,
                              forget, chunk=self.chunk, self_values=self.self_values)
         if cache is not None:
@@ -144,19 +148,21 @@ class SelfModifyingTitans(nn.Module):
             y = y * torch.sigmoid(self.proj.gate(x))
         return self.proj.out(y)
 
-    def _derive(self, outs: torch.Tensor) -> Derived:
+    def _derive(self, outs: torch.Tensor, frozen: bool = False) -> Derived:
         """Projection memories' outputs (P, B, H, C, d) -> keys, values, rates (Eqs. 79–82)."""
         k, v = normalize(outs[0]), normalize(outs[1])
         raw = (outs[2:4] * self.proj.readout[:, None, :, None, :]).sum(-1)
         raw = raw + self.proj.readout_bias[:, None, :, None]  # (2, B, H, C): η, α logits
-        lr, forget = self._rates("proj", raw[0], raw[1])
+        lr, forget = self._rates("proj", raw[0], raw[1], frozen)
         kept = [normalize(outs[4])] if self.adaptive_q else []
         extra = torch.cat([*kept, raw.permute(1, 2, 3, 0)], dim=-1)
         return Derived(k, v, lr, forget, extra)
 
-    def _rates(self, which: str, lr_logit: torch.Tensor,
-               forget_logit: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _rates(self, which: str, lr_logit: torch.Tensor, forget_logit: torch.Tensor,
+               frozen: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         lr, forget, max_lr = self.rates[which]
+        if frozen:  # in-context learning switched off: nothing is written or forgotten
+            return torch.zeros_like(lr_logit), torch.zeros_like(forget_logit)
         lr = max_lr * torch.sigmoid(lr_logit) if lr is None else torch.full_like(lr_logit, lr)
         forget = (torch.sigmoid(forget_logit) if forget is None
                   else torch.full_like(forget_logit, forget))

@@ -129,6 +129,8 @@ class NeuralMemory(nn.Module):
         if self.qk_norm:
             q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
         lr, forget, momentum_rate = self._rates(x)
+        if cache is not None and cache.get("frozen"):  # in-context learning switched off
+            lr, forget = torch.zeros_like(lr), torch.zeros_like(forget)
         if self.rule == "dgd":  # NL Eq. 88: decay along the key, no momentum
             y, weights = delta_scan(self.kind, self.objective, weights, q, k, v, lr, forget,
                                     chunk=self.chunk, self_values=self.self_values)

@@ -1,0 +1,102 @@
+"""What chunk-parallel training buys the self-modifying Titans: the layer against its per-token
+reference (the same layer with ``reference=True``).
+
+Forward plus backward throughput (tokens per second) of the whole layer: its projection
+memories (k, v, η, α, each a residual MLP per head, writing self-made values by DGD) and its
+main memory, the outer gradient taken with respect to every parameter (initial states
+included), as the outer level of Hope takes it. The main and projection memories use the same
+chunk here, so that one number names the setting. Both paths run in the same process, one
+after the other, and are reported as a ratio.
+
+    python benchmarks/bench_selfmod.py [--batch 8] [--seq-len 512] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from nestgraph.runtime.selfmod_layer import SelfModifyingTitans
+
+SHAPES = [(4, 32), (1, 128)]  # (heads, dim per head): model width 128 either way
+CHUNKS = [16, 64]
+
+
+def build(heads: int, chunk: int, reference: bool) -> SelfModifyingTitans:
+    torch.manual_seed(0)
+    layer = SelfModifyingTitans(128, heads, kind="mlp", hidden=2 * 128 // heads, chunk=chunk,
+                                proj_chunk=chunk, max_lr=1 / chunk, proj_max_lr=1 / chunk)
+    layer.reference = reference
+    return layer
+
+
+def step(layer: SelfModifyingTitans, x: torch.Tensor) -> float:
+    layer.zero_grad(set_to_none=True)
+    start = time.perf_counter()
+    layer(x).square().mean().backward()
+    return time.perf_counter() - start
+
+
+def measure(layer: SelfModifyingTitans, x: torch.Tensor, repeats: int) -> float:
+    step(layer, x)  # warm-up
+    return statistics.median(step(layer, x) for _ in range(repeats))
+
+
+def agree(fast: SelfModifyingTitans, slow: SelfModifyingTitans, x: torch.Tensor) -> float:
+    """Largest relative difference of the two paths' outputs (a sanity check, float32)."""
+    with torch.no_grad():
+        a, b = fast(x), slow(x)
+    return float((a - b).abs().max() / b.abs().max())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--seq-len", type=int, default=512)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", default="benchmarks/results/selfmod.json")
+    args = parser.parse_args()
+    x = torch.randn(args.batch, args.seq_len, 128, generator=torch.Generator().manual_seed(1))
+    tokens = args.batch * args.seq_len
+    rows = []
+    print(f"{'heads x dim':>12} {'chunk':>6} {'parallel tok/s':>15} {'reference tok/s':>16} "
+          f"{'speed-up':>9}", flush=True)
+    for heads, dim in SHAPES:
+        for chunk in CHUNKS:
+            fast = build(heads, chunk, reference=False)
+            slow = copy.deepcopy(fast)
+            slow.reference = True
+            seconds = {"chunk-parallel": measure(fast, x, args.repeats),
+                       "per-token reference": measure(slow, x, args.repeats)}
+            row = {"heads": heads, "dim": dim, "chunk": chunk,
+                   **{f"{label} tokens_per_s": tokens / s for label, s in seconds.items()},
+                   "speed_up": seconds["per-token reference"] / seconds["chunk-parallel"],
+                   "max_relative_difference": agree(fast, slow, x[:2, :128])}
+            rows.append(row)
+            print(f"{heads:>5} x {dim:<4} {chunk:>6} {row['chunk-parallel tokens_per_s']:>15.0f} "
+                  f"{row['per-token reference tokens_per_s']:>16.0f} {row['speed_up']:>8.1f}x",
+                  flush=True)
+    report = {"benchmark": "SelfModifyingTitans chunk-parallel vs per-token reference, "
+                           "forward + backward",
+              "layer": "dim 128, residual-MLP memories (hidden 2x head width), static q, "
+                       "self-made values, l2 objective, DGD, float32",
+              "machine": {"cpu": platform.processor() or platform.machine(),
+                          "threads": torch.get_num_threads(), "torch": torch.__version__,
+                          "load_average_1min_at_end": os.getloadavg()[0]},
+              "batch": args.batch, "seq_len": args.seq_len, "repeats": args.repeats,
+              "results": rows}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
