@@ -21,7 +21,7 @@ FAST = ["train.eval_batches=1", "train.eval_every=0", "data.max_bytes=100000"]
 
 
 def test_the_reference_specs_ship():
-    assert {"transformer", "cms"} <= set(SPECS)
+    assert {"transformer", "cms", "hope", "hope-attention", "titans", "titans-mag"} <= set(SPECS)
 
 
 @pytest.mark.parametrize("name", SPECS)

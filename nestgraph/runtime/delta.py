@@ -122,6 +122,8 @@ def _solve_chunk(m0: Tensor, left: Tensor, right: Tensor, decay: _Decay) -> Tens
     x = right / norm
     system = decay.carry_prev * (x @ x.transpose(-1, -2))
     system = system + torch.eye(system.shape[-1], dtype=system.dtype, device=system.device)
-    rhs = -(decay.lr * norm) * left - decay.step_reach * (x @ m0.transpose(-1, -2))
+    # Per-token scalars go on the inputs, which several memories may share, not on the
+    # (larger) per-memory products.
+    rhs = (decay.lr * norm) * left + (decay.step_reach * x) @ m0.transpose(-1, -2)
     z = torch.linalg.solve_triangular(system, rhs, upper=False, unitriangular=True)
-    return decay.reach * m0 + (decay.last * z).transpose(-1, -2) @ x
+    return decay.reach * m0 - z.transpose(-1, -2) @ (decay.last * x)
