@@ -119,15 +119,27 @@ class _Fast:
     def names(self) -> list[str]:
         return list(self.weights)
 
-    def chunk_inputs(self) -> dict[str, torch.Tensor]:
+    def chunk_inputs(self, cache: dict) -> dict[str, torch.Tensor]:
         """Fresh aliases of the fast weights for one chunk.
 
         Eq. 71 takes each level's gradient with everything else held as it is (a partial
         derivative). Differentiating with respect to a per-chunk alias, rather than the weight
         itself, keeps out the paths through earlier in-context updates that the weight also
         influenced; the outer backward still sees every path through the alias.
+
+        Each alias also adds an exact zero that depends on everything carried into the chunk
+        (`_horizon`). Its value and its gradients are unchanged, but it places the alias after
+        every earlier node in autograd's topological order, and autograd's backward skips nodes
+        that come before all of its inputs: each chunk's inner gradient then walks only the
+        chunk's own graph instead of the whole sequence's, which kept the cost per token
+        growing with the sequence length.
         """
-        return {n: w.view_as(w) for n, w in self.weights.items()}
+        if not self.levels:
+            return {}
+        horizon = _horizon([*self.weights.values(), *cache.values()])
+        if horizon is None:
+            return {n: w.view_as(w) for n, w in self.weights.items()}
+        return {n: w + horizon for n, w in self.weights.items()}
 
     def accumulate(self, loss_sum: torch.Tensor, inputs: dict[str, torch.Tensor],
                    batch: int) -> None:
@@ -169,6 +181,27 @@ class _Fast:
                     self.stream.velocity[n] = self.velocity[n].detach().clone()
 
 
+def _horizon(carried) -> torch.Tensor | None:
+    """A scalar zero that depends on every tensor in `carried` (nested in tuples and dicts)
+    that has a history, or None when none has."""
+    tensors, stack = [], list(carried)
+    while stack:
+        item = stack.pop()
+        if isinstance(item, torch.Tensor):
+            if item.grad_fn is not None:
+                tensors.append(item)
+        elif isinstance(item, tuple | list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+    if not tensors:
+        return None
+    # A sum of one element from each (indexed, never copied): as deep in the graph as the
+    # tensor, and cheap.
+    first = [t[(0,) * t.dim()].to(tensors[0].dtype) for t in tensors]
+    return torch.stack(first).sum() * 0
+
+
 def read_sequence(model: torch.nn.Module, levels: tuple[LevelDef, ...], x: torch.Tensor,
                   y: torch.Tensor, stream: StreamState, *, learn_stream: bool = True,
                   differentiable: bool = True, keep_logits: bool = False,
@@ -194,7 +227,7 @@ def read_sequence(model: torch.nn.Module, levels: tuple[LevelDef, ...], x: torch
     total, counted, all_logits = None, 0, []
     for start in range(0, seq_len, chunk):
         end = min(start + chunk, seq_len)
-        inputs = fast.chunk_inputs()
+        inputs = fast.chunk_inputs(cache)
         logits = functional_call(model, inputs, (x[:, start:end], cache), strict=False)
         target = y[:, start:end]
         # bf16 logits are scored in fp32; fp32 and fp64 as they are.
