@@ -115,6 +115,8 @@ def _schedule_source(plan: dict) -> str:
         lines.append("        ),")
         for key in ("context", "objective", "meta"):
             lines.append(f"        {key}={level[key]!r},")
+        if level.get("resets"):
+            lines.append(f"        resets={tuple(level['resets'])!r},")
         lines.append("    ),")
     lines.append(")")
     return "\n".join(lines)

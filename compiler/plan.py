@@ -10,7 +10,7 @@ import math
 
 import networkx as nx
 
-from nestgraph.compiler.ir import levels, owned_by, parts
+from nestgraph.compiler.ir import levels, owned_by, owner_of, parts
 from nestgraph.compiler.passes.cost import initial_states
 
 PLAN_VERSION = 1
@@ -20,6 +20,7 @@ def make_plan(g: nx.DiGraph, resolved_yaml: str) -> dict:
     spec, kinds, cost = g.graph["spec"], g.graph["kinds"], g.graph["cost"]
     init_owner, inits = g.graph.get("init_owner"), initial_states(g)
     part_of = {p.name: p for p in parts(g)}
+    resets = nested_resets(g)
     out_levels = []
     for lv in levels(g):
         owned = [p.name for p in owned_by(g, lv.name)]
@@ -35,6 +36,8 @@ def make_plan(g: nx.DiGraph, resolved_yaml: str) -> dict:
             "owns": owned, "initial_states": inits if lv.name == init_owner else [],
             "modules": modules, **cost[lv.name],
         })
+        if resets.get(lv.name):
+            out_levels[-1]["resets"] = resets[lv.name]
     in_context = [lv["period"] for lv in out_levels if lv["kind"] == "in_context"]
     return {
         "plan_version": PLAN_VERSION,
@@ -51,6 +54,23 @@ def make_plan(g: nx.DiGraph, resolved_yaml: str) -> dict:
         "train": spec.train.model_dump(mode="json"),
         "data": spec.data.model_dump(mode="json"),
     }
+
+
+def nested_resets(g: nx.DiGraph) -> dict[str, list[str]]:
+    """Nested CMS: level -> module paths of the next faster block of its chain, whose initial
+    state it learns and resets (NL §7: level s meta-learns the initial state of level s+1)."""
+    spec, tokens, out = g.graph["spec"], g.graph["tokens"], {}
+    for name, module in spec.modules.items():
+        if getattr(module, "variant", "") != "nested":
+            continue
+        owned = [(tokens[owner], owner, part) for part in parts(g)
+                 if part.module == name and (owner := owner_of(g, part.name)) is not None
+                 and g.graph["kinds"].get(owner) == "in_context"]
+        owned.sort(key=lambda item: item[0])
+        for (_, fast, faster), (_, slower, _) in zip(owned, owned[1:], strict=False):
+            if slower != fast:
+                out.setdefault(slower, []).extend(faster.paths)
+    return out
 
 
 def _every(lv) -> str:

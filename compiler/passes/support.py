@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import networkx as nx
 
-from nestgraph.compiler.ir import levels
+from nestgraph.compiler.ir import levels, owner_of, parts
 from nestgraph.errors import CompileError
 
 
 def check_supported(g: nx.DiGraph) -> None:
+    _check_nested_chains(g)
     for lv in levels(g):
         if g.graph["kinds"][lv.name] != "memory" and isinstance(getattr(lv.rule, "lr", 0), str):
             raise CompileError(
@@ -37,3 +38,20 @@ def check_supported(g: nx.DiGraph) -> None:
         if g.graph["kinds"][lv.name] == "in_context" and lv.objective != "next_token":
             raise CompileError(f"level '{lv.name}': in-context objective '{lv.objective}' is "
                                "not supported", pass_name="support")
+
+
+def _check_nested_chains(g: nx.DiGraph) -> None:
+    """A nested chain's levels learn each other's initial states per sequence."""
+    for name, module in g.graph["spec"].modules.items():
+        if getattr(module, "variant", "") != "nested":
+            continue
+        for part in parts(g):
+            owner = owner_of(g, part.name) if part.module == name else None
+            lv = next((x for x in levels(g) if x.name == owner), None)
+            if lv is not None and (g.graph["kinds"][owner] != "in_context"
+                                   or lv.lifetime != "sequence"):
+                raise CompileError(
+                    f"level '{owner}' owns '{part.name}' of the nested chain '{name}': a nested "
+                    "chain's blocks are owned by in-context levels with lifetime sequence in "
+                    "this version", pass_name="support",
+                    hint="use variant: sequential, or lifetime: sequence on every block's level")

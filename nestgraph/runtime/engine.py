@@ -25,7 +25,14 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from nestgraph.runtime.levels import GDRule, LevelDef, fires, gd_step, owned_parameters
+from nestgraph.runtime.levels import (
+    GDRule,
+    LevelDef,
+    fires,
+    gd_step,
+    owned_parameters,
+    parameters_under,
+)
 
 
 @dataclass
@@ -115,6 +122,12 @@ class _Fast:
                     self.accum[name] = stream.accum[name].to(p.device, p.dtype, copy=True)
                     v = stream.velocity.get(name)
                     self.velocity[name] = None if v is None else v.to(p.device, p.dtype)
+        # Nested CMS: a slower level's in-context copy of a faster block's initial state, and
+        # the signal it learns it from (the faster block's gradients since its last reset).
+        self.resets = {lv.name: list(parameters_under(model, lv.resets)) for lv in self.levels
+                       if lv.resets}
+        self.init = {n: self.weights[n] for names in self.resets.values() for n in names}
+        self.init_accum = {n: torch.zeros_like(self.accum[n]) for n in self.init}
 
     def names(self) -> list[str]:
         return list(self.weights)
@@ -157,6 +170,8 @@ class _Fast:
             elif lv.meta == "first_order" or not self.differentiable:
                 g = g.detach()
             self.accum[n] = self.accum[n] + g
+            if n in self.init_accum:
+                self.init_accum[n] = self.init_accum[n] + g
 
     def update(self, lv: LevelDef) -> None:
         """Apply the level's rule to its accumulated gradient, then clear the accumulator."""
@@ -169,6 +184,20 @@ class _Fast:
                 new = new.detach().requires_grad_(True)
             self.weights[n] = new
             self.accum[n] = torch.zeros_like(self.accum[n])
+        for n in self.resets.get(lv.name, ()):
+            self._reset(lv, n)
+
+    def _reset(self, lv: LevelDef, n: str) -> None:
+        """Nested CMS: step the faster block's initial state by this level's rule on the block's
+        summed gradients since its last reset (a first-order meta-gradient), then restart the
+        block from it."""
+        init, _ = gd_step(lv.rule, self.init[n], self.init_accum[n], None, batched=True)
+        if not self.differentiable:
+            init = init.detach().requires_grad_(True)
+        self.init[n] = self.weights[n] = init
+        self.init_accum[n] = torch.zeros_like(self.init_accum[n])
+        self.accum[n] = torch.zeros_like(self.accum[n])
+        self.velocity[n] = None
 
     def store_stream(self) -> None:
         if not self.learn_stream:

@@ -86,13 +86,22 @@ class LevelDef:
     context: str = "tokens"
     objective: str = "next_token"
     meta: str = "second_order"
+    # Nested CMS: module paths of the next faster block, whose initial state this level learns
+    # in context and to which it resets that block every time it updates.
+    resets: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default=())
 
 
 def owned_parameters(model: torch.nn.Module, level: LevelDef) -> dict[str, torch.nn.Parameter]:
     """The parameters under the level's module paths, by full name, in model order."""
-    prefixes = tuple(p + "." for p in level.modules)
-    exact = set(level.modules)
+    return parameters_under(model, level.modules)
+
+
+def parameters_under(model: torch.nn.Module,
+                     paths: tuple[str, ...]) -> dict[str, torch.nn.Parameter]:
+    """The parameters under some module paths, by full name, in model order."""
+    prefixes = tuple(p + "." for p in paths)
+    exact = set(paths)
     return {n: p for n, p in model.named_parameters() if n in exact or n.startswith(prefixes)}
 
 

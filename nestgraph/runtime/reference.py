@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from nestgraph.runtime.levels import LevelDef, owned_parameters
+from nestgraph.runtime.levels import LevelDef, owned_parameters, parameters_under
 
 
 def read_sequence_reference(model: torch.nn.Module, levels: tuple[LevelDef, ...],
@@ -31,6 +31,10 @@ def read_sequence_reference(model: torch.nn.Module, levels: tuple[LevelDef, ...]
             weights[name] = torch.stack([p] * batch)  # one copy per sequence
             owner[name] = lv
     sums = {n: torch.zeros_like(w) for n, w in weights.items()}
+    # Nested CMS: each resetting level's copy of the faster block's initial state, and its sum.
+    resets = {lv.name: list(parameters_under(model, lv.resets)) for lv in fast_levels}
+    init = {n: weights[n] for names in resets.values() for n in names}
+    init_sums = {n: torch.zeros_like(weights[n]) for n in init}
     velocity = {n: torch.zeros_like(w) for n, w in weights.items()}
     second = any(lv.meta == "second_order" for lv in fast_levels)
     cache = {"double_backward": second}
@@ -52,12 +56,19 @@ def read_sequence_reference(model: torch.nn.Module, levels: tuple[LevelDef, ...]
         grads = torch.autograd.grad(chunk_loss, [now[n] for n in names], retain_graph=True,
                                     create_graph=second)
         for n, g in zip(names, grads, strict=True):
-            sums[n] = sums[n] + (g.detach() if owner[n].meta == "first_order" else g)
+            g = g.detach() if owner[n].meta == "first_order" else g
+            sums[n] = sums[n] + g
+            if n in init_sums:
+                init_sums[n] = init_sums[n] + g
         for lv in fast_levels:
             if (t + 1) % lv.period == 0:
                 for n in [n for n in names if owner[n] is lv]:
                     weights[n], velocity[n] = _step(lv, weights[n], sums[n], velocity[n])
                     sums[n] = torch.zeros_like(sums[n])
+                for n in resets[lv.name]:  # restart the faster block from its learned start
+                    init[n], _ = _step(lv, init[n], init_sums[n], torch.zeros_like(init[n]))
+                    weights[n], velocity[n] = init[n], torch.zeros_like(init[n])
+                    sums[n] = init_sums[n] = torch.zeros_like(sums[n])
     return torch.stack(losses).sum() / (batch * seq_len), torch.cat(logits_all, dim=1)
 
 

@@ -119,10 +119,17 @@ class ChainBlockSpec(Strict):
 
 
 class MLPChainSpec(Strict):
-    """A chain of MLPs, each of which a level may own (the Continuum Memory System, Eq. 70)."""
+    """A chain of MLPs, each of which a level may own (the Continuum Memory System, Eq. 70).
+
+    ``sequential``: each block adds its output to the running input, all initial states learned
+    by the outer level. ``independent``: the blocks read the same input, a learned weighted sum
+    combines them. ``nested``: chained as in ``sequential``, and each block's level also learns,
+    in context, the initial state of the next faster block, which it resets to that state every
+    time it updates (NL §7, nested CMS).
+    """
 
     type: Literal["mlp_chain"]
-    variant: Literal["sequential", "independent"] = "sequential"
+    variant: Literal["sequential", "independent", "nested"] = "sequential"
     blocks: dict[Identifier, ChainBlockSpec] = Field(min_length=1)
 
 

@@ -188,3 +188,40 @@ def test_levels_are_plain_frozen_records():
     level = cms_levels()[1]
     with pytest.raises(dataclasses.FrozenInstanceError):
         level.period = 3
+
+
+def nested_levels(meta="second_order"):
+    """cms_slow also learns cms_fast's initial state and restarts it from there (nested CMS)."""
+    fast_paths = tuple(f"layers.{i}.blocks.cms.body.blocks.fast" for i in range(2))
+    levels = cms_levels(meta=meta)
+    return (*levels[:2], dataclasses.replace(levels[2], resets=fast_paths))
+
+
+@pytest.mark.parametrize("meta", ["second_order", "first_order"])
+def test_nested_chain_matches_reference(meta):
+    model, levels = tiny_model("nested"), nested_levels(meta)
+    x, y = batch()
+    fast = read_sequence(model, levels, x, y, StreamState())
+    slow, _ = read_sequence_reference(model, levels, x, y, chunk=chunk_size(levels, 16))
+    torch.testing.assert_close(fast.loss, slow, rtol=1e-10, atol=1e-10)
+    for a, b in zip(grads_of(model, fast.loss), grads_of(model, slow), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10)
+
+
+def test_nested_chain_restarts_the_faster_block_from_its_learned_start():
+    # cms_fast steps at 4 and 8; at 8 cms_slow fires too and restarts cms_fast from the initial
+    # state it has just learned (the initial state moved by cms_fast's summed gradients): so
+    # from 8 on the nested block differs from the sequential one, and it is neither the old
+    # initial state nor where cms_fast's own steps had taken it.
+    model, (x, y) = tiny_model("nested"), batch()
+    trace_nested, trace_plain = [], []
+    read_sequence(model, nested_levels(), x, y, StreamState(), trace=trace_nested)
+    read_sequence(model, cms_levels(), x, y, StreamState(), trace=trace_plain)
+    name = "layers.0.blocks.cms.body.blocks.fast.w1"
+    nested = {pos: w[name][0] for pos, w in trace_nested}
+    plain = {pos: w[name][0] for pos, w in trace_plain}
+    initial = dict(model.named_parameters())[name].detach()
+    torch.testing.assert_close(nested[4], plain[4])  # before the first reset: the same
+    assert not torch.allclose(nested[8], plain[8])
+    assert not torch.allclose(nested[8], initial)
+    assert not torch.allclose(nested[12], nested[8])  # and it steps on from there
