@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -26,6 +25,7 @@ import time
 from pathlib import Path
 
 import torch
+from report import machine, write
 
 LENGTHS = [512, 1024, 2048, 4096]
 
@@ -107,14 +107,9 @@ def main() -> None:
               f"{row['peak_training_bytes'] / 2**20:>9.1f} "
               f"{'' if ratio is None else f'{ratio:.2f}x':>7} {row['mfu']:>7.2%}", flush=True)
     report = {"benchmark": "Hope (specs/hope.yaml) training steps at growing sequence length",
-              "machine": {"cpu": platform.processor() or platform.machine(),
-                          "threads": torch.get_num_threads(), "torch": torch.__version__,
-                          "matmul_peak_flops_fp32": peak,
-                          "load_average_1min_at_end": os.getloadavg()[0]},
+              "machine": machine(matmul_peak_flops_fp32=peak),
               "steps_timed": args.steps, "results": rows}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write(args.out, report)
 
 
 if __name__ == "__main__":

@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-import torch
+from report import machine, write
 
 MODELS = {  # label -> (shipped spec, overrides that bring it to Hope's size)
     "hope": ("hope", []),
@@ -94,13 +92,9 @@ def main() -> None:
                   f"({', '.join(f'{b:.3f}' for b in bpb)})", flush=True)
     report = {"benchmark": "held-out bits per byte after equal training on Tiny Shakespeare",
               "data": Path(data).name, "steps": args.steps, "seeds": args.seeds,
-              "machine": {"cpu": platform.processor() or platform.machine(),
-                          "threads": torch.get_num_threads(), "torch": torch.__version__,
-                          "load_average_1min_at_end": os.getloadavg()[0]},
+              "machine": machine(),
               "results": rows}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write(args.out, report)
 
 
 if __name__ == "__main__":

@@ -15,14 +15,11 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
-import os
-import platform
 import statistics
 import time
-from pathlib import Path
 
 import torch
+from report import machine, write
 
 from nestgraph.runtime.selfmod_layer import SelfModifyingTitans
 
@@ -100,14 +97,10 @@ def main() -> None:
                            "forward + backward",
               "layer": "dim 128, residual-MLP memories (hidden 2x head width), static q, "
                        "self-made values, l2 objective, DGD, float32",
-              "machine": {"cpu": platform.processor() or platform.machine(),
-                          "threads": torch.get_num_threads(), "torch": torch.__version__,
-                          "load_average_1min_at_end": os.getloadavg()[0]},
+              "machine": machine(),
               "batch": args.batch, "seq_len": args.seq_len, "repeats": args.repeats,
               "results": rows}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write(args.out, report)
 
 
 if __name__ == "__main__":

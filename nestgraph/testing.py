@@ -120,3 +120,28 @@ def entry_at(data: dict, path: tuple):
     for key in path:
         node = node[key]
     return node
+
+
+def spec_errors(data: dict) -> list:
+    """Every diagnostic `check_document` raises for `data` (it must raise)."""
+    import pytest
+
+    from nestgraph.compiler import check_document
+    from nestgraph.errors import SpecError
+
+    with pytest.raises(SpecError) as err:
+        check_document(data)
+    return err.value.diagnostics
+
+
+def train_records(folder: Path, spec: str, overrides, steps: int) -> list[dict]:
+    """Compile `spec` into `folder`, train it `steps` steps quietly, return its metrics."""
+    from nestgraph.runtime.program import load_program
+    from nestgraph.runtime.progress import SilentReporter
+    from nestgraph.runtime.runs import read_metrics
+    from nestgraph.runtime.train import train
+
+    program = load_program(compile_build(folder / "build", spec, overrides))
+    result = train(program, dict(program.train, steps=steps), program.data, out=folder / "runs",
+                   reporter=SilentReporter())
+    return read_metrics(result.run_dir / "metrics.jsonl")

@@ -4,27 +4,15 @@ from __future__ import annotations
 
 import copy
 
-import pytest
-
-from nestgraph.compiler import check_document, compile_spec
-from nestgraph.errors import SpecError
+from nestgraph.compiler import compile_spec
 from nestgraph.spec import read_document
-
-BASE, _ = read_document("hope")
+from nestgraph.testing import level_of as level
+from nestgraph.testing import shipped_data
+from nestgraph.testing import spec_errors as errors
 
 
 def data():
-    return copy.deepcopy(BASE)
-
-
-def level(d, name):
-    return next(lv for lv in d["levels"] if lv["name"] == name)
-
-
-def errors(d):
-    with pytest.raises(SpecError) as err:
-        check_document(d)
-    return err.value.diagnostics
+    return shipped_data("hope")
 
 
 def test_hope_plan_and_program():

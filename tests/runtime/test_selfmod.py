@@ -97,19 +97,12 @@ def test_constant_rates_are_used_as_given():
 def test_hope_depth_four_trains_200_steps_without_a_non_finite_value(tmp_path):
     """Four stacked self-modifying Titans + CMS blocks, 200 outer steps, every loss finite
     (about 90 s on 2 cores: slow, run with `pytest -m slow`)."""
-    from nestgraph.runtime.program import load_program
-    from nestgraph.runtime.progress import SilentReporter
-    from nestgraph.runtime.runs import read_metrics
-    from nestgraph.runtime.train import train
-    from nestgraph.testing import compile_build
+    from nestgraph.testing import train_records
 
-    program = load_program(compile_build(tmp_path / "build", "hope", [
+    records = train_records(tmp_path, "hope", [
         "model.layers=4", "model.dim=16", "modules.selfmod.heads=2", "train.batch=2",
         "train.seq_len=32", "levels.cms_mid.every=32 tokens", "levels.cms_slow.every=128 tokens",
-        "train.eval_every=100", "train.eval_batches=1", "data.max_bytes=200000"]))
-    result = train(program, dict(program.train, steps=200), program.data,
-                   out=tmp_path / "runs", reporter=SilentReporter())
-    records = read_metrics(result.run_dir / "metrics.jsonl")
+        "train.eval_every=100", "train.eval_batches=1", "data.max_bytes=200000"], steps=200)
     values = [r[k] for r in records for k in ("loss", "heldout_bpb") if k in r]
     assert len(values) > 20 and all(v == v and abs(v) < 1e6 for v in values)
     evals = [r["heldout_bpb"] for r in records if "heldout_bpb" in r]

@@ -72,18 +72,11 @@ def test_memory_as_gate_reads_in_calls_as_at_once():
 
 def test_titans_depth_four_trains_200_steps_without_a_non_finite_value(tmp_path):
     """The most common complaint about public Titans code is NaN at depth (about 30 s)."""
-    from nestgraph.runtime.program import load_program
-    from nestgraph.runtime.progress import SilentReporter
-    from nestgraph.runtime.runs import read_metrics
-    from nestgraph.runtime.train import train
-    from nestgraph.testing import compile_build
+    from nestgraph.testing import train_records
 
-    program = load_program(compile_build(tmp_path / "build", "titans", [
+    records = train_records(tmp_path, "titans", [
         "model.layers=4", "train.batch=4", "train.seq_len=128", "train.eval_every=50",
-        "train.eval_batches=2", "data.max_bytes=400000"]))
-    result = train(program, dict(program.train, steps=200), program.data,
-                   out=tmp_path / "runs", reporter=SilentReporter())
-    records = read_metrics(result.run_dir / "metrics.jsonl")
+        "train.eval_batches=2", "data.max_bytes=400000"], steps=200)
     values = [r[k] for r in records for k in ("loss", "heldout_bpb") if k in r]
     assert len(values) > 200 and all(v == v and abs(v) < 1e6 for v in values)
     evals = [r["heldout_bpb"] for r in records if "heldout_bpb" in r]
