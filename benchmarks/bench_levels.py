@@ -29,6 +29,8 @@ CONFIGS = {
     "cms, first-order meta-gradient": ("cms", ["levels.cms_fast.meta=first_order",
                                                "levels.cms_mid.meta=first_order"]),
     "cms, fast level every 64 tokens": ("cms", ["levels.cms_fast.every=64 tokens"]),
+    "hope (the reference spec)": ("hope", []),
+    "hope-attention": ("hope-attention", []),
 }
 
 
