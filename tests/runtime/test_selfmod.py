@@ -93,10 +93,9 @@ def test_constant_rates_are_used_as_given():
     torch.testing.assert_close(layer(x2)[:, 11:], y[:, 11:])
 
 
-@pytest.mark.slow
 def test_hope_depth_four_trains_200_steps_without_a_non_finite_value(tmp_path):
     """Four stacked self-modifying Titans + CMS blocks, 200 outer steps, every loss finite
-    (about 90 s on 2 cores: slow, run with `pytest -m slow`)."""
+    (about 35 s on 2 cores)."""
     from nestgraph.testing import train_records
 
     records = train_records(tmp_path, "hope", [
