@@ -43,10 +43,10 @@ import torch.nn.functional as F
 
 from nestgraph.runtime.memory import (
     _check_args,
-    _forward,
     _grad_factors,
     _output_grad,
     _segment_products,
+    read_chunk,
 )
 
 Tensor = torch.Tensor
@@ -69,13 +69,7 @@ def delta_scan(kind: str, objective: str, weights: dict[str, Tensor], q: Tensor,
     pieces = zip(q.split(chunk, -2), k.split(chunk, -2), v.split(chunk, -2),
                  lr.split(chunk, -1), forget.split(chunk, -1), strict=True)
     for q_c, k_c, v_c, lr_c, forget_c in pieces:
-        size = q_c.shape[-2]
-        # One pass of the chunk-start weights over queries, keys (and values, when self-made).
-        inputs = [q_c, k_c, v_c] if self_values else [q_c, k_c]
-        out, pre = _forward(kind, state, torch.cat(inputs, dim=-2))
-        y, pred = out[..., :size, :], out[..., size : 2 * size, :]
-        target = out[..., 2 * size :, :] if self_values else v_c
-        pre = None if pre is None else pre[..., size : 2 * size, :]
+        y, pred, target, pre = read_chunk(kind, state, q_c, k_c, v_c, self_values)
         state = delta_step(kind, objective, state, k_c, pred, pre, target, lr_c, forget_c)
         ys.append(y)
     if not ys:

@@ -197,13 +197,8 @@ def _chunk_step(kind: str, objective: str, state: dict[str, Tensor],
                 coeffs: Coefficients, self_values: bool = False
                 ) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
     """Read one chunk at the chunk-start state, then jump the state to the chunk's end."""
-    # Queries and keys (and values, when self-made) all meet the chunk-start state: one pass.
-    out, pre = _forward(kind, state, torch.cat([q, k, v] if self_values else [q, k], dim=-2))
-    size = q.shape[-2]
-    y, pred = out[..., :size, :], out[..., size : 2 * size, :]
-    v = out[..., 2 * size :, :] if self_values else v
-    pre = None if pre is None else pre[..., size : 2 * size, :]
-    factors = _grad_factors(kind, state, k, _output_grad(objective, pred, v), pre)
+    y, pred, target, pre = read_chunk(kind, state, q, k, v, self_values)
+    factors = _grad_factors(kind, state, k, _output_grad(objective, pred, target), pre)
     new_state, new_velocity = {}, {}
     for n, (left, right) in factors.items():
         # M_C = a M_0 + b S_0 + Σ c_i u_i and S_C = d S_0 + Σ e_i u_i, fused multiply-adds.
@@ -211,6 +206,24 @@ def _chunk_step(kind: str, objective: str, state: dict[str, Tensor],
         new_state[n] = _scale_add(coeffs.b, velocity[n], _scale_add(coeffs.a, state[n], to_state))
         new_velocity[n] = _scale_add(coeffs.d, velocity[n], _weighted_outer(coeffs.e, left, right))
     return y, new_state, new_velocity
+
+
+def read_chunk(kind: str, state: dict[str, Tensor], q: Tensor | None, k: Tensor, v: Tensor,
+               self_values: bool) -> tuple[Tensor | None, Tensor, Tensor, Tensor | None]:
+    """One pass of the chunk-start weights over a chunk's queries (if any), keys and, when the
+    memory writes its own values, values. Returns the reads of ``q`` (None without queries),
+    ``M_0(k)``, the values to write (``M_0(v)`` or ``v``) and, for the MLP, the pre-activations
+    at ``k`` (kept for the closed-form backprop)."""
+    parts = ([] if q is None else [q]) + [k] + ([v] if self_values else [])
+    sizes = [p.shape[-2] for p in parts]
+    out, pre = _forward(kind, state, torch.cat(parts, dim=-2))
+    reads = list(out.split(sizes, dim=-2))
+    y = None if q is None else reads.pop(0)
+    pred = reads[0]
+    target = reads[1] if self_values else v
+    if pre is not None:
+        pre = pre.split(sizes, dim=-2)[0 if q is None else 1]
+    return y, pred, target, pre
 
 
 def _forward(kind: str, weights: dict[str, Tensor], z: Tensor) -> tuple[Tensor, Tensor | None]:

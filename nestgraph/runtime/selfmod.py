@@ -22,11 +22,10 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 
 from nestgraph.runtime.delta import delta_step
 from nestgraph.runtime.delta_reference import token_update
-from nestgraph.runtime.memory import _check_args, _forward, memory_read
+from nestgraph.runtime.memory import _check_args, _forward, memory_read, read_chunk
 
 Tensor = torch.Tensor
 
@@ -72,12 +71,7 @@ def _write_chunk(kind: str, objective: str, state: dict[str, Tensor], out: Deriv
     """Every projection memory writes the chunk's (k, v̂) pairs, gradients at the chunk start."""
     # Keys, values and rates are shared by the memories: passed once, they broadcast against
     # the stacked weights, so what depends on them alone is computed once.
-    size = out.k.shape[-2]
-    reads, pre = _forward(kind, state, torch.cat([out.k, out.v], dim=-2) if self_values
-                          else out.k)
-    pred = reads[..., :size, :]
-    target = reads[..., size:, :] if self_values else out.v
-    pre = None if pre is None else pre[..., :size, :]
+    _, pred, target, pre = read_chunk(kind, state, None, out.k, out.v, self_values)
     return delta_step(kind, objective, state, out.k, pred, pre, target, out.lr, out.forget)
 
 
@@ -108,13 +102,3 @@ def projection_scan_reference(kind: str, objective: str, weights: dict[str, Tens
 def _concat(parts: list[Derived]) -> Derived:
     return Derived(*(torch.cat([getattr(p, f) for p in parts], dim=-1 if f in ("lr", "forget")
                                else -2) for f in Derived._fields))
-
-
-def split_heads(x: Tensor, heads: int) -> Tensor:
-    """(B, T, H·d) -> (B, H, T, d)."""
-    b, t, _ = x.shape
-    return x.view(b, t, heads, -1).transpose(1, 2)
-
-
-def normalize(x: Tensor) -> Tensor:
-    return F.normalize(x, dim=-1, eps=1e-6)

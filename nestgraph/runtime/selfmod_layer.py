@@ -30,20 +30,20 @@ from __future__ import annotations
 from functools import partial
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from nestgraph.runtime.delta import delta_scan
 from nestgraph.runtime.delta_reference import delta_scan_reference
-from nestgraph.runtime.selfmod import (
-    Derived,
-    normalize,
-    projection_scan,
-    projection_scan_reference,
-    split_heads,
-)
-from nestgraph.runtime.titans import CausalDepthwiseConv, MemoryInit
+from nestgraph.runtime.selfmod import Derived, projection_scan, projection_scan_reference
+from nestgraph.runtime.titans import CausalDepthwiseConv, MemoryInit, split_heads
 
 FORGET_START = -6.0  # sigmoid(-6) ≈ 0.0025: start by keeping almost everything
+
+
+def normalize(x: torch.Tensor) -> torch.Tensor:
+    """ℓ2 per head (q, k, v)."""
+    return F.normalize(x, dim=-1, eps=1e-6)
 
 
 class ProjectionInit(nn.Module):
@@ -113,11 +113,7 @@ class SelfModifyingTitans(nn.Module):
         self.rates = {"main": (lr, forget, max_lr), "proj": (proj_lr, proj_forget, proj_max_lr)}
         self.reference = reference
         self.proj = SelfModParts(dim, heads, conv, adaptive_q, gate)
-        self.memory = MemoryInit(kind, heads, self.head_dim, hidden)
-        if kind == "linear" and self_values:
-            # A zero matrix writing its own values (v̂ = M(v) = 0) would stay zero forever.
-            with torch.no_grad():
-                self.memory.w.copy_(torch.eye(self.head_dim).expand_as(self.memory.w))
+        self.memory = MemoryInit(kind, heads, self.head_dim, hidden, identity=self_values)
         self.projections = ProjectionInit(kind, 5 if adaptive_q else 4, heads, self.head_dim,
                                           hidden)
 

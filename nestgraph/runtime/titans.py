@@ -37,14 +37,26 @@ class CausalDepthwiseConv(nn.Module):
         return y, padded[:, -(self.window - 1):, :] if self.window > 1 else padded[:, :0, :]
 
 
-class MemoryInit(nn.Module):
-    """The memory's initial weights, one set per head (the state its level resets to)."""
+def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """(B, T, H·d) -> (B, H, T, d)."""
+    b, t, _ = x.shape
+    return x.view(b, t, heads, -1).transpose(1, 2)
 
-    def __init__(self, kind: str, heads: int, head_dim: int, hidden: int) -> None:
+
+class MemoryInit(nn.Module):
+    """The memory's initial weights, one set per head (the state its level resets to).
+
+    A linear memory starts at zero, or at the identity with ``identity=True`` (a memory that
+    writes its own values, ``M(v)``, would never leave zero).
+    """
+
+    def __init__(self, kind: str, heads: int, head_dim: int, hidden: int,
+                 identity: bool = False) -> None:
         super().__init__()
         self.kind = kind
         if kind == "linear":
-            self.w = nn.Parameter(torch.zeros(heads, head_dim, head_dim))
+            start = torch.eye(head_dim) if identity else torch.zeros(head_dim, head_dim)
+            self.w = nn.Parameter(start.repeat(heads, 1, 1))
         else:
             self.w1 = nn.Parameter(torch.zeros(heads, head_dim, hidden))
             self.w2 = nn.Parameter(torch.randn(heads, hidden, head_dim) * head_dim**-0.5)
@@ -125,7 +137,7 @@ class NeuralMemory(nn.Module):
         qkv = F.silu(self.proj.qkv(x))
         if self.proj.conv is not None:
             qkv, tail = self.proj.conv(qkv, tail)
-        q, k, v = (self._heads(z) for z in qkv.chunk(3, dim=-1))
+        q, k, v = (split_heads(z, self.heads) for z in qkv.chunk(3, dim=-1))
         if self.qk_norm:
             q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
         lr, forget, momentum_rate = self._rates(x)
@@ -145,10 +157,6 @@ class NeuralMemory(nn.Module):
         if self.proj.gate is not None:
             y = y * torch.sigmoid(self.proj.gate(x))
         return self.proj.out(y)
-
-    def _heads(self, z: torch.Tensor) -> torch.Tensor:
-        b, t, _ = z.shape
-        return z.view(b, t, self.heads, self.dim // self.heads).transpose(1, 2)
 
     def _rates(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """(B, H, T) tensors for lr, forget and momentum: produced or constant."""
