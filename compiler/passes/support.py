@@ -45,11 +45,12 @@ def _check_nested_chains(g: nx.DiGraph) -> None:
     for name, module in g.graph["spec"].modules.items():
         if getattr(module, "variant", "") != "nested":
             continue
-        for part in parts(g):
-            owner = owner_of(g, part.name) if part.module == name else None
-            lv = next((x for x in levels(g) if x.name == owner), None)
-            if lv is not None and (g.graph["kinds"][owner] != "in_context"
-                                   or lv.lifetime != "sequence"):
+        for part in (p for p in parts(g) if p.module == name):
+            owner = owner_of(g, part.name)
+            if owner is None:
+                continue
+            lv = g.nodes[f"level:{owner}"]["level"]
+            if g.graph["kinds"][owner] != "in_context" or lv.lifetime != "sequence":
                 raise CompileError(
                     f"level '{owner}' owns '{part.name}' of the nested chain '{name}': a nested "
                     "chain's blocks are owned by in-context levels with lifetime sequence in "
