@@ -222,6 +222,38 @@ def generate(
 
 @app.command()
 @handled
+def fmt(
+    ctx: typer.Context,
+    files: Annotated[list[Path], typer.Argument(help="spec files (.yaml or .ng)",
+                                                show_default=False)],
+    to: Annotated[str | None, typer.Option(
+        "--to", help="write the other form: yaml or ng [default: each file's own form]")]
+    = None,
+    check: Annotated[bool, typer.Option(
+        "--check", help="write nothing; exit 1 if a file is not as fmt would write it")] = False,
+    out: Annotated[str | None, typer.Option(
+        "-o", "--out", help="with --to and one file: where to write ('-' for stdout) "
+                            "[default: beside the file, with the new suffix]")] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="with --to: replace a different file already at the target")] = False,
+) -> None:
+    """Format spec files canonically, or convert them between YAML and the .ng language.
+
+    Comments are kept. Example: nestgraph fmt specs/hope.yaml --to ng
+    """
+    from nestgraph.spec.fmt_files import FormatRequest, format_files
+
+    if to is not None and to not in ("yaml", "ng"):
+        raise typer.BadParameter(f"--to must be 'yaml' or 'ng', not '{to}'")
+    if out is not None and (to is None or len(files) != 1):
+        raise typer.BadParameter("-o needs --to and exactly one file")
+    request = FormatRequest(to=to, check=check, out=out, force=force)
+    if not format_files(files, request, typer.echo):
+        raise typer.Exit(1)
+
+
+@app.command()
+@handled
 def schema(
     ctx: typer.Context,
     out: Annotated[Path | None, typer.Option("-o", "--out", help="write to a file")] = None,

@@ -76,12 +76,13 @@ def _shipped_entries() -> list[Any]:
     return []
 
 
-def shipped_specs() -> dict[str, Path]:
-    """The shipped specs by name (``cms`` for ``cms.yaml``), sorted by name."""
+def shipped_specs(suffix: str = SPEC_SUFFIX) -> dict[str, Path]:
+    """The shipped specs by name (``cms`` for ``cms.yaml``), sorted by name; with
+    ``suffix=".ng"``, their twins in the .ng language."""
     found = {
-        entry.name[: -len(SPEC_SUFFIX)]: Path(str(entry))
+        entry.name[: -len(suffix)]: Path(str(entry))
         for entry in _shipped_entries()
-        if entry.name.endswith(SPEC_SUFFIX) and entry.is_file()
+        if entry.name.endswith(suffix) and entry.is_file()
     }
     return dict(sorted(found.items()))
 
@@ -107,8 +108,13 @@ def find_spec_file(name_or_path: str) -> Path:
     if given.is_dir():
         raise SpecError([Diagnostic(f"'{name_or_path}' is a folder, not a spec file", code=CODE)])
     shipped = shipped_specs()
-    # `cms` and `cms.yaml` both name the shipped spec, as long as no folder is part of it.
+    # `cms` and `cms.yaml` both name the shipped spec, `cms.ng` its twin, as long as no folder
+    # is part of the name.
     if given.name == name_or_path:
+        if given.suffix == DSL_SUFFIX:
+            twins = shipped_specs(DSL_SUFFIX)
+            if given.stem in twins:
+                return twins[given.stem]
         stem = given.stem if given.suffix == SPEC_SUFFIX else name_or_path
         if stem in shipped:
             return shipped[stem]
@@ -148,9 +154,11 @@ def read_document(name_or_path: str,
     path = find_spec_file(name_or_path)
     shown = _display_name(path, name_or_path)
     if path.suffix == DSL_SUFFIX:
-        message = "the DSL front end is not available yet; write the spec in YAML"
-        raise SpecError([Diagnostic(message, code=CODE, notes=(f"while loading '{shown}'",))])
-    data, source = load_yaml(_read(path, shown), shown)
+        from nestgraph.spec.dsl_front import load_dsl  # lark is imported only for .ng files
+
+        data, source = load_dsl(_read(path, shown), shown)
+    else:
+        data, source = load_yaml(_read(path, shown), shown)
     return apply_overrides(data, source, list(overrides)), source
 
 

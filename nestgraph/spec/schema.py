@@ -239,7 +239,7 @@ def _normalise_context(value: Any) -> Any:
 ContextFlow = Annotated[str, BeforeValidator(_normalise_context)]
 
 
-def _objective_shorthand(value: Any) -> Any:
+def _type_shorthand(value: Any) -> Any:
     return {"type": value} if isinstance(value, str) else value
 
 
@@ -276,7 +276,7 @@ class Dot(Strict):
 
 Objective = Annotated[
     Annotated[NextToken | NadarayaWatson | L2 | Dot, Field(discriminator="type")],
-    BeforeValidator(_objective_shorthand),
+    BeforeValidator(_type_shorthand),
 ]
 
 
@@ -343,7 +343,10 @@ class DGD(Strict):
     max_lr: float = Field(0.01, gt=0)
 
 
-Rule = Annotated[GD | AdamW | ClosedForm | Titans | DGD, Field(discriminator="type")]
+Rule = Annotated[
+    Annotated[GD | AdamW | ClosedForm | Titans | DGD, Field(discriminator="type")],
+    BeforeValidator(_type_shorthand),  # `rule: closed_form` is {type: closed_form}
+]
 
 
 def _owns_shorthand(value: Any) -> Any:

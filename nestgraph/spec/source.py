@@ -50,6 +50,9 @@ class SourceFile:
     values: dict[SpecPath, Span] = field(default_factory=dict)
     # Paths set or deleted on the command line: (override number from 1, text as typed).
     overrides: dict[SpecPath, tuple[int, str]] = field(default_factory=dict)
+    # Paths placed at text that is not theirs alone (in a .ng file, `modules` and `levels` at
+    # their first statement): errors may point there, comments never attach to them.
+    gathered: set[SpecPath] = field(default_factory=set)
     _lines: list[str] | None = field(default=None, repr=False, compare=False)
 
     def lines(self) -> list[str]:

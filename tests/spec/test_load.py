@@ -102,11 +102,18 @@ def test_a_folder_is_not_a_spec(tmp_path: Path) -> None:
     assert d.message.endswith("is a folder, not a spec file")
 
 
-def test_dsl_files_are_not_read_yet(tmp_path: Path) -> None:
+def test_a_ng_suffix_picks_the_dsl_front_end(tmp_path: Path) -> None:
     path = tmp_path / "t.ng"
     path.write_text("level outer {}\n")
-    (d,) = error_of(str(path)).diagnostics
-    assert d.message == "the DSL front end is not available yet; write the spec in YAML"
+    err = error_of(str(path))
+    (d,) = err.diagnostics
+    assert d.message == "a level's header ends with ':' before its clauses"
+    assert format_diagnostics(err.diagnostics, err.source).startswith(f"{path}:1:13: ")
+
+
+def test_a_shipped_twin_is_found_by_its_ng_name() -> None:
+    assert find_spec_file("cms.ng").name == "cms.ng"
+    assert find_spec_file("cms").name == "cms.yaml"
 
 
 def test_not_utf8(tmp_path: Path) -> None:

@@ -179,9 +179,14 @@ def test_a_value_fitting_no_member_of_a_plain_union_is_one_error() -> None:
 
 
 def test_a_mapping_written_as_a_word() -> None:
+    d, _ = one(HEAD.replace("attn: {type: attention}", "attn: attention") + LEVEL)
+    assert d.message == "module 'attn' must be a mapping of keys, not a string"
+    assert d.hint == "write it as a mapping: {type: attention, ...}"
+
+
+def test_a_rule_without_settings_may_be_written_as_its_name() -> None:
     d, _ = one(HEAD + LEVEL.replace("{type: adamw, lr: 1e-3}", "adamw"))
-    assert d.message == "'rule' in level 'outer' must be a mapping of keys, not a string"
-    assert d.hint == "write it as a mapping: {type: adamw, ...}"
+    assert d.message == "missing key 'lr' in rule of level 'outer'"
 
 
 def test_list_entries_are_named() -> None:
