@@ -82,7 +82,7 @@ def format_files(files: list[Path], request: FormatRequest, say: Callable[[str],
                                "pass --force to replace it, or -o to write elsewhere")
         planned.append((path, target, new, current))
     clean = True
-    for path, target, new, current in planned:
+    for _path, target, new, current in planned:
         if target is None:
             sys.stdout.write(new)
         elif request.check:
