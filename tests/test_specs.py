@@ -13,11 +13,28 @@ from nestgraph.runtime.program import load_program
 from nestgraph.runtime.progress import SilentReporter
 from nestgraph.runtime.train import train
 from nestgraph.spec import load_spec, read_document, shipped_specs
+from nestgraph.spec.fmt import convert
 from nestgraph.testing import compile_build
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 SPECS = sorted(shipped_specs())
 FAST = ["train.eval_batches=1", "train.eval_every=0", "data.max_bytes=100000"]
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_spec_has_a_ng_twin_that_compiles_to_the_identical_program(name):
+    twin = shipped_specs(".ng").get(name)
+    assert twin is not None, f"no specs/{name}.ng: nestgraph fmt specs/{name}.yaml --to ng"
+    from_yaml, from_ng = read_document(name), read_document(str(twin))
+    assert load_spec(str(twin)).spec == load_spec(name).spec
+    assert compile_spec(*from_ng).program == compile_spec(*from_yaml).program
+
+
+@pytest.mark.parametrize("path", [*shipped_specs().values(), *shipped_specs(".ng").values()],
+                         ids=lambda p: p.name)
+def test_shipped_file_is_formatted(path):
+    text = path.read_text(encoding="utf-8")
+    assert convert(text, path.name) == text, f"run: nestgraph fmt specs/{path.name}"
 
 
 def test_the_reference_specs_ship():

@@ -40,6 +40,12 @@ _DESCRIBED = {
 
 _STATEMENT_KEYWORDS = ("nestgraph", "spec", "about", "model", "module", "level", "train", "data")
 _STATEMENT_START = re.compile(rf"^(?:{'|'.join(_STATEMENT_KEYWORDS)})\b", re.MULTILINE)
+# Long lists of what may come next, said in one phrase when all of them may.
+_SUMMARIES = (
+    (tuple(k.upper() for k in _STATEMENT_KEYWORDS), "a new statement"),
+    (("NUMBER", "STRING", "TRUE", "FALSE", "NULL", "NAME", "DOTTED", "LSQB", "LBRACE"),
+     "a value (a number, a name, a quoted string, [a list], {a record} or a call(...))"),
+)
 _OPENERS = {"[": "]", "{": "}", "(": ")"}
 _CLOSERS = {v: k for k, v in _OPENERS.items()}
 
@@ -55,8 +61,12 @@ def shown(terminal: str) -> str:
 
 
 def _expected(names: set[str]) -> str:
-    words = sorted({shown(n) for n in names if n not in ("WS", "COMMENT")},
-                   key=lambda w: (not w.startswith("'"), w))
+    words = {shown(n) for n in names if n not in ("WS", "COMMENT")}
+    for group, summary in _SUMMARIES:
+        shown_group = {shown(n) for n in group}
+        if shown_group <= words:
+            words = (words - shown_group) | {summary}
+    words = sorted(words, key=lambda w: (not w.startswith("'"), w))
     if len(words) == 1:
         return words[0]
     return "one of " + ", ".join(words[:-1]) + " or " + words[-1]
@@ -99,20 +109,22 @@ MISTAKES: dict[str, Mistake] = {
     ),
     "header_colon": Mistake(
         "a level's header ends with ':' before its clauses",
-        "write 'level NAME every N tokens on FLOW: owns ..., minimise ... by ...'",
+        "write the header, then ':' and the clauses, as in "
+        "'level outer every 1 step on corpus: owns rest, ...'",
         ("level a every 1 step on corpus owns rest", "level a owns rest",
          "level a every 1 step owns rest", "level a on tokens owns rest",
          "level a on gradients of b owns rest", "level a every 1 step on corpus"),
     ),
     "missing_by": Mistake(
         "after the objective comes 'by' and the rule",
-        "write 'minimise OBJECTIVE by RULE', as in 'minimise next_token by gd(lr=0.01)'",
+        "write 'minimise', the objective, 'by' and the rule, as in "
+        "'minimise next_token by gd(lr=0.01)'",
         ("level a: minimise next_token adamw(lr=1)", "level a: minimise next_token",
          "level a: minimise l2(values=self) dgd(lr=1)", "level a: minimise l2(values=self)",
          "level a: minimise next_token, lifetime run", "level a: minimise next_token lifetime run"),
     ),
     "module_equals": Mistake(
-        "a module is written 'module NAME = TYPE(...)'",
+        "a module is written 'module name = type(settings)'",
         "put '=' between the module's name and its type, as in 'module mlp = mlp(expand=4)'",
         ("module a mlp(expand=2)", "module a: mlp(expand=2)", "module a mlp"),
     ),
@@ -124,7 +136,7 @@ MISTAKES: dict[str, Mistake] = {
     ),
     "yaml": Mistake(
         "this is YAML syntax, not the .ng language",
-        "a .ng file says 'nestgraph 1', 'spec NAME', 'model: dim 64, ...': see docs/dsl.md; "
+        "a .ng file says 'nestgraph 1', 'spec my_model', 'model: dim 64, ...' (docs/dsl.md); "
         "or save the file as .yaml",
         ("nestgraph: 1",),
     ),
@@ -227,7 +239,8 @@ class _Reporter:
         end = tok.type == "$END"
         span = Span(tok.line, tok.column, max(tok.end_column, tok.column + 1))
         offset = len(self.text) if end else tok.start_pos
-        stack, stray = _scan_brackets(self.text, offset)
+        closer = 0 if end or str(tok) not in _CLOSERS else 1
+        stack, stray = _scan_brackets(self.text, offset + closer)
         if stray is not None:
             return self.stray(stray, stack)
         if stack and (end or str(tok) in _STATEMENT_KEYWORDS):
@@ -236,6 +249,9 @@ class _Reporter:
             return self.unclosed(stack[-1], span, end)
         if tok.type == "NAME" and "LEVEL" in err.expected:
             return self.unknown_statement(tok, span)
+        misspelled = self.misspelled_statement(offset)
+        if misspelled is not None:
+            return misspelled
         label = _classify(err)
         if label is not None:
             mistake = MISTAKES[label]
@@ -264,6 +280,21 @@ class _Reporter:
         return self.at_offset(offset, f"'{ch}' is never closed",
                               f"add '{_OPENERS[ch]}' where the value ends",
                               (f"{then} while '{ch}' is still open",))
+
+    def misspelled_statement(self, offset: int) -> Diagnostic | None:
+        """A line that starts, unindented, with a near miss of a statement keyword: read as a
+        clause of the statement before, it fails further on, but the mistake is here."""
+        line_start = self.text.rfind("\n", 0, offset) + 1
+        word = re.match(r"[A-Za-z_]\w*", self.text[line_start:offset])
+        if word is None or word.group() in _STATEMENT_KEYWORDS:
+            return None
+        match = difflib.get_close_matches(word.group(), _STATEMENT_KEYWORDS, n=1, cutoff=0.75)
+        if not match:
+            return None
+        line, col = _position(self.text, line_start)
+        span = Span(line, col, col + len(word.group()))
+        return self.at(span, f"'{word.group()}' does not start a statement",
+                       f"did you mean '{match[0]}'?")
 
     def unknown_statement(self, tok, span: Span) -> Diagnostic:
         word = str(tok)
@@ -308,6 +339,8 @@ def syntax_errors(text: str, source: SourceFile) -> list[Diagnostic]:
         except UnexpectedToken as err:
             errors.append(report.token(err))
             line = err.token.line
+            if errors[-1].message == MISTAKES["yaml"].message:
+                break  # a YAML file: what follows would only repeat that
         if report.recover is not None:
             blanked = _blank_statement(work, *report.recover)
         else:

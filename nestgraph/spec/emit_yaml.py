@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 from nestgraph.spec.comments import Attached
@@ -23,7 +24,10 @@ TOP = ("nestgraph", "name", "about", "model", "modules", "levels", "train", "dat
 LEVEL = ("name", "owns", "every", "context", "objective", "rule", "lifetime", "meta")
 _INDICATORS = set("-?:,[]{}#&*!|>'\"%@`")
 _FLOW_SPECIALS = set(",[]{}")
-_ESCAPE_BREAKS = str.maketrans({"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"})
+# Characters YAML readers refuse to see raw in a stream (pyyaml's reader, the YAML 1.1 set),
+# and the line breaks beyond \n: written as escapes inside double quotes.
+_RAW_REFUSED = re.compile("[^\x09\x0a\x0d\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufffd"
+                          "\U00010000-\U0010ffff]")
 
 
 def _plain_ok(text: str, flow: bool) -> bool:
@@ -53,7 +57,8 @@ def scalar(value: Any, path: SpecPath, flow: bool = False) -> str:
     text = str(value)
     if _plain_ok(text, flow):
         return text
-    return json.dumps(text, ensure_ascii=False).translate(_ESCAPE_BREAKS)
+    quoted = json.dumps(text, ensure_ascii=False)
+    return _RAW_REFUSED.sub(lambda m: f"\\u{ord(m.group()):04x}", quoted)
 
 
 def _ordered(value: dict[str, Any], path: SpecPath) -> list[str]:

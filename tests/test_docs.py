@@ -1,0 +1,73 @@
+"""The docs' examples run: every `ng` block of docs/dsl.md parses (whole specs validate), the
+error example prints what the page says, and the page's grammar is the grammar."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from nestgraph.compiler import check_document
+from nestgraph.errors import SpecError
+from nestgraph.spec.dsl_front import load_dsl, parser
+from nestgraph.spec.source import format_diagnostics
+
+ROOT = Path(__file__).resolve().parent.parent
+DSL_DOC = (ROOT / "docs" / "dsl.md").read_text(encoding="utf-8")
+BLOCK = re.compile(r"^```([\w-]+)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
+
+
+def blocks(kind: str) -> list[str]:
+    return [body for lang, body in BLOCK.findall(DSL_DOC) if lang == kind]
+
+
+def test_the_page_has_examples() -> None:
+    assert len(blocks("ng")) >= 6
+
+
+@pytest.mark.parametrize("example", blocks("ng"), ids=lambda b: b.splitlines()[0][:40])
+def test_ng_example_reads(example: str) -> None:
+    data, source = load_dsl(example, "example.ng")
+    if example.startswith("nestgraph 1"):
+        spec, _ = check_document(data, source)
+        assert spec.levels
+
+
+def test_error_example_prints_what_the_page_shows() -> None:
+    (broken,) = blocks("ng-error")
+    shown = blocks("text")[0]
+    with pytest.raises(SpecError) as caught:
+        load_dsl(broken, "example.ng")
+    assert format_diagnostics(caught.value.diagnostics, caught.value.source) + "\n" == shown
+
+
+def test_the_grammar_on_the_page_is_the_grammar() -> None:
+    (grammar,) = blocks("lark")
+    assert grammar == (ROOT / "nestgraph" / "spec" / "grammar.lark").read_text(encoding="utf-8")
+
+
+# ------------------------------------------------------------------------- editor grammar
+
+TEXTMATE = ROOT / "editors" / "nestgraph.tmLanguage.json"
+
+
+def test_the_textmate_grammar_knows_every_keyword() -> None:
+    grammar = json.loads(TEXTMATE.read_text(encoding="utf-8"))
+    assert grammar["scopeName"] == "source.nestgraph" and "ng" in grammar["fileTypes"]
+    patterns = json.dumps(grammar)
+    keywords = {t.pattern.value for t in parser().terminals
+                if t.pattern.type == "str" and t.pattern.value.isalpha()}
+    keywords |= {"token", "tokens", "step", "steps"}
+    missing = {k for k in keywords if not re.search(rf"\b{k}\b", patterns)}
+    assert not missing
+
+
+def test_the_textmate_patterns_compile_and_match_a_spec() -> None:
+    grammar = json.loads(TEXTMATE.read_text(encoding="utf-8"))
+    lines = (ROOT / "specs" / "hope.ng").read_text(encoding="utf-8").splitlines()
+    for name, rule in grammar["repository"].items():
+        for part in [rule] if ("match" in rule or "begin" in rule) else rule["patterns"]:
+            regex = re.compile(part.get("match") or part.get("begin"))  # TextMate: line by line
+            assert any(regex.search(line) for line in lines), f"{name}: matches no line"
