@@ -17,11 +17,13 @@ def write_build(result, source, overrides: list[str], out: Path | None) -> Path:
 
     folder = out or BUILD_ROOT / result.spec.name
     folder.mkdir(parents=True, exist_ok=True)
+    # The spec as given keeps its language: spec.ng for a .ng file, spec.yaml otherwise.
+    given = "spec.ng" if source is not None and source.filename.endswith(".ng") else "spec.yaml"
     files = {
         "program.py": result.program,
         "plan.json": json.dumps(result.plan, indent=2) + "\n",
         "spec.resolved.yaml": result.resolved_yaml,
-        "spec.yaml": source.text if source is not None else result.resolved_yaml,
+        given: source.text if source is not None else result.resolved_yaml,
         "overrides.txt": "".join(o + "\n" for o in overrides),
     }
     for name, text in files.items():

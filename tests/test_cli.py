@@ -23,7 +23,8 @@ def invoke(*args):
     return runner.invoke(app, [str(a) for a in args])
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["validate", "cms"], ["schema"]])
+@pytest.mark.parametrize("argv", [["--help"], ["validate", "cms"], ["validate", "cms.ng"], ["schema"],
+                                  ["fmt", str(SPECS / "cms.ng"), "--check"]])
 def test_light_commands_do_not_import_torch(argv):
     code = ("import sys\nfrom nestgraph.cli import app\n"
             f"try:\n    app({argv!r})\nexcept SystemExit:\n    pass\n"
@@ -142,3 +143,11 @@ def torch_cuda_available() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+def test_compile_a_ng_spec_keeps_it_as_given(tmp_path):
+    out = tmp_path / "build"
+    result = invoke("compile", SPECS / "transformer.ng", "train.steps=3", "-o", out)
+    assert result.exit_code == 0, result.output
+    assert (out / "spec.ng").read_text() == (SPECS / "transformer.ng").read_text()
+    assert "steps: 3" in (out / "spec.resolved.yaml").read_text()
