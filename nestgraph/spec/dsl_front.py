@@ -1,7 +1,7 @@
 """Reading a `.ng` spec: the DSL parsed by lark into the plain data the YAML front end makes.
 
 The parse tree is turned into `_Node`s (a value and where it was written), statements are
-gathered into one document node, and `_materialize` walks that node once to give the plain
+gathered into one document node, and `_Materialize` walks that node once to give the plain
 dict and to record the span of every key and value in the `SourceFile`. From there on a `.ng`
 spec is indistinguishable from a YAML one: the same pydantic models, the same passes, and
 diagnostics that point into the `.ng` text.
@@ -25,9 +25,6 @@ from nestgraph.spec.source import SourceFile, Span, SpecPath
 from nestgraph.spec.yaml_front import resolve_plain
 
 CODE = "E-DSL"
-
-# The top-level keys, in the order a document gathers them when statements come in any order.
-SECTIONS = ("model", "train", "data")
 
 
 # Comments are not part of the tree; the lexer hands each one to the list of the parse that is

@@ -233,29 +233,24 @@ class _Writer:
             out.append(("head", [Line(0, f"about {_string(data['about'])}", [("about",)])]))
         if "model" in data:
             out.append(("section", self.section("model", data["model"])))
-        out += [("module", lines) for lines in self.modules(data)]
-        out += [("level", lines) for lines in self.levels(data)]
+        out += [("module", lines) for lines in self.gathered(data, "modules")]
+        out += [("level", lines) for lines in self.gathered(data, "levels")]
         out += [("section", self.section(k, data[k])) for k in ("train", "data") if k in data]
         return out
 
-    def modules(self, data: dict[str, Any]) -> list[list[Line]]:
-        modules = data.get("modules")
-        if "modules" not in data:
+    def gathered(self, data: dict[str, Any], key: str) -> list[list[Line]]:
+        """One statement per module or level; the first also stands for the whole list."""
+        if key not in data:
             return []
-        if not isinstance(modules, dict) or not modules:
-            raise Unwritable(("modules",), "'modules' must be a non-empty mapping of modules")
-        found = [self.module(name, value) for name, value in modules.items()]
-        found[0][0].paths.insert(0, ("modules",))
-        return found
-
-    def levels(self, data: dict[str, Any]) -> list[list[Line]]:
-        levels = data.get("levels")
-        if "levels" not in data:
-            return []
-        if not isinstance(levels, list) or not levels:
-            raise Unwritable(("levels",), "'levels' must be a non-empty list of levels")
-        found = [self.level(i, level) for i, level in enumerate(levels)]
-        found[0][0].paths.insert(0, ("levels",))
+        value, kind = data[key], dict if key == "modules" else list
+        if not isinstance(value, kind) or not value:
+            what = "mapping of modules" if kind is dict else "list of levels"
+            raise Unwritable((key,), f"'{key}' must be a non-empty {what}")
+        if kind is dict:
+            found = [self.module(name, v) for name, v in value.items()]
+        else:
+            found = [self.level(i, v) for i, v in enumerate(value)]
+        found[0][0].paths.insert(0, (key,))
         return found
 
 
