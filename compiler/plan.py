@@ -47,7 +47,8 @@ def make_plan(g: nx.DiGraph, resolved_yaml: str) -> dict:
         "chunk": math.gcd(*in_context) if in_context else spec.train.seq_len,
         "levels": out_levels,
         "parts": [{"name": p.name, "kind": p.kind, "module": p.module, "paths": list(p.paths),
-                   "params": g.graph["part_params"].get(p.name, 0)}
+                   "params": g.graph["part_params"].get(p.name, 0),
+                   "shapes": _shapes(g, p.paths[0]) if p.kind == "param" else {}}
                   for p in sorted(parts(g), key=lambda p: p.name)],
         "totals": {"params": sum(g.graph["part_params"].values()),
                    "flops_per_token": sum(lv["flops_per_token"] for lv in out_levels)},
@@ -71,6 +72,13 @@ def nested_resets(g: nx.DiGraph) -> dict[str, list[str]]:
             if slower != fast:
                 out.setdefault(slower, []).extend(faster.paths)
     return out
+
+
+def _shapes(g: nx.DiGraph, path: str) -> dict[str, list[int]]:
+    """The weights under `path` (one copy of a part: its first layer), by their local name."""
+    prefix = path + "."
+    return {name[len(prefix):]: list(shape) for name, shape in g.graph["param_shapes"].items()
+            if name.startswith(prefix) or name == path}
 
 
 def _every(lv) -> str:

@@ -34,6 +34,26 @@ def write_build(result, source, overrides: list[str], out: Path | None) -> Path:
     return folder
 
 
+def write_level_diagram(plan: dict, spec, folder: Path) -> str:
+    """levels.dot always; levels.svg too when Graphviz's `dot` is installed. Says which."""
+    from nestgraph.errors import EnvironmentProblem
+    from nestgraph.runtime.fsutil import atomic_write_text
+    from nestgraph.viz.render import have_dot, render
+    from nestgraph.viz.views import text
+
+    dot_text = text(plan, spec, "levels", "dot")
+    atomic_write_text(folder / "levels.dot", dot_text)
+    if not have_dot():
+        return (f"diagram: {folder}/levels.dot (no levels.svg: Graphviz's 'dot' is not "
+                "installed; install it, or run: dot -Tsvg levels.dot -o levels.svg)")
+    try:
+        svg = render(dot_text, "svg")
+    except EnvironmentProblem as err:
+        return f"diagram: {folder}/levels.dot (no levels.svg: {err.message})"
+    atomic_write_text(folder / "levels.svg", svg.decode("utf-8"))
+    return f"diagram: {folder}/levels.dot, levels.svg"
+
+
 def emit_stage(result, stage: str) -> str:
     """The text `--emit STAGE` prints."""
     import networkx as nx

@@ -159,9 +159,10 @@ def compile_cmd(
         typer.echo(emit_stage(result, emit), nl=False)
         return
     folder = write_build(result, source, overrides, out)
-    from nestgraph.build import print_summary
+    from nestgraph.build import print_summary, write_level_diagram
 
     print_summary(result.plan, folder)
+    typer.echo(write_level_diagram(result.plan, result.spec, folder))
 
 
 @app.command()
@@ -192,7 +193,19 @@ def train(
     folder = find_build(words)
     program = load_program(folder)
     cfg, data_cfg = train_config(program, overrides, steps=steps, data=data)
-    run_training(program, cfg, data_cfg, out=out, resume=resume, command=sys.argv)
+    result = run_training(program, cfg, data_cfg, out=out, resume=resume, command=sys.argv)
+    _plot_after_training(result.run_dir)
+
+
+def _plot_after_training(run_dir: Path) -> None:
+    """Draw the run's curves into its folder when matplotlib is there; say so when it is not."""
+    from nestgraph.errors import EnvironmentProblem
+    from nestgraph.viz.plot import plot_run
+
+    try:
+        typer.echo(f"curves: {plot_run(run_dir)}")
+    except EnvironmentProblem as err:
+        typer.echo(f"no curves drawn: {err.message} ({err.hint})")
 
 
 @app.command()
@@ -250,6 +263,55 @@ def fmt(
     request = FormatRequest(to=to, check=check, out=out, force=force)
     if not format_files(files, request, typer.echo):
         raise typer.Exit(1)
+
+
+@app.command()
+@handled
+def graph(
+    ctx: typer.Context,
+    args: Annotated[list[str], typer.Argument(
+        help="a spec (path or shipped name) or a build folder, then path=value overrides",
+        show_default=False)],
+    out: Annotated[Path | None, typer.Option(
+        "-o", "--out", help="the file to write [default: DOT, JSON or Mermaid to stdout; "
+                            "a picture to NAME-VIEW.FORMAT]")] = None,
+    format: Annotated[str | None, typer.Option(
+        "--format", help="svg, png, pdf, dot, json or mermaid [default: from -o, else dot]")]
+    = None,
+    view: Annotated[str, typer.Option(
+        "--view", help="levels (the hierarchy), schedule (who fires when) or modules")]
+    = "levels",
+    depth: Annotated[int, typer.Option(
+        "--depth", help="0: levels only; 1: parts, layers folded (× N); 2: one per layer")] = 1,
+    direction: Annotated[str, typer.Option("--direction", help="TB or LR")] = "TB",
+) -> None:
+    """Draw a spec's levels, update schedule or modules (Graphviz, Mermaid or JSON).
+
+    Example: nestgraph graph specs/hope.yaml -o hope.svg
+    """
+    from nestgraph.viz.drawing import DrawRequest, draw
+
+    spec_arg, overrides = _one_spec(args)
+    request = DrawRequest(view=view, fmt=format, depth=depth, direction=direction.upper())
+    for line in draw(spec_arg, overrides, request, out):
+        typer.echo(line, nl=not line.endswith("\n"))
+
+
+@app.command()
+@handled
+def plot(
+    ctx: typer.Context,
+    run: Annotated[Path, typer.Argument(help="a run folder (runs/NAME/TIMESTAMP)")],
+    out: Annotated[Path | None, typer.Option(
+        "-o", "--out", help="PNG or SVG file [default: RUN/curves.png]")] = None,
+) -> None:
+    """Draw a run's training curves: loss, held-out bits per byte, speed, level updates.
+
+    Needs matplotlib (pip install 'nestgraph[plot]'). Example: nestgraph plot runs/hope/20261202-101500
+    """
+    from nestgraph.viz.plot import plot_run
+
+    typer.echo(f"wrote {plot_run(run, out)}")
 
 
 @app.command()

@@ -145,3 +145,11 @@ def train_records(folder: Path, spec: str, overrides, steps: int) -> list[dict]:
     result = train(program, dict(program.train, steps=steps), program.data, out=folder / "runs",
                    reporter=SilentReporter())
     return read_metrics(result.run_dir / "metrics.jsonl")
+
+
+@functools.cache
+def compiled_plan(spec: str, overrides: tuple[str, ...] = ()):
+    """(plan, validated spec) of a spec, compiled once per process: what the drawings read."""
+    from nestgraph.viz.sources import from_spec
+
+    return from_spec(spec, list(overrides))

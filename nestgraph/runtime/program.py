@@ -15,7 +15,8 @@ import torch
 from nestgraph.runtime.levels import LevelDef
 
 # Files of a build folder that a run keeps a copy of.
-SOURCE_FILES = ("spec.yaml", "spec.resolved.yaml", "plan.json", "program.py", "overrides.txt")
+SOURCE_FILES = ("spec.yaml", "spec.ng", "spec.resolved.yaml", "plan.json", "program.py",
+                "overrides.txt")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,58 @@
+"""nestgraph plot: curves from a run's metrics.jsonl, and a clear message without matplotlib."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from nestgraph.cli import app
+from nestgraph.testing import compiled_plan
+
+runner = CliRunner()
+
+
+def fake_run(folder: Path) -> Path:
+    """A run folder as training leaves it: metrics, settings, plan."""
+    run = folder / "runs" / "hope" / "20261202-000000"
+    run.mkdir(parents=True)
+    records = [{"step": 0, "heldout_bpb": 8.0}]
+    records += [{"step": s, "loss": 5.0 - s / 10, "tokens_per_s": 400.0 + s} for s in
+                range(1, 21)]
+    records += [{"step": 20, "heldout_bpb": 5.5}]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (run / "run.json").write_text(json.dumps({"train": {"batch": 8, "seq_len": 256}}))
+    (run / "plan.json").write_text(json.dumps(compiled_plan("hope")[0]))
+    return run
+
+
+@pytest.mark.parametrize("suffix, magic", [(".png", b"\x89PNG"), (".svg", b"<?xml")])
+def test_plot_writes_the_curves(tmp_path: Path, suffix: str, magic: bytes) -> None:
+    pytest.importorskip("matplotlib")
+    run = fake_run(tmp_path)
+    out = tmp_path / f"curves{suffix}"
+    result = runner.invoke(app, ["plot", str(run), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes().startswith(magic)
+
+
+def test_plot_defaults_into_the_run_folder(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    run = fake_run(tmp_path)
+    assert runner.invoke(app, ["plot", str(run)]).exit_code == 0
+    assert (run / "curves.png").is_file()
+
+
+def test_plot_without_matplotlib_says_how_to_get_it(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now fails
+    result = runner.invoke(app, ["plot", str(fake_run(tmp_path))])
+    assert result.exit_code == 6
+    assert "matplotlib is not installed" in result.output and "nestgraph[plot]" in result.output
+
+
+def test_plot_of_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["plot", str(tmp_path)])
+    assert result.exit_code == 2 and "not a run folder" in result.output
