@@ -80,8 +80,9 @@ def _updates(ax, run: Path, settings: dict, last: int) -> None:
         return
     seq_len = settings.get("seq_len") or json.loads(plan_path.read_text())["train"]["seq_len"]
     steps = list(range(last + 1))
-    for level in json.loads(plan_path.read_text())["levels"]:
+    styles = ("-", "--", ":", "-.")  # levels with equal periods draw the same line: tell them apart
+    for i, level in enumerate(json.loads(plan_path.read_text())["levels"]):
         ax.step(steps, [s * seq_len // level["tokens"] for s in steps], where="post",
-                label=f"{level['name']} (every {level['every']})")
+                linestyle=styles[i % len(styles)], label=f"{level['name']} (every {level['every']})")
     ax.set_yscale("symlog")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left")
