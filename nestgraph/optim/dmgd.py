@@ -29,27 +29,48 @@ def _mlp(phi: dict[str, torch.Tensor], u: torch.Tensor) -> torch.Tensor:
     return hidden @ phi["w2"]
 
 
+def init_deep_memory(p: torch.Tensor, hidden: int, seed: int) -> dict[str, torch.Tensor]:
+    """A fresh memory for parameter `p`: deterministic from `seed`, so resuming needs no
+    random state of its own; the last layer at zero, so it starts as plain descent."""
+    gen = torch.Generator().manual_seed(seed)
+    return {"w1": torch.randn(hidden, generator=gen).to(p),
+            "b1": (torch.rand(hidden, generator=gen) - 0.5).to(p),
+            "w2": torch.zeros(hidden).to(p),
+            "previous": torch.zeros_like(p),
+            "inner_loss": torch.zeros((), dtype=p.dtype, device=p.device)}
+
+
+def _inner_step(phi: dict[str, torch.Tensor], key: torch.Tensor, value: torch.Tensor,
+                inner_lr: float, alpha: float) -> None:
+    """One gradient step of the memory on its own objective, with retention alpha, in place."""
+    with torch.enable_grad():
+        leaves = {k: phi[k].detach().requires_grad_(True) for k in ("w1", "b1", "w2")}
+        inner = (_mlp(leaves, key) - value).pow(2).mean()
+        grads = torch.autograd.grad(inner, list(leaves.values()))
+    for name, grad in zip(leaves, grads, strict=True):
+        phi[name].mul_(alpha).sub_(grad, alpha=inner_lr)
+    phi["inner_loss"].copy_(inner.detach())
+
+
+def deep_direction(phi: dict[str, torch.Tensor], g: torch.Tensor, inner_lr: float,
+                   alpha: float, learn: bool) -> torch.Tensor:
+    """Train the memory on (previous gradient -> this one), then read it at this gradient:
+    the update direction rms(g) (u + m(u)), u = g / rms(g)."""
+    scale = g.pow(2).mean().sqrt() + 1e-12
+    u = (g / scale).reshape(-1)
+    if learn:
+        _inner_step(phi, phi["previous"].reshape(-1), u, inner_lr, alpha)
+    phi["previous"].copy_(u.reshape(g.shape))
+    return (u + _mlp(phi, u)).reshape(g.shape) * scale
+
+
 class DMGD(torch.optim.Optimizer):
     def __init__(self, params: Iterable, lr: float = 0.01, hidden: int = 16,
-                 inner_lr: float = 0.05, alpha: float = 0.99, eps: float = 1e-12,
-                 weight_decay: float = 0.0, seed: int = 0):
-        defaults = dict(lr=lr, hidden=hidden, inner_lr=inner_lr, alpha=alpha, eps=eps,
+                 inner_lr: float = 0.05, alpha: float = 0.99, weight_decay: float = 0.0,
+                 seed: int = 0):
+        defaults = dict(lr=lr, hidden=hidden, inner_lr=inner_lr, alpha=alpha,
                         weight_decay=weight_decay, seed=seed)
         super().__init__(params, defaults)
-
-    def _state(self, p: torch.Tensor, group: dict) -> dict:
-        state = self.state[p]
-        if not state:
-            # Deterministic per parameter: resuming needs no random state of its own.
-            gen = torch.Generator().manual_seed(group["seed"] + len(self.state))
-            h = group["hidden"]
-            state["w1"] = torch.randn(h, generator=gen).to(p)
-            state["b1"] = (torch.rand(h, generator=gen) - 0.5).to(p)
-            state["w2"] = torch.zeros(h).to(p)
-            state["previous"] = torch.zeros_like(p)
-            state["inner_loss"] = torch.zeros((), dtype=p.dtype, device=p.device)
-            state["step"] = torch.zeros((), dtype=torch.int64)
-        return state
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -61,28 +82,15 @@ class DMGD(torch.optim.Optimizer):
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                state = self._state(p, group)
-                g = p.grad
-                scale = g.pow(2).mean().sqrt() + group["eps"]
-                u = (g / scale).reshape(-1)
-                if int(state["step"]) > 0:
-                    self._inner_step(state, state["previous"].reshape(-1), u, group)
+                state = self.state[p]
+                if not state:
+                    state.update(init_deep_memory(p, group["hidden"],
+                                                  group["seed"] + len(self.state)))
+                    state["step"] = torch.zeros((), dtype=torch.int64)
+                direction = deep_direction(state, p.grad, group["inner_lr"], group["alpha"],
+                                           learn=int(state["step"]) > 0)
                 state["step"] += 1
-                phi = {k: state[k] for k in ("w1", "b1", "w2")}
-                direction = (u + _mlp(phi, u)).reshape(p.shape) * scale
-                state["previous"].copy_(u.reshape(p.shape))
                 if group["weight_decay"]:
                     p.mul_(1 - group["lr"] * group["weight_decay"])
                 p.add_(direction, alpha=-group["lr"])
         return loss
-
-    @staticmethod
-    def _inner_step(state: dict, key: torch.Tensor, value: torch.Tensor, group: dict) -> None:
-        """One gradient step of the memory on its own objective, with retention alpha."""
-        with torch.enable_grad():
-            phi = {k: state[k].detach().requires_grad_(True) for k in ("w1", "b1", "w2")}
-            inner = (_mlp(phi, key) - value).pow(2).mean()
-            grads = torch.autograd.grad(inner, list(phi.values()))
-        for (name, _), grad in zip(phi.items(), grads, strict=True):
-            state[name].mul_(group["alpha"]).sub_(grad, alpha=group["inner_lr"])
-        state["inner_loss"].copy_(inner.detach())

@@ -54,18 +54,21 @@ def newton_schulz(m: torch.Tensor, steps: int = 5, kind: str = "quintic",
 def output(m: torch.Tensor, kind: str, ns_steps: int, ns_kind: str) -> torch.Tensor:
     """sigma(m) (NL Eq. 52): the memory's read-out that becomes the update direction.
 
-    Newton-Schulz applies to matrices; a vector or scalar parameter is given back unchanged."""
+    ``newton_schulz`` is NS_T(m) as M3's Algorithm 1 writes it; ``muon`` also scales it by
+    sqrt(max(1, rows / cols)), Muon's way of keeping the update's per-entry size comparable
+    across shapes. Both apply to matrices; a vector or scalar is given back unchanged."""
     if kind == "identity":
         return m
     if kind == "sign":
         return torch.sign(m)
-    if kind == "newton_schulz":
+    if kind in ("newton_schulz", "muon"):
         if m.dim() < 2:
             return m
-        rows, cols = as_matrix(m).shape
-        # Muon's scale: an orthogonal update has RMS 1/sqrt(max(rows, cols)); this keeps its
-        # per-entry size comparable across shapes.
-        return newton_schulz(m, ns_steps, ns_kind) * max(1.0, rows / cols) ** 0.5
+        out = newton_schulz(m, ns_steps, ns_kind)
+        if kind == "muon":
+            rows, cols = as_matrix(m).shape
+            out = out * max(1.0, rows / cols) ** 0.5
+        return out
     raise ValueError(f"unknown output map {kind!r}")
 
 

@@ -28,7 +28,7 @@ class MemoryMomentum(torch.optim.Optimizer):
     Hebbian) or ``l2`` (delta momentum, forgetting along each new gradient by
     `delta_strength`). power: the feature map sign(g)|g|^power. precondition: ``none`` or
     ``second_moment`` (v = EMA of g^2 with beta2; writes g / (sqrt(v) + eps)). output:
-    ``identity``, ``sign`` or ``newton_schulz`` (ns_steps, ns_kind). nesterov: read the memory
+    ``identity``, ``sign``, ``newton_schulz`` or ``muon`` (ns_steps, ns_kind). nesterov: read the memory
     one write ahead. weight_decay: decoupled, as in AdamW.
     """
 
@@ -112,5 +112,5 @@ class Muon(MemoryMomentum):
 
     def __init__(self, params: Iterable, lr: float = 0.02, beta: float = 0.95,
                  nesterov: bool = True, ns_steps: int = 5, **kw):
-        super().__init__(params, lr=lr, beta=beta, output="newton_schulz", nesterov=nesterov,
+        super().__init__(params, lr=lr, beta=beta, output="muon", nesterov=nesterov,
                          ns_steps=ns_steps, **kw)

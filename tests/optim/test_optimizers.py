@@ -89,9 +89,9 @@ def test_m3_slow_momentum_changes_exactly_every_f_steps() -> None:
     weight = model[0].weight
     seen = []
     for i, (x, y) in enumerate(_batches(13), start=1):
-        before = opt.state[weight]["slow"].clone() if opt.state[weight] else torch.zeros(1)
+        before = opt.state[weight]["slow.m"].clone() if opt.state[weight] else torch.zeros(1)
         _train(model, opt, [(x, y)])
-        changed = not torch.equal(opt.state[weight]["slow"], before.expand_as(weight)
+        changed = not torch.equal(opt.state[weight]["slow.m"], before.expand_as(weight)
                                   if before.numel() == 1 else before)
         seen.append((i, changed))
     assert [i for i, changed in seen if changed] == [4, 8, 12]
@@ -103,7 +103,7 @@ def test_m3_accumulates_without_decay_by_default() -> None:
     for g in (torch.ones(3, 3), 2 * torch.ones(3, 3)):
         p.grad = g.clone()
         opt.step()
-    assert torch.allclose(opt.state[p]["fast"], torch.full((3, 3), 1.5))  # 0.5 * (1 + 2)
+    assert torch.allclose(opt.state[p]["fast.m"], torch.full((3, 3), 1.5))  # 0.5 * (1 + 2)
 
 
 def _inner_losses(inner_lr: float) -> tuple[float, float]:

@@ -1,0 +1,161 @@
+"""An optimizer written as levels: parameters updated from several gradient memories, each
+with its own period (NL §4, §7.2). This is what a spec's optimizer levels compile to.
+
+Per step t of the parameters (gradient g), for each memory k:
+
+* it reads the gradients of its own chunk: g when it fires every step, else their sum over
+  the `every` steps since it last fired;
+* it writes when t is a multiple of its period. A memory that fires every step writes before
+  the parameters move and its read-out is used at once (momentum); a slower one writes after,
+  and its read-out is used from the next step on (M3's slow momentum, Algorithm 1).
+
+The update is W <- W - lr * sum_k weight_k * out_k, divided by sqrt(V) + eps when a
+second-moment memory V is among them (Adam's and M3's preconditioner). Kinds of memory:
+
+* ``momentum``: a linear memory of gradients (`memory.write`; objective ``dot`` value-less, or
+  ``l2`` delta momentum), with feature map sign(g)|g|^power and output map (identity, sign,
+  Newton-Schulz);
+* ``deep_momentum``: DMGD's MLP memory, trained online on its own objective (`dmgd.py`);
+* ``second_moment``: a memory of squared gradients, the preconditioner.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+
+import torch
+
+from nestgraph.optim import memory as mem
+from nestgraph.optim.dmgd import deep_direction, init_deep_memory
+
+KINDS = ("momentum", "deep_momentum", "second_moment")
+
+
+@dataclass(frozen=True)
+class MemoryDef:
+    name: str
+    kind: str  # one of KINDS
+    every: int = 1  # in steps of the parameters it reads
+    weight: float = 1.0
+    beta: float = 0.9
+    mode: str = "plain"  # plain | ema | accumulate
+    objective: str = "dot"  # dot | l2 (delta momentum)
+    delta_strength: float = 1.0
+    power: float = 1.0
+    output: str = "identity"  # identity | sign | newton_schulz | muon
+    ns_steps: int = 5
+    ns_kind: str = "quintic"
+    nesterov: bool = False
+    hidden: int = 16  # deep_momentum
+    inner_lr: float = 0.05
+    alpha: float = 0.99
+
+
+class ComposedMemories(torch.optim.Optimizer):
+    def __init__(self, params: Iterable, lr: float, memories: list[MemoryDef],
+                 weight_decay: float = 0.0, eps: float = 1e-8):
+        if not memories:
+            raise ValueError("an optimizer written as levels needs at least one memory")
+        unknown = [m.kind for m in memories if m.kind not in KINDS]
+        if unknown:
+            raise ValueError(f"unknown memory kinds {unknown}")
+        self.memories = list(memories)
+        super().__init__(params, dict(lr=lr, weight_decay=weight_decay, eps=eps))
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state["memories"] = [asdict(m) for m in self.memories]
+        return state
+
+    def _state(self, p: torch.Tensor) -> dict:
+        state = self.state[p]
+        if state:
+            return state
+        state["step"] = torch.zeros((), dtype=torch.int64)
+        for k, m in enumerate(self.memories):
+            state[f"{m.name}.writes"] = torch.zeros((), dtype=torch.int64)
+            if m.every > 1:
+                state[f"{m.name}.chunk"] = torch.zeros_like(p)
+            if m.kind == "deep_momentum":
+                # one seed per memory and parameter, as DMGD does it for its parameters
+                seed = 1000 * k + len(self.state)
+                for key, value in init_deep_memory(p, m.hidden, seed).items():
+                    state[f"{m.name}.{key}"] = value
+            else:
+                state[f"{m.name}.m"] = torch.zeros_like(p)
+            if m.kind != "second_moment":
+                state[f"{m.name}.out"] = torch.zeros_like(p)
+        return state
+
+    # ------------------------------------------------------------------------- one memory
+
+    def _write(self, m: MemoryDef, state: dict, value: torch.Tensor) -> None:
+        state[f"{m.name}.writes"] += 1
+        if m.kind == "second_moment":
+            mem.write(state[f"{m.name}.m"], value * value, m.beta, m.mode)
+            return
+        if m.kind == "deep_momentum":
+            self._write_deep(m, state, value)
+            return
+        buffer = state[f"{m.name}.m"]
+        if m.objective == "l2":
+            mem.delta_erase(buffer, value, m.delta_strength)
+        written = mem.features(value, m.power)
+        mem.write(buffer, written, m.beta, m.mode)
+        read = written + m.beta * buffer if m.nesterov else buffer
+        state[f"{m.name}.out"].copy_(mem.output(read, m.output, m.ns_steps, m.ns_kind))
+
+    def _write_deep(self, m: MemoryDef, state: dict, value: torch.Tensor) -> None:
+        phi = {k: state[f"{m.name}.{k}"] for k in ("w1", "b1", "w2", "previous", "inner_loss")}
+        learn = int(state[f"{m.name}.writes"]) > 1
+        state[f"{m.name}.out"].copy_(deep_direction(phi, value, m.inner_lr, m.alpha, learn))
+
+    def _read(self, m: MemoryDef, state: dict) -> torch.Tensor:
+        return state[f"{m.name}.out"]
+
+    # -------------------------------------------------------------------------------- step
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    self._update(p, p.grad, group)
+        return loss
+
+    def _update(self, p: torch.Tensor, g: torch.Tensor, group: dict) -> None:
+        state = self._state(p)
+        state["step"] += 1
+        t = int(state["step"])
+        slow = []
+        for m in self.memories:
+            if m.every == 1:
+                self._write(m, state, g)
+                continue
+            state[f"{m.name}.chunk"].add_(g)
+            if t % m.every == 0:
+                slow.append(m)
+        direction = None
+        for m in self.memories:
+            if m.kind == "second_moment" or f"{m.name}.out" not in state:
+                continue
+            part = self._read(m, state) * m.weight
+            direction = part if direction is None else direction + part
+        direction = g if direction is None else direction
+        for m in self.memories:
+            if m.kind == "second_moment":
+                v = state[f"{m.name}.m"]
+                if m.mode == "ema":  # Adam's bias correction, which an EMA needs at the start
+                    v = v / (1 - m.beta ** int(state[f"{m.name}.writes"]))
+                direction = direction / (v.sqrt() + group["eps"])
+        if group["weight_decay"]:
+            p.mul_(1 - group["lr"] * group["weight_decay"])
+        p.add_(direction, alpha=-group["lr"])
+        for m in slow:  # slower memories write after the step: read from the next step on
+            self._write(m, state, state[f"{m.name}.chunk"])
+            state[f"{m.name}.chunk"].zero_()
