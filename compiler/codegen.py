@@ -117,6 +117,8 @@ def _schedule_source(plan: dict) -> str:
             lines.append(f"        {key}={level[key]!r},")
         if level.get("resets"):
             lines.append(f"        resets={tuple(level['resets'])!r},")
+        if level.get("source"):
+            lines.append(f"        source={level['source']!r},")
         lines.append("    ),")
     lines.append(")")
     return "\n".join(lines)
@@ -124,7 +126,9 @@ def _schedule_source(plan: dict) -> str:
 
 def _rule_source(rule: dict) -> str:
     cls = {"gd": "GDRule", "adamw": "AdamWRule", "closed_form": "ClosedFormRule",
-           "titans": "TitansRule", "dgd": "DGDRule"}[rule["type"]]
+           "titans": "TitansRule", "dgd": "DGDRule", "memories": "MemoriesRule",
+           "momentum": "MomentumRule", "deep_momentum": "DeepMomentumRule",
+           "second_moment": "SecondMomentRule"}[rule["type"]]
     args = ", ".join(f"{k}={(tuple(v) if isinstance(v, list) else v)!r}"
                      for k, v in rule.items() if k != "type")
     return f"lv.{cls}({args})"

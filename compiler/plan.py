@@ -38,6 +38,8 @@ def make_plan(g: nx.DiGraph, resolved_yaml: str) -> dict:
         })
         if resets.get(lv.name):
             out_levels[-1]["resets"] = resets[lv.name]
+        if kinds[lv.name] == "optimizer":
+            out_levels[-1]["source"] = lv.source
     in_context = [lv["period"] for lv in out_levels if lv["kind"] == "in_context"]
     return {
         "plan_version": PLAN_VERSION,

@@ -83,12 +83,13 @@ def print_summary(plan: dict, folder: Path) -> None:
 
     table = Table(title=f"{plan['name']}: levels, fastest (innermost) first",
                   title_justify="left")
-    for col in ("level", "every", "lifetime", "context", "rule", "params", "FLOPs/tok"):
-        table.add_column(col, justify="right" if col in ("params", "FLOPs/tok") else "left",
-                         no_wrap=True)
+    numeric = ("params", "FLOPs/tok", "opt. state")
+    for col in ("level", "every", "lifetime", "context", "rule", *numeric):
+        table.add_column(col, justify="right" if col in numeric else "left", no_wrap=True)
     for lv in plan["levels"]:
         table.add_row(lv["name"], lv["every"], lv["lifetime"], lv["context"],
-                      lv["rule"]["type"], f"{lv['params']:,}", f"{lv['flops_per_token']:,}")
+                      lv["rule"]["type"], f"{lv['params']:,}", f"{lv['flops_per_token']:,}",
+                      _size(4 * lv.get("optimizer_state", 0)))
     console = Console()
     console.print(table)
     for lv in plan["levels"]:
@@ -96,13 +97,24 @@ def print_summary(plan: dict, folder: Path) -> None:
         init = f"; initial state of {', '.join(lv['initial_states'])}" \
             if lv["initial_states"] else ""
         console.print(f"  {lv['name']} owns {owns}{init}", markup=False)
+    state = sum(lv.get("optimizer_state", 0) for lv in plan["levels"])
     console.print(f"total: {plan['totals']['params']:,} weights, "
-                  f"{plan['totals']['flops_per_token']:,} forward FLOPs/token", markup=False)
+                  f"{plan['totals']['flops_per_token']:,} forward FLOPs/token, "
+                  f"optimizer state {_size(4 * state)} (fp32)", markup=False)
     if any(lv["kind"] == "in_context" for lv in plan["levels"]):
         console.print(f"next-token levels read the sequence in chunks of {plan['chunk']} tokens",
                       markup=False)
     console.print(f"wrote {folder}/program.py, plan.json, spec.resolved.yaml", markup=False)
     console.print(f"train it: nestgraph train {folder}", markup=False)
+
+
+def _size(nbytes: int) -> str:
+    if nbytes == 0:
+        return "-"
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.1f} {unit}"
+    return f"{nbytes} B"
 
 
 def find_build(words: list[str]) -> Path:

@@ -18,20 +18,25 @@ from nestgraph.testing import compile_build
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 SPECS = sorted(shipped_specs())
+OPTIMIZER_SPECS = sorted(shipped_specs(folder="optimizers"))
+ALL_SPECS = SPECS + OPTIMIZER_SPECS
 FAST = ["train.eval_batches=1", "train.eval_every=0", "data.max_bytes=100000"]
 
 
-@pytest.mark.parametrize("name", SPECS)
+@pytest.mark.parametrize("name", ALL_SPECS)
 def test_spec_has_a_ng_twin_that_compiles_to_the_identical_program(name):
-    twin = shipped_specs(".ng").get(name)
+    folder = name.rpartition("/")[0]
+    twin = shipped_specs(".ng", folder).get(name)
     assert twin is not None, f"no specs/{name}.ng: nestgraph fmt specs/{name}.yaml --to ng"
     from_yaml, from_ng = read_document(name), read_document(str(twin))
     assert load_spec(str(twin)).spec == load_spec(name).spec
     assert compile_spec(*from_ng).program == compile_spec(*from_yaml).program
 
 
-@pytest.mark.parametrize("path", [*shipped_specs().values(), *shipped_specs(".ng").values()],
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [*shipped_specs().values(), *shipped_specs(".ng").values(),
+                                  *shipped_specs(folder="optimizers").values(),
+                                  *shipped_specs(".ng", "optimizers").values()],
+                         ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_shipped_file_is_formatted(path):
     text = path.read_text(encoding="utf-8")
     assert convert(text, path.name) == text, f"run: nestgraph fmt specs/{path.name}"
@@ -41,19 +46,20 @@ def test_the_reference_specs_ship():
     assert {"transformer", "cms", "hope", "hope-attention", "titans", "titans-mag"} <= set(SPECS)
 
 
-@pytest.mark.parametrize("name", SPECS)
+@pytest.mark.parametrize("name", ALL_SPECS)
 def test_spec_validates(name):
     loaded = load_spec(name)
-    assert loaded.spec.name == name.replace("-", "_")  # file names may use hyphens
+    # file names may use hyphens; optimizer specs live in a folder
+    assert loaded.spec.name == name.split("/")[-1].replace("-", "_")
 
 
-@pytest.mark.parametrize("name", SPECS)
+@pytest.mark.parametrize("name", ALL_SPECS)
 def test_spec_compiles_to_its_golden_program(name, overwrite):
     data, source = read_document(name)
     first, second = compile_spec(data, source), compile_spec(data, source)
     assert first.program == second.program  # byte-identical for the same spec
     for suffix, text in ((".program.py", first.program), (".resolved.yaml", first.resolved_yaml)):
-        golden = GOLDEN / f"{name}{suffix}"
+        golden = GOLDEN / f"{name.replace('/', '-')}{suffix}"
         if overwrite:
             golden.parent.mkdir(exist_ok=True)
             golden.write_text(text)
@@ -61,7 +67,7 @@ def test_spec_compiles_to_its_golden_program(name, overwrite):
         assert text == golden.read_text(), f"{golden.name} changed: review, then --overwrite"
 
 
-@pytest.mark.parametrize("name", SPECS)
+@pytest.mark.parametrize("name", ALL_SPECS)
 def test_spec_trains_two_steps(name, tmp_path):
     program = load_program(compile_build(tmp_path / "build", name, FAST))
     cfg = dict(program.train, steps=2)

@@ -30,8 +30,18 @@ def call_text(model) -> str:
     return f"{kind}({args})" if args else kind
 
 
+# An optimizer level's objective is over the gradients g it reads (NL §4.2-4.5).
+_OPTIMIZER_TEXT = {("momentum", "dot"): "⟨m, −g⟩ (value-less)",
+                   ("momentum", "l2"): "‖m·ĝ − g‖² (delta rule)",
+                   ("second_moment", "dot"): "⟨v, −g²⟩ (value-less)",
+                   ("deep_momentum", "l2"): "‖m(g_{t−1}) − g_t‖²"}
+
+
 def objective_text(level_spec) -> str:
     objective = level_spec.objective
+    key = (level_spec.rule.type, objective.type)
+    if key in _OPTIMIZER_TEXT:
+        return _OPTIMIZER_TEXT[key]
     text = _OBJECTIVE_TEXT.get(objective.type, objective.type)
     if getattr(objective, "values", "given") == "self":
         text = text.replace("v", "M(v)", 1) if objective.type in ("l2", "dot") else text
@@ -134,6 +144,8 @@ class _Builder:
             if lv["context"].startswith(("gradients of ", "output of ")):
                 word, _, source = lv["context"].split(" ", 2)
                 self.edge(f"level:{source}", me, "context", word)
+                if lv["kind"] == "optimizer":  # its read-out is the update of what it reads
+                    self.edge(me, f"level:{source}", "values", "read-out", constraint=False)
             if spec.objective.type == "next_token":
                 self.edge(LOSS, me, "teach", "∇ loss", constraint=False)
             if self.depth < 1:

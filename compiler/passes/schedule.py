@@ -20,6 +20,10 @@ from nestgraph.compiler.passes.common import level_path, report
 from nestgraph.periods import in_tokens, nesting_violations, never_updates
 
 MEMORY_RULES = ("titans", "dgd")
+OPTIMIZER_RULES = ("momentum", "deep_momentum", "second_moment")
+# What each optimizer rule may minimise over the gradients it reads.
+OPTIMIZER_OBJECTIVES = {"momentum": ("dot", "l2"), "deep_momentum": ("l2",),
+                        "second_moment": ("dot",)}
 # The per-token rates each memory rule reads.
 RATE_KEYS = {"titans": ("lr", "forget", "momentum"), "dgd": ("lr", "forget")}
 
@@ -30,9 +34,12 @@ def classify(g: nx.DiGraph) -> None:
         kinds[lv.name] = _kind(lv)
         _check_kind(g, lv, kinds[lv.name])
     g.graph["kinds"] = kinds
+    check_memory_readers(g)
 
 
 def _kind(lv) -> str:
+    if lv.context == "gradients" or lv.rule.type in OPTIMIZER_RULES:
+        return "optimizer"
     if lv.unit == "step":
         return "step"
     if lv.rule.type == "closed_form":
@@ -46,6 +53,12 @@ def _check_kind(g: nx.DiGraph, lv, kind: str) -> None:
     def bad(key, message, hint):
         report(g, f"level '{lv.name}': {message}", level_path(g, lv.name, key), hint, "E-LEVEL")
 
+    if kind == "optimizer":
+        _check_optimizer_level(g, lv, bad)
+        return
+    if lv.rule.type == "memories" and kind != "step":
+        bad("rule", "rule 'memories' updates a step level's weights from its optimizer levels",
+            "use it on a level every N steps, with levels whose context is 'gradients of' it")
     if kind == "step":
         if lv.lifetime != "run":
             bad("lifetime", f"a level updated every {lv.period} step(s) keeps its weights for the "
@@ -84,6 +97,52 @@ def _check_kind(g: nx.DiGraph, lv, kind: str) -> None:
                 "own it from a level with rule: {type: titans, ...} or {type: dgd, ...}")
     if kind != "nonparametric" and lv.objective == "nadaraya_watson":
         bad("objective", "nadaraya_watson is solved in closed form", "use rule: {type: closed_form}")
+
+
+def _check_optimizer_level(g: nx.DiGraph, lv, bad) -> None:
+    """A level that learns from another level's gradients: a memory of them (NL §4), part of
+    the optimizer of the level it reads."""
+    if lv.context != "gradients":
+        bad("context", f"an optimizer rule ({lv.rule.type}) learns from a level's gradients",
+            "write 'context: gradients of LEVEL', LEVEL a level with rule 'memories'")
+        return
+    if lv.rule.type not in OPTIMIZER_RULES:
+        bad("rule", "a level that reads gradients is a memory of them: its rule is momentum, "
+            "deep_momentum or second_moment", "e.g. rule: {type: momentum, beta: 0.9}")
+        return
+    if lv.objective not in OPTIMIZER_OBJECTIVES[lv.rule.type]:
+        allowed = " or ".join(OPTIMIZER_OBJECTIVES[lv.rule.type])
+        bad("objective", f"a {lv.rule.type} memory minimises {allowed} over the gradients",
+            f"write 'objective: {OPTIMIZER_OBJECTIVES[lv.rule.type][0]}'")
+    if lv.unit != "step" or lv.lifetime != "run":
+        bad("every", "an optimizer level updates every N steps and lives for the run",
+            "write e.g. 'every: 1 step' and 'lifetime: run'")
+    if lv.owns:
+        bad("owns", "an optimizer level owns no weights of the model: its state is a memory "
+            "of the gradients it reads", "write 'owns: []'")
+    node = f"level:{lv.source}"
+    if node not in g:
+        return  # the flow pass reports the unknown level
+    source = g.nodes[node]["level"]
+    if source.rule.type != "memories":
+        bad("context", f"level '{source.name}' is updated by its own rule "
+            f"({source.rule.type}), so nothing reads this memory",
+            f"give level '{source.name}' rule: {{type: memories, lr: ...}}")
+    elif source.unit == "step" and lv.unit == "step" and lv.period % source.period:
+        bad("every", f"every {lv.period} steps is not a multiple of the {source.period} steps "
+            f"of level '{source.name}', whose gradients it reads",
+            f"use a multiple of {source.period}")
+
+
+def check_memory_readers(g: nx.DiGraph) -> None:
+    """A step level with rule 'memories' needs at least one optimizer level reading it."""
+    readers = {lv.source for lv in levels(g) if lv.context == "gradients"}
+    for lv in levels(g):
+        if lv.rule.type == "memories" and lv.name not in readers:
+            report(g, f"level '{lv.name}' is updated from the memories of its gradients, but "
+                   "no level reads them", level_path(g, lv.name, "rule"),
+                   f"add a level with 'context: gradients of {lv.name}' and rule: "
+                   "{type: momentum, ...}", "E-LEVEL")
 
 
 def _check_memory_level(g: nx.DiGraph, lv, bad) -> None:

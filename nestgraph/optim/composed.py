@@ -61,7 +61,10 @@ class ComposedMemories(torch.optim.Optimizer):
         if unknown:
             raise ValueError(f"unknown memory kinds {unknown}")
         self.memories = list(memories)
-        super().__init__(params, dict(lr=lr, weight_decay=weight_decay, eps=eps))
+        # orthogonalize=False in a parameter group turns Newton-Schulz read-outs into the
+        # identity there (embeddings, as with Muon); vectors are never orthogonalised.
+        super().__init__(params, dict(lr=lr, weight_decay=weight_decay, eps=eps,
+                                      orthogonalize=True))
 
     def __getstate__(self):
         state = super().__getstate__()
@@ -90,7 +93,7 @@ class ComposedMemories(torch.optim.Optimizer):
 
     # ------------------------------------------------------------------------- one memory
 
-    def _write(self, m: MemoryDef, state: dict, value: torch.Tensor) -> None:
+    def _write(self, m: MemoryDef, state: dict, value: torch.Tensor, group: dict) -> None:
         state[f"{m.name}.writes"] += 1
         if m.kind == "second_moment":
             mem.write(state[f"{m.name}.m"], value * value, m.beta, m.mode)
@@ -104,7 +107,9 @@ class ComposedMemories(torch.optim.Optimizer):
         written = mem.features(value, m.power)
         mem.write(buffer, written, m.beta, m.mode)
         read = written + m.beta * buffer if m.nesterov else buffer
-        state[f"{m.name}.out"].copy_(mem.output(read, m.output, m.ns_steps, m.ns_kind))
+        kind = m.output if group["orthogonalize"] or m.output in ("identity", "sign") \
+            else "identity"
+        state[f"{m.name}.out"].copy_(mem.output(read, kind, m.ns_steps, m.ns_kind))
 
     def _write_deep(self, m: MemoryDef, state: dict, value: torch.Tensor) -> None:
         phi = {k: state[f"{m.name}.{k}"] for k in ("w1", "b1", "w2", "previous", "inner_loss")}
@@ -135,7 +140,7 @@ class ComposedMemories(torch.optim.Optimizer):
         slow = []
         for m in self.memories:
             if m.every == 1:
-                self._write(m, state, g)
+                self._write(m, state, g, group)
                 continue
             state[f"{m.name}.chunk"].add_(g)
             if t % m.every == 0:
@@ -157,5 +162,5 @@ class ComposedMemories(torch.optim.Optimizer):
             p.mul_(1 - group["lr"] * group["weight_decay"])
         p.add_(direction, alpha=-group["lr"])
         for m in slow:  # slower memories write after the step: read from the next step on
-            self._write(m, state, state[f"{m.name}.chunk"])
+            self._write(m, state, state[f"{m.name}.chunk"], group)
             state[f"{m.name}.chunk"].zero_()

@@ -68,6 +68,51 @@ class DGDRule:
 
 
 @dataclass(frozen=True)
+class MemoriesRule:
+    """A step level updated from the memories of its gradients (its optimizer levels)."""
+
+    lr: float
+    weight_decay: float = 0.0
+    eps: float = 1e-8
+    warmup: int = 0
+    schedule: str = "constant"
+    min_lr_ratio: float = 0.1
+    clip: float = 0.0
+
+
+@dataclass(frozen=True)
+class MomentumRule:
+    """An optimizer level's linear memory of gradients (nestgraph.optim.composed)."""
+
+    beta: float = 0.9
+    mode: str = "plain"
+    power: float = 1.0
+    output: str = "identity"
+    ns_steps: int = 5
+    nesterov: bool = False
+    delta_strength: float = 1.0
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class DeepMomentumRule:
+    """DMGD's MLP memory of gradients, trained online (nestgraph.optim.dmgd)."""
+
+    hidden: int = 16
+    inner_lr: float = 0.05
+    alpha: float = 0.99
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class SecondMomentRule:
+    """A memory of squared gradients: the preconditioner."""
+
+    beta: float = 0.999
+    mode: str = "ema"
+
+
+@dataclass(frozen=True)
 class ClosedFormRule:
     """No hyper-parameters: the level's objective is minimised exactly when it runs."""
 
@@ -77,11 +122,12 @@ class LevelDef:
     """Everything the runtime needs to know about one level; no reference to the spec."""
 
     name: str
-    kind: str  # "nonparametric" | "in_context" | "memory" | "step"
+    kind: str  # "nonparametric" | "in_context" | "memory" | "step" | "optimizer"
     period: int
     unit: str  # "token" | "step"
     lifetime: str  # "sequence" | "stream" | "run"
-    rule: GDRule | AdamWRule | ClosedFormRule | TitansRule | DGDRule
+    rule: (GDRule | AdamWRule | ClosedFormRule | TitansRule | DGDRule | MemoriesRule
+           | MomentumRule | DeepMomentumRule | SecondMomentRule)
     modules: tuple[str, ...] = ()  # module paths whose parameters this level owns
     context: str = "tokens"
     objective: str = "next_token"
@@ -89,6 +135,8 @@ class LevelDef:
     # Nested CMS: module paths of the next faster block, whose initial state this level learns
     # in context and to which it resets that block every time it updates.
     resets: tuple[str, ...] = ()
+    # An optimizer level: the step level whose gradients it reads.
+    source: str = ""
     notes: tuple[str, ...] = field(default=())
 
 
@@ -141,7 +189,7 @@ def gd_step(rule: GDRule, weight: torch.Tensor, grad: torch.Tensor,
 # ----------------------------------------------------------------------------- step levels
 
 
-def schedule_factor(rule: AdamWRule, step: int, total_steps: int) -> float:
+def schedule_factor(rule: AdamWRule | MemoriesRule, step: int, total_steps: int) -> float:
     """Learning-rate multiplier at optimizer step ``step`` (0-based)."""
     if rule.warmup and step < rule.warmup:
         return (step + 1) / rule.warmup
@@ -152,9 +200,38 @@ def schedule_factor(rule: AdamWRule, step: int, total_steps: int) -> float:
     return rule.min_lr_ratio + (1.0 - rule.min_lr_ratio) * cosine
 
 
-def make_optimizer(level: LevelDef, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
-    """The torch optimizer of a step level, over exactly the parameters it owns."""
-    rule = level.rule
+def memory_defs(level: LevelDef, schedule: tuple[LevelDef, ...]) -> list:
+    """The optimizer levels that read `level`'s gradients, as memories of its optimizer."""
+    from nestgraph.optim.composed import MemoryDef
+
+    out = []
+    for lv in schedule:
+        if lv.kind != "optimizer" or lv.source != level.name:
+            continue
+        kind = {MomentumRule: "momentum", DeepMomentumRule: "deep_momentum",
+                SecondMomentRule: "second_moment"}[type(lv.rule)]
+        fields = {k: v for k, v in vars(lv.rule).items()}
+        out.append(MemoryDef(lv.name, kind, every=lv.period // level.period,
+                             objective="l2" if lv.objective == "l2" else "dot", **fields))
+    return out
+
+
+def make_optimizer(level: LevelDef, named: dict[str, torch.nn.Parameter],
+                   schedule: tuple[LevelDef, ...] = ()) -> torch.optim.Optimizer:
+    """The torch optimizer of a step level, over exactly the parameters it owns (by name)."""
+    rule, params = level.rule, list(named.values())
+    if isinstance(rule, MemoriesRule):
+        from nestgraph.optim.composed import ComposedMemories
+
+        # Newton-Schulz read-outs orthogonalise hidden matrices only, as Muon is used: an
+        # embedding's rows for bytes not in the batch would otherwise get steps out of nothing.
+        hidden = [p for n, p in named.items() if p.dim() >= 2 and not n.startswith("embed")]
+        other = [p for n, p in named.items() if not (p.dim() >= 2 and not n.startswith("embed"))]
+        groups = [{"params": hidden, "orthogonalize": True},
+                  {"params": other, "orthogonalize": False}]
+        return ComposedMemories([g for g in groups if g["params"]], rule.lr,
+                                memory_defs(level, schedule), weight_decay=rule.weight_decay,
+                                eps=rule.eps)
     if isinstance(rule, AdamWRule):
         # Decay matrices only: norms' gains and 1-D mixing weights are not shrunk towards 0.
         decay = [p for p in params if p.dim() >= 2]

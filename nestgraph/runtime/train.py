@@ -32,6 +32,7 @@ from nestgraph.runtime.engine import StreamState, in_context_levels, init_stream
 from nestgraph.runtime.levels import (
     AdamWRule,
     LevelDef,
+    MemoriesRule,
     fires,
     make_optimizer,
     owned_parameters,
@@ -101,7 +102,7 @@ def build_state(program: Program, cfg: dict, device: torch.device) -> _State:
     for name, p in model.named_parameters():
         # A stream level's weights are its own: no slower level trains their initial value.
         p.requires_grad_(name not in stream_owned)
-    optimizers = {lv.name: make_optimizer(lv, list(owned_parameters(model, lv).values()))
+    optimizers = {lv.name: make_optimizer(lv, owned_parameters(model, lv), program.schedule)
                   for lv in program.schedule if lv.kind == "step"}
     if _wants_compile(cfg["compile"], device, program.schedule):
         for layer in model.layers:
@@ -159,7 +160,7 @@ def _apply_step_level(state: _State, lv: LevelDef, total_steps: int) -> float:
     opt = state.optimizers[lv.name]
     updates = state.step // lv.period - 1
     factor = schedule_factor(lv.rule, updates, total_steps // lv.period) \
-        if isinstance(lv.rule, AdamWRule) else 1.0
+        if isinstance(lv.rule, (AdamWRule, MemoriesRule)) else 1.0
     for group in opt.param_groups:
         group["lr"] = lv.rule.lr * factor
     opt.step()

@@ -76,15 +76,36 @@ def _shipped_entries() -> list[Any]:
     return []
 
 
-def shipped_specs(suffix: str = SPEC_SUFFIX) -> dict[str, Path]:
+def shipped_specs(suffix: str = SPEC_SUFFIX, folder: str = "") -> dict[str, Path]:
     """The shipped specs by name (``cms`` for ``cms.yaml``), sorted by name; with
-    ``suffix=".ng"``, their twins in the .ng language."""
+    ``suffix=".ng"``, their twins in the .ng language; with ``folder="optimizers"``, the
+    optimizer specs (named ``optimizers/m3``)."""
+    entries = _shipped_entries()
+    if folder:
+        inner = [e for e in entries if e.name == folder and e.is_dir()]
+        entries = list(inner[0].iterdir()) if inner else []
+    prefix = f"{folder}/" if folder else ""
     found = {
-        entry.name[: -len(suffix)]: Path(str(entry))
-        for entry in _shipped_entries()
+        prefix + entry.name[: -len(suffix)]: Path(str(entry))
+        for entry in entries
         if entry.name.endswith(suffix) and entry.is_file()
     }
     return dict(sorted(found.items()))
+
+
+SPEC_FOLDERS = ("optimizers",)
+
+
+def _shipped_lookup(name_or_path: str) -> Path | None:
+    """A shipped spec named like ``cms``, ``cms.yaml``, ``cms.ng`` or ``optimizers/m3``."""
+    folder, _, name = name_or_path.rpartition("/")
+    if folder and folder not in SPEC_FOLDERS:
+        return None
+    given = Path(name)
+    suffix = DSL_SUFFIX if given.suffix == DSL_SUFFIX else SPEC_SUFFIX
+    stem = given.stem if given.suffix in (SPEC_SUFFIX, DSL_SUFFIX) else name
+    key = f"{folder}/{stem}" if folder else stem
+    return shipped_specs(suffix, folder).get(key)
 
 
 def _not_found(name_or_path: str, shipped: dict[str, Path]) -> SpecError:
@@ -107,18 +128,12 @@ def find_spec_file(name_or_path: str) -> Path:
         return given
     if given.is_dir():
         raise SpecError([Diagnostic(f"'{name_or_path}' is a folder, not a spec file", code=CODE)])
-    shipped = shipped_specs()
-    # `cms` and `cms.yaml` both name the shipped spec, `cms.ng` its twin, as long as no folder
-    # is part of the name.
-    if given.name == name_or_path:
-        if given.suffix == DSL_SUFFIX:
-            twins = shipped_specs(DSL_SUFFIX)
-            if given.stem in twins:
-                return twins[given.stem]
-        stem = given.stem if given.suffix == SPEC_SUFFIX else name_or_path
-        if stem in shipped:
-            return shipped[stem]
-    raise _not_found(name_or_path, shipped)
+    # `cms` and `cms.yaml` both name the shipped spec, `cms.ng` its twin, `optimizers/m3` an
+    # optimizer spec.
+    found = _shipped_lookup(name_or_path)
+    if found is not None:
+        return found
+    raise _not_found(name_or_path, shipped_specs())
 
 
 # ----------------------------------------------------------------------------- loading

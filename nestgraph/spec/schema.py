@@ -343,8 +343,68 @@ class DGD(Strict):
     max_lr: float = Field(0.01, gt=0)
 
 
+class Memories(Strict):
+    """A step level updated by the optimizer levels that read its gradients (NL §4): the
+    update is ``-lr * sum_k weight_k out_k``, divided by ``sqrt(V) + eps`` when one of them is
+    a second-moment memory V. Each optimizer level is a memory with its own period."""
+
+    type: Literal["memories"]
+    lr: float = Field(gt=0)
+    weight_decay: float = Field(0.0, ge=0, description="decoupled, as in AdamW")
+    eps: float = Field(1e-8, gt=0)
+    warmup: int = Field(0, ge=0, description="warmup steps")
+    schedule: Literal["cosine", "constant"] = "constant"
+    min_lr_ratio: float = Field(0.1, ge=0, le=1)
+    clip: float = Field(0.0, ge=0, description="max gradient norm; 0 disables clipping")
+
+
+class Momentum(Strict):
+    """An optimizer level's linear memory of gradients (NL §4.2-4.5): momentum.
+
+    With objective ``dot`` it is value-less (``plain``: m = beta m + phi(g), SGD momentum;
+    ``ema``; ``accumulate``: m = m + beta phi(g), M3 as printed); with ``l2`` it is delta
+    momentum, which first forgets what it holds along the new gradient (by `delta_strength`).
+    phi(g) = sign(g)|g|^power (higher-order feature maps); `output` is the read-out map:
+    ``newton_schulz`` (M3), ``muon`` (Newton-Schulz scaled by shape, Muon), ``sign``.
+    """
+
+    type: Literal["momentum"]
+    beta: float = Field(0.9, ge=0, le=1, description="retention (accumulate: write scale)")
+    mode: Literal["plain", "ema", "accumulate"] = "plain"
+    power: float = Field(1.0, ge=0, description="feature map sign(g)|g|^power")
+    output: Literal["identity", "sign", "newton_schulz", "muon"] = "identity"
+    ns_steps: int = Field(5, ge=1, le=50)
+    nesterov: bool = False
+    delta_strength: float = Field(1.0, ge=0, le=1, description="objective l2 only")
+    weight: float = Field(1.0, description="its share of the update")
+
+
+class DeepMomentum(Strict):
+    """DMGD (NL Eq. 50): the momentum is an MLP trained online, by gradient descent with
+    retention `alpha` and step `inner_lr`, on its own L2 objective over the gradient stream
+    (predict each gradient from the one before); the update is the gradient plus its read-out."""
+
+    type: Literal["deep_momentum"]
+    hidden: int = Field(16, ge=1, le=1024)
+    inner_lr: float = Field(0.05, gt=0)
+    alpha: float = Field(0.99, ge=0, le=1)
+    weight: float = Field(1.0, description="its share of the update")
+
+
+class SecondMoment(Strict):
+    """A memory of squared gradients: the preconditioner V of Adam and M3 (``ema`` with
+    Adam's bias correction, or ``accumulate`` as M3's Algorithm 1 prints it)."""
+
+    type: Literal["second_moment"]
+    beta: float = Field(0.999, ge=0, le=1)
+    mode: Literal["ema", "accumulate"] = "ema"
+
+
+OPTIMIZER_RULES = ("momentum", "deep_momentum", "second_moment")
+
 Rule = Annotated[
-    Annotated[GD | AdamW | ClosedForm | Titans | DGD, Field(discriminator="type")],
+    Annotated[GD | AdamW | ClosedForm | Titans | DGD | Memories | Momentum | DeepMomentum
+              | SecondMoment, Field(discriminator="type")],
     BeforeValidator(_type_shorthand),  # `rule: closed_form` is {type: closed_form}
 ]
 

@@ -10,7 +10,7 @@ from nestgraph.spec import shipped_specs
 from nestgraph.testing import compiled_plan as compiled
 from nestgraph.viz.views import VIEWS, text
 
-SPECS = sorted(shipped_specs())
+SPECS = sorted(shipped_specs()) + sorted(shipped_specs(folder="optimizers"))
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "diagrams"
 
@@ -21,7 +21,7 @@ def test_view_matches_its_golden_dot(name: str, view: str, overwrite: bool) -> N
     plan, spec = compiled(name)
     dot = text(plan, spec, view, "dot")
     assert dot == text(plan, spec, view, "dot")  # deterministic
-    golden = GOLDEN / f"{name}.{view}.dot"
+    golden = GOLDEN / f"{name.replace('/', '-')}.{view}.dot"
     if overwrite:
         golden.parent.mkdir(parents=True, exist_ok=True)
         golden.write_text(dot, encoding="utf-8")
