@@ -223,10 +223,14 @@ def make_optimizer(level: LevelDef, named: dict[str, torch.nn.Parameter],
     if isinstance(rule, MemoriesRule):
         from nestgraph.optim.composed import ComposedMemories
 
-        # Newton-Schulz read-outs orthogonalise hidden matrices only, as Muon is used: an
-        # embedding's rows for bytes not in the batch would otherwise get steps out of nothing.
-        hidden = [p for n, p in named.items() if p.dim() >= 2 and not n.startswith("embed")]
-        other = [p for n, p in named.items() if not (p.dim() >= 2 and not n.startswith("embed"))]
+        # Newton-Schulz read-outs orthogonalise the hidden weight matrices only, as Muon is
+        # used: an embedding's rows for bytes not in the batch, or a memory's initial state
+        # with a tiny gradient, would otherwise get full-size steps out of nothing.
+        def hidden_matrix(name: str, p: torch.nn.Parameter) -> bool:
+            return p.dim() == 2 and not name.startswith("embed")
+
+        hidden = [p for n, p in named.items() if hidden_matrix(n, p)]
+        other = [p for n, p in named.items() if not hidden_matrix(n, p)]
         groups = [{"params": hidden, "orthogonalize": True},
                   {"params": other, "orthogonalize": False}]
         return ComposedMemories([g for g in groups if g["params"]], rule.lr,
