@@ -71,3 +71,21 @@ def test_the_textmate_patterns_compile_and_match_a_spec() -> None:
         for part in [rule] if ("match" in rule or "begin" in rule) else rule["patterns"]:
             regex = re.compile(part.get("match") or part.get("begin"))  # TextMate: line by line
             assert any(regex.search(line) for line in lines), f"{name}: matches no line"
+
+
+def test_the_optimizer_page_example_runs() -> None:
+    page = (ROOT / "docs" / "optimizers.md").read_text(encoding="utf-8")
+    (example,) = [body for lang, body in BLOCK.findall(page) if lang == "python"]
+    namespace: dict = {}
+    exec(compile(example, "docs/optimizers.md", "exec"), namespace)  # noqa: S102
+    assert namespace["state"]["state"]  # the optimizer kept its memories
+
+
+def test_the_optimizer_page_spec_excerpt_is_m3() -> None:
+    import yaml
+
+    page = (ROOT / "docs" / "optimizers.md").read_text(encoding="utf-8")
+    (excerpt,) = [body for lang, body in BLOCK.findall(page) if lang == "yaml"]
+    shown = yaml.safe_load("levels:\n" + excerpt)["levels"]
+    shipped = yaml.safe_load((ROOT / "specs" / "optimizers" / "m3.yaml").read_text())["levels"]
+    assert shown == [lv for lv in shipped if lv["name"] != "attention"]
