@@ -52,7 +52,7 @@ class MemoryDef:
     alpha: float = 0.99
 
 
-class ComposedMemories(torch.optim.Optimizer):
+class ComposedMemories(mem.ParameterwiseOptimizer):
     def __init__(self, params: Iterable, lr: float, memories: list[MemoryDef],
                  weight_decay: float = 0.0, eps: float = 1e-8):
         if not memories:
@@ -121,19 +121,7 @@ class ComposedMemories(torch.optim.Optimizer):
 
     # -------------------------------------------------------------------------------- step
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is not None:
-                    self._update(p, p.grad, group)
-        return loss
-
-    def _update(self, p: torch.Tensor, g: torch.Tensor, group: dict) -> None:
+    def update(self, p: torch.Tensor, g: torch.Tensor, group: dict) -> None:
         state = self._state(p)
         state["step"] += 1
         t = int(state["step"])
@@ -158,9 +146,7 @@ class ComposedMemories(torch.optim.Optimizer):
                 if m.mode == "ema":  # Adam's bias correction, which an EMA needs at the start
                     v = v / (1 - m.beta ** int(state[f"{m.name}.writes"]))
                 direction = direction / (v.sqrt() + group["eps"])
-        if group["weight_decay"]:
-            p.mul_(1 - group["lr"] * group["weight_decay"])
-        p.add_(direction, alpha=-group["lr"])
+        mem.step_parameter(p, direction, group)
         for m in slow:  # slower memories write after the step: read from the next step on
             self._write(m, state, state[f"{m.name}.chunk"], group)
             state[f"{m.name}.chunk"].zero_()

@@ -19,8 +19,10 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from nestgraph.optim.memory import ParameterwiseOptimizer
 
-class DeltaGD(torch.optim.Optimizer):
+
+class DeltaGD(ParameterwiseOptimizer):
     def __init__(self, layers: Iterable[nn.Linear], lr: float = 0.01,
                  extra_params: Iterable[torch.Tensor] = ()):
         self.layers = list(layers)
@@ -38,21 +40,10 @@ class DeltaGD(torch.optim.Optimizer):
         unit = x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         self._inputs[id(layer.weight)] = unit.T @ unit / unit.shape[0]
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            eta = group["lr"]
-            eta_prime = eta / (1 + eta)
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                covariance = self._inputs.get(id(p)) if group["delta"] else None
-                if covariance is None:
-                    p.add_(p.grad, alpha=-eta)
-                    continue
-                p.sub_(eta_prime * (p @ covariance) + eta_prime * p.grad)
-        return loss
+    def update(self, p: torch.Tensor, g: torch.Tensor, group: dict) -> torch.Tensor | None:
+        covariance = self._inputs.get(id(p)) if group["delta"] else None
+        if covariance is None:
+            return g  # plain gradient descent
+        eta_prime = group["lr"] / (1 + group["lr"])
+        p.sub_(eta_prime * (p @ covariance) + eta_prime * g)
+        return None

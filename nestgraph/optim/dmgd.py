@@ -23,6 +23,8 @@ from collections.abc import Iterable
 
 import torch
 
+from nestgraph.optim.memory import ParameterwiseOptimizer
+
 
 def _mlp(phi: dict[str, torch.Tensor], u: torch.Tensor) -> torch.Tensor:
     hidden = torch.tanh(u.unsqueeze(-1) * phi["w1"] + phi["b1"])
@@ -64,7 +66,7 @@ def deep_direction(phi: dict[str, torch.Tensor], g: torch.Tensor, inner_lr: floa
     return (u + _mlp(phi, u)).reshape(g.shape) * scale
 
 
-class DMGD(torch.optim.Optimizer):
+class DMGD(ParameterwiseOptimizer):
     def __init__(self, params: Iterable, lr: float = 0.01, hidden: int = 16,
                  inner_lr: float = 0.05, alpha: float = 0.99, weight_decay: float = 0.0,
                  seed: int = 0):
@@ -72,25 +74,12 @@ class DMGD(torch.optim.Optimizer):
                         weight_decay=weight_decay, seed=seed)
         super().__init__(params, defaults)
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if not state:
-                    state.update(init_deep_memory(p, group["hidden"],
-                                                  group["seed"] + len(self.state)))
-                    state["step"] = torch.zeros((), dtype=torch.int64)
-                direction = deep_direction(state, p.grad, group["inner_lr"], group["alpha"],
-                                           learn=int(state["step"]) > 0)
-                state["step"] += 1
-                if group["weight_decay"]:
-                    p.mul_(1 - group["lr"] * group["weight_decay"])
-                p.add_(direction, alpha=-group["lr"])
-        return loss
+    def update(self, p: torch.Tensor, g: torch.Tensor, group: dict) -> torch.Tensor:
+        state = self.state[p]
+        if not state:
+            state.update(init_deep_memory(p, group["hidden"], group["seed"] + len(self.state)))
+            state["step"] = torch.zeros((), dtype=torch.int64)
+        direction = deep_direction(state, g, group["inner_lr"], group["alpha"],
+                                   learn=int(state["step"]) > 0)
+        state["step"] += 1
+        return direction

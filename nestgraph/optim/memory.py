@@ -103,3 +103,33 @@ def delta_erase(buffer: torch.Tensor, g: torch.Tensor, strength: float) -> None:
         return
     direction = direction / norm
     flat.sub_(direction, alpha=strength * float(flat @ direction))
+
+
+class ParameterwiseOptimizer(torch.optim.Optimizer):
+    """An optimizer whose step is `update(p, grad, group)` for every parameter with a gradient,
+    followed by the move ``p <- p (1 - lr wd) - lr direction`` it returns (None: it moved p)."""
+
+    def update(self, p: torch.Tensor, g: torch.Tensor, group: dict) -> torch.Tensor | None:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                direction = self.update(p, p.grad, group)
+                if direction is not None:
+                    step_parameter(p, direction, group)
+        return loss
+
+
+def step_parameter(p: torch.Tensor, direction: torch.Tensor, group: dict) -> None:
+    """p <- p (1 - lr weight_decay) - lr direction (decoupled decay, as in AdamW)."""
+    if group.get("weight_decay"):
+        p.mul_(1 - group["lr"] * group["weight_decay"])
+    p.add_(direction, alpha=-group["lr"])

@@ -20,7 +20,7 @@ import torch
 from nestgraph.optim import memory as mem
 
 
-class MemoryMomentum(torch.optim.Optimizer):
+class MemoryMomentum(mem.ParameterwiseOptimizer):
     """A gradient memory as an optimizer.
 
     lr: step size of the parameters. beta: the memory's retention. mode: how the memory writes
@@ -59,31 +59,14 @@ class MemoryMomentum(torch.optim.Optimizer):
             value = value / (corrected.sqrt() + group["eps"])
         return value
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g = p.grad
-                value = self._written(p, g, group)
-                m = self.state[p].setdefault("momentum", torch.zeros_like(p))
-                if group["objective"] == "l2":
-                    mem.delta_erase(m, g, group["delta_strength"])
-                mem.write(m, value, group["beta"], group["mode"])
-                read = m
-                if group["nesterov"]:
-                    read = value + group["beta"] * m
-                direction = mem.output(read, group["output"], group["ns_steps"],
-                                       group["ns_kind"])
-                if group["weight_decay"]:
-                    p.mul_(1 - group["lr"] * group["weight_decay"])
-                p.add_(direction, alpha=-group["lr"])
-        return loss
+    def update(self, p: torch.Tensor, g: torch.Tensor, group: dict) -> torch.Tensor:
+        value = self._written(p, g, group)
+        m = self.state[p].setdefault("momentum", torch.zeros_like(p))
+        if group["objective"] == "l2":
+            mem.delta_erase(m, g, group["delta_strength"])
+        mem.write(m, value, group["beta"], group["mode"])
+        read = value + group["beta"] * m if group["nesterov"] else m
+        return mem.output(read, group["output"], group["ns_steps"], group["ns_kind"])
 
 
 class DeltaMomentum(MemoryMomentum):
