@@ -32,6 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = ROOT / "pyproject.toml"
 ROOT_PACKAGE = "nestgraph"
 SHIPPED_SPECS = ("cms.yaml", "transformer.yaml")
+# .ng twins and the optimizer specs' folder travel in the wheel too
+WHEEL_SPEC_FILES = (*SHIPPED_SPECS, "hope.ng", "optimizers/m3.yaml", "optimizers/m3.ng")
 # Names that must never be importable on their own, nor appear at the top of the wheel.
 FOLDED_IN = ("compiler", "viz", "specs")
 NOT_SHIPPED = (*FOLDED_IN, "tests")
@@ -221,7 +223,7 @@ def test_wheel_contents(installed: Installed):
     tops = {PurePosixPath(n).parts[0] for n in names}
     assert not tops & set(NOT_SHIPPED), f"the wheel has top-level {sorted(tops & set(NOT_SHIPPED))}"
     assert {t for t in tops if not t.endswith(".dist-info")} == {ROOT_PACKAGE}, sorted(tops)
-    for spec in SHIPPED_SPECS:
+    for spec in WHEEL_SPEC_FILES:
         assert f"{ROOT_PACKAGE}/specs/{spec}" in names, f"{spec} is not in the wheel"
 
     shipped = set(_wheel_modules(names))
@@ -270,9 +272,10 @@ def test_installed_command_finds_shipped_specs(installed: Installed):
     found = installed.probe("""
         import json
         from nestgraph.spec import shipped_specs
-        print(json.dumps({name: str(path) for name, path in shipped_specs().items()}))
+        print(json.dumps({name: str(path) for name, path in {
+            **shipped_specs(), **shipped_specs(folder="optimizers")}.items()}))
     """)
-    assert {f"{name}.yaml" for name in found} >= set(SHIPPED_SPECS), found
+    assert {f"{name}.yaml" for name in found} >= {*SHIPPED_SPECS, "optimizers/m3.yaml"}, found
     venv = installed.venv.resolve()
     assert all(venv in Path(p).resolve().parents for p in found.values()), found
 
