@@ -56,6 +56,9 @@ class Edge:
     label: str = ""
     color: str = ""  # overrides the kind's colour (an `updates` edge takes its level's)
     constraint: bool = True  # False: the edge does not pull ranks (back edges, loops)
+    # Laid out from target to source, drawn pointing at the target: an edge that goes "up"
+    # (the loss teaching a level) without pulling the loss above the levels.
+    upward: bool = False
 
 
 @dataclass

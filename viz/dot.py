@@ -38,6 +38,9 @@ def _edge(e: Edge) -> str:
         attrs.append(f"fontcolor={quote(e.color or kind['color'])}")
     if not e.constraint:
         attrs.append("constraint=false")
+    if e.upward:
+        attrs.append("dir=back")
+        return f"  {quote(e.target)} -> {quote(e.source)} [{', '.join(attrs)}];"
     return f"  {quote(e.source)} -> {quote(e.target)} [{', '.join(attrs)}];"
 
 

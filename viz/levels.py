@@ -147,7 +147,9 @@ class _Builder:
                 if lv["kind"] == "optimizer":  # its read-out is the update of what it reads
                     self.edge(me, f"level:{source}", "values", "read-out", constraint=False)
             if spec.objective.type == "next_token":
-                self.edge(LOSS, me, "teach", "∇ loss", constraint=False)
+                # drawn from the loss, laid out below the levels (an unconstrained edge here
+                # can make Graphviz fail to route it between nested clusters)
+                self.edge(LOSS, me, "teach", "∇ loss", upward=True)
             if self.depth < 1:
                 continue
             for part in lv["owns"]:

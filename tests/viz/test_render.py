@@ -45,6 +45,15 @@ def test_svg_renders(name: str, view: str) -> None:
 
 
 @needs_dot
+@pytest.mark.parametrize("depth", [0, 2])
+@pytest.mark.parametrize("name", ["hope", "optimizers/m3"])
+def test_every_depth_renders(name: str, depth: int) -> None:
+    plan, spec = compiled_plan(name)
+    levels = text(plan, spec, "levels", "dot", depth=depth)
+    assert render.render(levels, "svg").decode("utf-8").rstrip().endswith("</svg>")
+
+
+@needs_dot
 def test_graph_command_writes_a_picture(tmp_path: Path) -> None:
     out = tmp_path / "hope.svg"
     result = invoke("graph", "hope", "-o", out)
