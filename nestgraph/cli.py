@@ -273,8 +273,8 @@ def graph(
         help="a spec (path or shipped name) or a build folder, then path=value overrides",
         show_default=False)],
     out: Annotated[Path | None, typer.Option(
-        "-o", "--out", help="the file to write [default: DOT, JSON or Mermaid to stdout; "
-                            "a picture to NAME-VIEW.FORMAT]")] = None,
+        "-o", "--out", help="the file to write, '-' for stdout [default: DOT, JSON or Mermaid "
+                            "to stdout; a picture to NAME-VIEW.FORMAT]")] = None,
     format: Annotated[str | None, typer.Option(
         "--format", help="svg, png, pdf, dot, json or mermaid [default: from -o, else dot]")]
     = None,

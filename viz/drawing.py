@@ -53,6 +53,11 @@ def draw(arg: str, overrides: list[str], request: DrawRequest,
     from nestgraph.runtime.fsutil import atomic_write_text
 
     _check(request)
+    if out is not None and str(out) == "-":  # as for fmt: '-' is standard output
+        out = None
+        if request.fmt is not None and request.fmt.lower() in PICTURES:
+            raise UsageProblem("a picture cannot go to standard output",
+                               f"write it to a file: -o drawing.{request.fmt.lower()}")
     fmt = _format(request, out)
     plan, spec = sources.load(arg, overrides)
     as_text = fmt if fmt in views.TEXT_FORMATS else "dot"

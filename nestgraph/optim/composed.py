@@ -141,7 +141,8 @@ class ComposedMemories(mem.ParameterwiseOptimizer):
             direction = part if direction is None else direction + part
         direction = g if direction is None else direction
         for m in self.memories:
-            if m.kind == "second_moment":
+            if m.kind == "second_moment" and int(state[f"{m.name}.writes"]) > 0:
+                # (a slower second moment divides nothing until it has first been written)
                 v = state[f"{m.name}.m"]
                 if m.mode == "ema":  # Adam's bias correction, which an EMA needs at the start
                     v = v / (1 - m.beta ** int(state[f"{m.name}.writes"]))

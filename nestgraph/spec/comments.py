@@ -32,10 +32,11 @@ class Attached:
     trailing: dict[SpecPath, list[str]] = field(default_factory=lambda: defaultdict(list))
     footer: list[str] = field(default_factory=list)
 
-    def inside(self, path: SpecPath) -> bool:
-        """Whether an entry strictly below `path` carries a comment (it cannot go inline)."""
+    def inside(self, path: SpecPath, besides: SpecPath | None = None) -> bool:
+        """Whether an entry strictly below `path` (other than `besides`) carries a comment:
+        then it cannot be written inline."""
         n = len(path)
-        return any(len(p) > n and p[:n] == path and texts
+        return any(len(p) > n and p[:n] == path and p != besides and texts
                    for table in (self.leading, self.trailing) for p, texts in table.items())
 
     def on(self, path: SpecPath) -> bool:

@@ -306,7 +306,8 @@ def parse_dsl(text: str, filename: str) -> Parsed:
     """Parse a `.ng` document; raise `SpecError` with every syntax error found."""
     from nestgraph.spec.dsl_errors import syntax_errors
 
-    source = SourceFile(filename=filename, text=text)
+    text = text.replace("\r\n", "\n").replace("\r", "\n")  # lark counts lines by \n
+    source = SourceFile(filename=filename, text=text, breaks="ng")
     source.values[()] = Span(1, 1, 2)
     comment_tokens: list[Token] = []
     reset = _COMMENTS.set(comment_tokens)

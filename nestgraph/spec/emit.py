@@ -9,6 +9,7 @@ line (leading) or after it (trailing, aligned across a run of commented lines).
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 from nestgraph.errors import Diagnostic, SpecError
@@ -57,7 +58,15 @@ def number(value: float | int, path: SpecPath) -> str:
     return text
 
 
+# Characters a comment cannot carry into every form: YAML reads U+0085, U+2028 and U+2029 as
+# line breaks (the rest of the comment would become code) and refuses control characters.
+# They are written as visible escapes instead.
+_UNSAFE_IN_COMMENTS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029"
+                                 "\ufffe\uffff\r]")
+
+
 def _comment(text: str) -> str:
+    text = _UNSAFE_IN_COMMENTS.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
     return f"# {text}" if text else "#"
 
 

@@ -86,13 +86,16 @@ class _Writer:
         here = [*paths, path]
         text = prefix + self.inline(value, path) + suffix
         containers = isinstance(value, (dict, list)) and value
-        if not containers or (indent + len(text) <= WIDTH and not self.notes.inside(path)):
+        call = isinstance(value, dict) and self.callable(value)
+        if call:
+            here.append((*path, "type"))  # written on the call's first line in either layout
+        quiet = not self.notes.inside(path, besides=(*path, "type") if call else None)
+        if not containers or (indent + len(text) <= WIDTH and quiet):
             return [Line(indent, text, here)]
         if isinstance(value, list):
             inner = [self.value(v, (*path, i), indent + 4, "", ",") for i, v in enumerate(value)]
             opening, closing = "[", "]"
-        elif self.callable(value):
-            here.append((*path, "type"))
+        elif call:
             inner = [self.value(v, (*path, k), indent + 4, f"{k}=", ",")
                      for k, v in value.items() if k != "type"]
             opening, closing = f"{value['type']}(", ")"

@@ -40,6 +40,7 @@ def _plain_ok(text: str, flow: bool) -> bool:
         and ": " not in text
         and " #" not in text
         and not text.endswith(":")
+        and text != "<<"  # a merge key, unquoted
         and not (flow and _FLOW_SPECIALS & set(text))
         and isinstance(resolve_plain(text), str)
     )

@@ -26,6 +26,8 @@ OVERRIDE_SEGMENT = "<override>"
 # The line breaks pyyaml counts when it numbers lines; Python's str.splitlines knows more (form
 # feed, \x1c...), which would shift line numbers against the parser's marks.
 _LINE_BREAK = re.compile(r"\r\n|[\n\r\x85\u2028\u2029]")
+# The .ng language has one line break, \n (its front end turns \r\n and \r into it first).
+_NG_LINE_BREAK = re.compile(r"\n")
 
 # Longer source lines are shown as a window around the underlined span.
 _MAX_SHOWN = 120
@@ -50,6 +52,9 @@ class SourceFile:
     values: dict[SpecPath, Span] = field(default_factory=dict)
     # Paths set or deleted on the command line: (override number from 1, text as typed).
     overrides: dict[SpecPath, tuple[int, str]] = field(default_factory=dict)
+    # How the front end that read the text counts lines: "yaml" (every break pyyaml knows)
+    # or "ng" (\n only), so that positions and the lines shown agree.
+    breaks: str = "yaml"
     # Paths placed at text that is not theirs alone (in a .ng file, `modules` and `levels` at
     # their first statement): errors may point there, comments never attach to them.
     gathered: set[SpecPath] = field(default_factory=set)
@@ -57,7 +62,8 @@ class SourceFile:
 
     def lines(self) -> list[str]:
         if self._lines is None:
-            self._lines = _LINE_BREAK.split(self.text)
+            pattern = _NG_LINE_BREAK if self.breaks == "ng" else _LINE_BREAK
+            self._lines = pattern.split(self.text)
         return self._lines
 
     def line_text(self, line: int) -> str:

@@ -45,6 +45,7 @@ _INT = re.compile(rf"^[-+]?{_DIGITS}$")
 _OCT = re.compile(r"^0o[0-7]+$")
 _HEX = re.compile(r"^0x[0-9a-fA-F]+$")
 _FLOAT = re.compile(rf"^[-+]?(?:\.{_DIGITS}|{_DIGITS}(?:\.(?:{_DIGITS})?)?)(?:[eE][-+]?[0-9]+)?$")
+_LINE_BREAKS = re.compile(r"\r\n|[\n\r\x85\u2028\u2029]")  # as pyyaml counts lines
 _INF = re.compile(r"^[-+]?\.(?:inf|Inf|INF)$")
 _NAN = re.compile(r"^\.(?:nan|NaN|NAN)$")
 
@@ -368,12 +369,28 @@ def _syntax_error(err: yaml.YAMLError, source: SourceFile) -> Diagnostic:
                       notes=notes)
 
 
+def _unreadable(err: yaml.reader.ReaderError, source: SourceFile) -> Diagnostic:
+    """A character YAML refuses to read (a control character, a non-character)."""
+    before = source.text[: err.position]
+    line = len(_LINE_BREAKS.findall(before)) + 1
+    col = err.position - max((m.end() for m in _LINE_BREAKS.finditer(before)), default=0) + 1
+    code = err.character if isinstance(err.character, int) else ord(err.character)
+    return Diagnostic(f"invalid YAML: the character U+{code:04X} is not allowed in a spec",
+                      source.pin(Span(line, col, col + 1)), code=CODE,
+                      hint="remove it (control characters cannot stand even in comments)")
+
+
 def _compose(text: str, source: SourceFile) -> tuple[Any, _Loader | None, list[Diagnostic]]:
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)
+    except yaml.reader.ReaderError as err:
+        return None, None, [_unreadable(err, source)]
     try:
         return loader.get_single_node(), loader, []
     except _LimitExceeded as err:
         return None, None, [err.diagnostic(source)]
+    except yaml.reader.ReaderError as err:
+        return None, None, [_unreadable(err, source)]
     except yaml.YAMLError as err:
         return None, None, [_syntax_error(err, source)]
     except RecursionError:

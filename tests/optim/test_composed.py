@@ -66,3 +66,12 @@ def test_m3_written_as_three_memories() -> None:
             m2 = m2 + 0.5 * s
             o2, s = newton_schulz(m2), torch.zeros(4, 3)
         assert torch.allclose(p.detach(), w, atol=1e-6)
+
+
+def test_a_slower_second_moment_divides_nothing_before_it_is_written() -> None:
+    for mode in ("ema", "accumulate"):
+        weights = _run(lambda ps, mode=mode: ComposedMemories(ps, 0.01, [
+            MemoryDef("m", "momentum"), MemoryDef("v", "second_moment", every=3, mode=mode)]),
+            steps=5)
+        assert all(torch.isfinite(w).all() for w in weights)
+        assert all(w.abs().max() < 10 for w in weights)

@@ -98,3 +98,14 @@ def test_comments_are_collected_with_their_place() -> None:
     parsed = parse_dsl("# head\nnestgraph 1  # version\n", "t.ng")
     assert [(c.line, c.text, c.own_line) for c in parsed.comments] == [
         (1, "head", True), (2, "version", False)]
+
+
+def test_positions_count_lines_as_the_parser_does() -> None:
+    # U+2028 is not a line break in .ng (in YAML it is); a lone CR is one, as in CRLF files
+    for text in ("nestgraph 1\nspec x # a\u2028b\nmodel: dim 64\nmodule m = mlp(expand=)\n",
+                 "nestgraph 1\rspec x\rmodel: dim 64\rmodule m = mlp(expand=)\r"):
+        with pytest.raises(SpecError) as caught:
+            load_dsl(text, "t.ng")
+        shown = format_diagnostics(caught.value.diagnostics, caught.value.source)
+        assert shown.startswith("t.ng:4:23: error[E-DSL]")
+        assert "4 | module m = mlp(expand=)" in shown

@@ -12,6 +12,7 @@ from nestgraph.errors import SpecError
 from nestgraph.spec import shipped_specs
 from nestgraph.spec.fmt import convert
 from nestgraph.spec.source import format_diagnostics
+from nestgraph.spec.yaml_front import load_yaml
 from nestgraph.testing import MINIMAL_SPEC
 
 runner = CliRunner()
@@ -142,3 +143,25 @@ def test_fmt_of_a_broken_file_writes_nothing(tmp_path: Path) -> None:
     result = invoke("fmt", good, bad)
     assert result.exit_code == 3 and "b.ng:1:10" in result.output
     assert good.read_text() == "nestgraph   1\n"
+
+
+def test_a_comment_on_a_calls_type_keeps_the_call_on_one_line() -> None:
+    text = ("nestgraph: 1\nname: x\nmodules:\n  attn:\n    type: attention  # t\n"
+            "    heads: 4\n")
+    ng1, yaml1, ng2, yaml2 = _texts(text)
+    assert "module attn = attention(heads=4)  # t" in ng1
+    assert ng2 == ng1 and yaml2 == yaml1
+
+
+def test_line_breaks_yaml_knows_cannot_escape_a_comment() -> None:
+    ng = "nestgraph 1\nspec x  # a\u0085b: 1\u2028c\nmodel: dim 64\n"
+    yaml_text = convert(ng, "t.ng", "yaml")
+    data, _ = load_yaml(yaml_text, "t.yaml")
+    assert data == {"nestgraph": 1, "name": "x", "model": {"dim": 64}}
+    assert "# a\\u0085b: 1\\u2028c" in yaml_text
+
+
+def test_a_merge_key_spelled_as_data_is_quoted() -> None:
+    yaml_text = convert('nestgraph 1\nmodule m = {"<<": 1}\n', "t.ng", "yaml")
+    data, _ = load_yaml(yaml_text, "t.yaml")
+    assert data["modules"]["m"] == {"<<": 1}

@@ -337,3 +337,10 @@ def test_positions_without_a_document_path_have_no_json_path() -> None:
     diagnostics, source = errors_of("a: [1\n")
     (entry,) = diagnostics_as_json(diagnostics, source)
     assert entry["path"] is None and entry["line"] == 2
+
+
+def test_a_control_character_is_a_positioned_error() -> None:
+    with pytest.raises(SpecError) as caught:
+        load_yaml("nestgraph: 1\nname: x  # a\x0cb\n", "t.yaml")
+    text = format_diagnostics(caught.value.diagnostics, caught.value.source)
+    assert text.startswith("t.yaml:2:13: error[E-YAML]: invalid YAML: the character U+000C")

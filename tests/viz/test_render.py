@@ -104,3 +104,12 @@ def test_graph_text_formats_and_mistakes(tmp_path: Path) -> None:
                          (["-o", tmp_path / "x.txt"], "cannot tell the format")):
         result = invoke("graph", "cms", *args)
         assert result.exit_code == 2 and phrase in result.output
+
+
+def test_graph_dash_is_standard_output(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = invoke("graph", "cms", "--format", "mermaid", "-o", "-")
+    assert result.exit_code == 0 and result.output.startswith("flowchart TB")
+    assert not (tmp_path / "-").exists()
+    picture = invoke("graph", "cms", "--format", "png", "-o", "-")
+    assert picture.exit_code == 2 and "cannot go to standard output" in picture.output
