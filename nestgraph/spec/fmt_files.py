@@ -8,15 +8,13 @@ then renamed over it: an interrupted ``fmt`` never leaves half a spec.
 from __future__ import annotations
 
 import difflib
-import os
 import sys
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from nestgraph.errors import UsageProblem
-from nestgraph.runtime.fsutil import fsync_dir, fsync_file
+from nestgraph.runtime.fsutil import atomic_write_text
 from nestgraph.spec.fmt import FORMS, form_of, read_text, write_text
 
 
@@ -45,20 +43,6 @@ def _target(path: Path, request: FormatRequest) -> Path | None:
     if request.out is not None:
         return Path(request.out)
     return path.with_suffix(FORMS[request.to])
-
-
-def write_atomically(path: Path, text: str) -> None:
-    folder = path.parent if str(path.parent) else Path(".")
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        fsync_file(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_dir(folder)
 
 
 def _diff(old: str, new: str, name: str) -> str:
@@ -94,6 +78,6 @@ def format_files(files: list[Path], request: FormatRequest, say: Callable[[str],
         elif current == new:
             say(f"{target} unchanged")
         else:
-            write_atomically(target, new)
+            atomic_write_text(target, new)
             say(f"wrote {target}" if request.to else f"formatted {target}")
     return clean
