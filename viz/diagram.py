@@ -110,3 +110,19 @@ def html_lines(first: str, *rest: str) -> str:
     """A bold first line and plain lines below it, each escaped."""
     lines = [f"<b>{escape(first)}</b>"] + [escape(r) for r in rest if r]
     return "<br/>".join(lines)
+
+
+# ------------------------------------------------------- parts, as both views label them
+
+
+def part_layers(part: dict) -> int:
+    """How many layers repeat this part (0 when it is not per layer)."""
+    paths = part["paths"]
+    return len(paths) if paths and all(p.startswith("layers.") for p in paths) else 0
+
+
+def part_shapes(part: dict, limit: int = 3) -> str:
+    items = [f"{k} {'×'.join(map(str, v))}" for k, v in part["shapes"].items()]
+    if len(items) > limit:
+        items = items[:limit] + [f"+{len(items) - limit} more"]
+    return ", ".join(items)

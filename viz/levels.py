@@ -13,7 +13,17 @@ one node per layer, ``depth=0`` the levels alone.
 
 from __future__ import annotations
 
-from nestgraph.viz.diagram import Cluster, Diagram, Edge, Node, escape, html_lines, level_colors
+from nestgraph.viz.diagram import (
+    Cluster,
+    Diagram,
+    Edge,
+    Node,
+    escape,
+    html_lines,
+    level_colors,
+    part_layers,
+    part_shapes,
+)
 from nestgraph.viz.flow import module_flow
 
 INPUT, LOSS = "input", "loss"
@@ -48,19 +58,6 @@ def objective_text(level_spec) -> str:
     return text
 
 
-def _layers(part: dict) -> int:
-    """How many layers repeat this part (0 when it is not per layer)."""
-    paths = part["paths"]
-    return len(paths) if paths and all(p.startswith("layers.") for p in paths) else 0
-
-
-def _shapes(part: dict, limit: int = 3) -> str:
-    items = [f"{k} {'×'.join(map(str, v))}" for k, v in part["shapes"].items()]
-    if len(items) > limit:
-        items = items[:limit] + [f"+{len(items) - limit} more"]
-    return ", ".join(items)
-
-
 class _Builder:
     def __init__(self, plan: dict, spec, depth: int) -> None:
         self.plan, self.spec, self.depth = plan, spec, depth
@@ -77,7 +74,7 @@ class _Builder:
 
     def copies(self, part: str) -> list[int | None]:
         """The layers a part is drawn for: one folded node, or one per layer."""
-        n = _layers(self.parts[part])
+        n = part_layers(self.parts[part])
         return list(range(n)) if self.depth >= 2 and n > 1 else [None]
 
     def node_id(self, part: str, layer: int | None) -> str:
@@ -88,15 +85,15 @@ class _Builder:
 
     def part_node(self, name: str, layer: int | None, fill: str) -> Node:
         part = self.parts[name]
-        n = _layers(part)
+        n = part_layers(part)
         params = part["params"] // max(n, 1) if n else part["params"]
         what = "state, no weights" if part["kind"] == "state" else f"{params:,} params"
         if layer is not None:
-            lines = [f"layer {layer}", _shapes(part), what]
+            lines = [f"layer {layer}", part_shapes(part), what]
         elif n > 1:
-            lines = [_shapes(part), f"{what} × {n} layers"]
+            lines = [part_shapes(part), f"{what} × {n} layers"]
         else:
-            lines = [_shapes(part), what]
+            lines = [part_shapes(part), what]
         if name in self.init_by:
             lines.append(f"initial state learned by {self.init_by[name]}")
         label = html_lines(name, *lines)
@@ -170,8 +167,8 @@ class _Builder:
         owned_by_module: dict[str, list[str]] = {}
         for part in self.plan["parts"]:
             owned_by_module.setdefault(part["module"], []).append(part["name"])
-        first_layer = self.copies(_first_layer_part(self.plan)) if _first_layer_part(
-            self.plan) else [None]
+        repeated = _first_layer_part(self.plan)
+        first_layer = self.copies(repeated) if repeated else [None]
         prev = self.ids("embedding")[:1] if "embedding" in self.parts else [INPUT]
         if prev != [INPUT]:
             self.edge(INPUT, prev[0], "data", "bytes")
@@ -209,7 +206,7 @@ class _Builder:
 
 def _first_layer_part(plan: dict) -> str | None:
     for part in plan["parts"]:
-        if _layers(part) > 1:
+        if part_layers(part) > 1:
             return part["name"]
     return None
 

@@ -7,8 +7,16 @@ side gives each level's colour and period.
 
 from __future__ import annotations
 
-from nestgraph.viz.diagram import Cluster, Diagram, Edge, Node, escape, level_colors
-from nestgraph.viz.levels import _layers, _shapes
+from nestgraph.viz.diagram import (
+    Cluster,
+    Diagram,
+    Edge,
+    Node,
+    escape,
+    level_colors,
+    part_layers,
+    part_shapes,
+)
 
 INPUT, LOSS = "input", "loss"
 
@@ -26,11 +34,11 @@ class _Builder:
     def row(self, part: dict) -> str:
         owner = self.owner.get(part["name"], "")
         light = self.colors[owner][0] if owner else "#ffffff"
-        n = _layers(part)
+        n = part_layers(part)
         params = part["params"] // n if n else part["params"]
         size = "state" if part["kind"] == "state" else f"{params:,}"
         return (f'<tr><td align="left" bgcolor="{light}">{escape(part["name"])}</td>'
-                f'<td align="left">{escape(_shapes(part, 2))}</td>'
+                f'<td align="left">{escape(part_shapes(part, 2))}</td>'
                 f'<td align="right">{size}</td>'
                 f'<td align="left" bgcolor="{light}">{escape(owner)}</td></tr>')
 

@@ -8,6 +8,7 @@ line (leading) or after it (trailing, aligned across a run of commented lines).
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -43,6 +44,19 @@ class Unwritable(Exception):
     def as_error(self, source: SourceFile | None, target: str) -> SpecError:
         hint = f"fix the spec (nestgraph validate) before writing it as {target}"
         return SpecError([Diagnostic(self.message, self.path, hint=hint, code="E-FMT")], source)
+
+
+# Characters that may not stand raw inside a quoted string in either form: YAML readers
+# refuse control characters and non-characters, and read U+0085, U+2028, U+2029 as line breaks
+# (so does this project's source map). Written as \u escapes, which both forms decode.
+_RAW_REFUSED = re.compile("[^\x09\x0a\x0d\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufffd"
+                          "\U00010000-\U0010ffff]")
+
+
+def quoted(text: str) -> str:
+    """`text` as a double-quoted string that YAML and the .ng language both read back as is."""
+    return _RAW_REFUSED.sub(lambda m: f"\\u{ord(m.group()):04x}",
+                            json.dumps(text, ensure_ascii=False))
 
 
 def number(value: float | int, path: SpecPath) -> str:

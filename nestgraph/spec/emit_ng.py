@@ -8,12 +8,11 @@ entry per line. Reading the output back gives the same data (tests/spec/test_rou
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
 from nestgraph.spec.comments import Attached
-from nestgraph.spec.emit import BLANK, WIDTH, Line, Unwritable, number, render
+from nestgraph.spec.emit import BLANK, WIDTH, Line, Unwritable, number, quoted, render
 from nestgraph.spec.source import SpecPath
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -26,13 +25,6 @@ STATEMENTS = ("nestgraph", "spec", "about", "model", "module", "level", "train",
 _NOT_A_LEVEL_KEY = {*STATEMENTS, "every", "on", "minimise", "minimize"}
 _NOT_A_VALUE = {"true", "false", "null"}
 _LEVEL_CLAUSES = ("owns", "objective", "rule", "lifetime", "meta")
-_ESCAPE_BREAKS = str.maketrans({"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"})
-
-
-def _string(text: str) -> str:
-    return json.dumps(text, ensure_ascii=False).translate(_ESCAPE_BREAKS)
-
-
 def _name(value: Any, path: SpecPath, what: str) -> str:
     if isinstance(value, str) and _NAME.fullmatch(value):
         return value
@@ -54,7 +46,7 @@ class _Writer:
             return number(value, path)
         if isinstance(value, str):
             bare = _WORD.fullmatch(value) and value not in _NOT_A_VALUE
-            return value if bare else _string(value)
+            return value if bare else quoted(value)
         raise Unwritable(path, f"a value of type {type(value).__name__} cannot be written")
 
     def callable(self, value: dict[str, Any]) -> bool:
@@ -63,7 +55,7 @@ class _Writer:
                 and all(_NAME.fullmatch(k) for k in value if k != "type"))
 
     def key(self, key: str) -> str:
-        return key if _NAME.fullmatch(key) and key not in _NOT_A_VALUE else _string(key)
+        return key if _NAME.fullmatch(key) and key not in _NOT_A_VALUE else quoted(key)
 
     def inline(self, value: Any, path: SpecPath) -> str:
         if isinstance(value, list):
@@ -203,12 +195,12 @@ class _Writer:
 
     def period(self, value: Any, path: SpecPath) -> str:
         if isinstance(value, str):
-            return value if _PERIOD.fullmatch(value) else _string(value)
+            return value if _PERIOD.fullmatch(value) else quoted(value)
         raise Unwritable(path, f"a period is written as '16 tokens' or '1 step', not {value!r}")
 
     def flow(self, value: Any, path: SpecPath) -> str:
         if isinstance(value, str):
-            return value if _FLOW.fullmatch(value) else _string(value)
+            return value if _FLOW.fullmatch(value) else quoted(value)
         raise Unwritable(path, f"a context flow is written as 'tokens' or 'gradients of "
                                f"LEVEL', not {value!r}")
 
@@ -233,7 +225,7 @@ class _Writer:
         if "about" in data:
             if not isinstance(data["about"], str):
                 raise Unwritable(("about",), "'about' must be text")
-            out.append(("head", [Line(0, f"about {_string(data['about'])}", [("about",)])]))
+            out.append(("head", [Line(0, f"about {quoted(data['about'])}", [("about",)])]))
         if "model" in data:
             out.append(("section", self.section("model", data["model"])))
         out += [("module", lines) for lines in self.gathered(data, "modules")]

@@ -10,13 +10,11 @@ string (``'1e-3'`` and ``'no'`` stay quoted).
 
 from __future__ import annotations
 
-import json
 import math
-import re
 from typing import Any
 
 from nestgraph.spec.comments import Attached
-from nestgraph.spec.emit import BLANK, WIDTH, Line, number, render
+from nestgraph.spec.emit import BLANK, WIDTH, Line, number, quoted, render
 from nestgraph.spec.source import SpecPath
 from nestgraph.spec.yaml_front import resolve_plain
 
@@ -24,12 +22,6 @@ TOP = ("nestgraph", "name", "about", "model", "modules", "levels", "train", "dat
 LEVEL = ("name", "owns", "every", "context", "objective", "rule", "lifetime", "meta")
 _INDICATORS = set("-?:,[]{}#&*!|>'\"%@`")
 _FLOW_SPECIALS = set(",[]{}")
-# Characters YAML readers refuse to see raw in a stream (pyyaml's reader, the YAML 1.1 set),
-# and the line breaks beyond \n: written as escapes inside double quotes.
-_RAW_REFUSED = re.compile("[^\x09\x0a\x0d\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufffd"
-                          "\U00010000-\U0010ffff]")
-
-
 def _plain_ok(text: str, flow: bool) -> bool:
     """Whether `text` can be written without quotes and read back as the same string."""
     return bool(
@@ -58,8 +50,7 @@ def scalar(value: Any, path: SpecPath, flow: bool = False) -> str:
     text = str(value)
     if _plain_ok(text, flow):
         return text
-    quoted = json.dumps(text, ensure_ascii=False)
-    return _RAW_REFUSED.sub(lambda m: f"\\u{ord(m.group()):04x}", quoted)
+    return quoted(text)
 
 
 def _ordered(value: dict[str, Any], path: SpecPath) -> list[str]:
