@@ -22,7 +22,7 @@ second-moment memory V is among them (Adam's and M3's preconditioner). Kinds of 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
@@ -67,9 +67,8 @@ class ComposedMemories(mem.ParameterwiseOptimizer):
                                       orthogonalize=True))
 
     def __getstate__(self):
-        state = super().__getstate__()
-        state["memories"] = [asdict(m) for m in self.memories]
-        return state
+        # torch's optimizer pickles defaults, state and groups only; the memories go along
+        return {**super().__getstate__(), "memories": self.memories}
 
     def _state(self, p: torch.Tensor) -> dict:
         state = self.state[p]
@@ -116,9 +115,6 @@ class ComposedMemories(mem.ParameterwiseOptimizer):
         learn = int(state[f"{m.name}.writes"]) > 1
         state[f"{m.name}.out"].copy_(deep_direction(phi, value, m.inner_lr, m.alpha, learn))
 
-    def _read(self, m: MemoryDef, state: dict) -> torch.Tensor:
-        return state[f"{m.name}.out"]
-
     # -------------------------------------------------------------------------------- step
 
     def update(self, p: torch.Tensor, g: torch.Tensor, group: dict) -> None:
@@ -135,9 +131,9 @@ class ComposedMemories(mem.ParameterwiseOptimizer):
                 slow.append(m)
         direction = None
         for m in self.memories:
-            if m.kind == "second_moment" or f"{m.name}.out" not in state:
+            if m.kind == "second_moment":
                 continue
-            part = self._read(m, state) * m.weight
+            part = state[f"{m.name}.out"] * m.weight
             direction = part if direction is None else direction + part
         direction = g if direction is None else direction
         for m in self.memories:

@@ -210,9 +210,8 @@ def memory_defs(level: LevelDef, schedule: tuple[LevelDef, ...]) -> list:
             continue
         kind = {MomentumRule: "momentum", DeepMomentumRule: "deep_momentum",
                 SecondMomentRule: "second_moment"}[type(lv.rule)]
-        fields = {k: v for k, v in vars(lv.rule).items()}
         out.append(MemoryDef(lv.name, kind, every=lv.period // level.period,
-                             objective="l2" if lv.objective == "l2" else "dot", **fields))
+                             objective="l2" if lv.objective == "l2" else "dot", **vars(lv.rule)))
     return out
 
 

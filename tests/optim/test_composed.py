@@ -75,3 +75,12 @@ def test_a_slower_second_moment_divides_nothing_before_it_is_written() -> None:
             steps=5)
         assert all(torch.isfinite(w).all() for w in weights)
         assert all(w.abs().max() < 10 for w in weights)
+
+
+def test_a_copy_keeps_its_memories() -> None:
+    import copy
+
+    from nestgraph.optim import M3
+
+    opt = M3(nn.Linear(3, 2).parameters(), slow_every=4)
+    assert copy.deepcopy(opt).memories == opt.memories
