@@ -26,8 +26,8 @@ from nestgraph.compiler.passes.schedule import (
     order_levels,
 )
 from nestgraph.compiler.passes.support import check_supported
+from nestgraph.compiler.salvage import salvage
 from nestgraph.errors import CompileError, SpecError
-from nestgraph.spec.salvage import salvage
 from nestgraph.spec.schema import Spec
 
 STAGES = ("spec", "ir", "validated", "schedule", "shapes", "plan", "program")

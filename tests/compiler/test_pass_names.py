@@ -11,7 +11,7 @@ import pytest
 
 from nestgraph.compiler import validate_graph
 from nestgraph.compiler.ir import owned_by, owner_of
-from nestgraph.spec.salvage import salvage
+from nestgraph.compiler.salvage import salvage
 from nestgraph.testing import diagnostics_of as diagnostics
 from nestgraph.testing import entry_at as entry
 from nestgraph.testing import level_of as level
