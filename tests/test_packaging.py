@@ -202,16 +202,33 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     _copy_sources(source)
     wheel = _build_wheel(source, dist)
 
-    # The venv sees the outer site-packages (torch and the rest are not reinstalled), and its
-    # own site-packages comes first, so the wheel shadows a developer's editable install.
-    # Without a pip of its own: the outer pip, run by the venv's Python, installs into the venv.
-    _run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", venv],
-         cwd=base, what="creating the venv")
+    # The venv sees the site-packages of the interpreter running the tests (torch and the rest
+    # are not reinstalled), and its own site-packages comes first, so the wheel shadows a
+    # developer's editable install. Without a pip of its own: the outer pip, run by the venv's
+    # Python, installs into the venv.
+    _run([sys.executable, "-m", "venv", "--without-pip", venv], cwd=base,
+         what="creating the venv")
     neutral.mkdir()
     inst = Installed(wheel, venv, neutral)
+    _see_outer_packages(inst)
     inst.run(inst.python, "-m", "pip", "install", "--no-deps", "--no-index", "--force-reinstall",
              wheel, what="installing the wheel")
     return inst
+
+
+def _see_outer_packages(inst: Installed) -> None:
+    """Put this interpreter's site-packages folders on the venv's path with a `.pth` file.
+
+    `venv --system-site-packages` would not do: run from inside a virtual environment (the
+    usual way to run these tests) it exposes the base interpreter's packages, not the ones the
+    user installed. Folders named in a `.pth` file are added after the venv's own, and their
+    own `.pth` files are not run, so an editable install outside stays invisible.
+    """
+    outer = [p for p in sys.path if Path(p).name in ("site-packages", "dist-packages")]
+    purelib = inst.run(inst.python, "-c", "import sysconfig; print(sysconfig.get_paths()"
+                       "['purelib'])", what="finding the venv's site-packages").stdout.strip()
+    Path(purelib).mkdir(parents=True, exist_ok=True)
+    (Path(purelib) / "outer-packages.pth").write_text("".join(p + "\n" for p in outer))
 
 
 def _wheel_modules(names: list[str]) -> list[str]:
