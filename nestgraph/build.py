@@ -177,28 +177,35 @@ def print_summary(plan: dict, folder: Path, stream=None) -> None:
     stream = stream if stream is not None else sys.stdout
     title = printable(f"{plan['name']}: levels, fastest (innermost) first")
     rows = summary_rows(plan)
-    if getattr(stream, "isatty", lambda: False)():
-        from rich.console import Console
-        from rich.table import Table
-        from rich.text import Text
-
-        table = Table(title=Text(title), title_justify="left")
-        for col in _COLUMNS:
-            table.add_column(col, justify="right" if col in _NUMERIC else "left",
-                             no_wrap=True)
-        for row in rows:
-            table.add_row(*(Text(cell) for cell in row))
-        console = Console(file=stream)
-        console.print(table)
-        for line in summary_notes(plan):
-            console.print(Text(line))
-    else:
+    if not (getattr(stream, "isatty", lambda: False)() and _rich_table(stream, title, rows,
+                                                                       summary_notes(plan))):
         stream.write(f"{title}\n{plain_table(rows)}")
         stream.write("".join(line + "\n" for line in summary_notes(plan)))
         stream.flush()
     shown = printable(str(folder))
     status(f"wrote {shown}/program.py, plan.json, spec.resolved.yaml")
     status(f"train it: nestgraph train {shown}")
+
+
+def _rich_table(stream, title: str, rows, notes: list[str]) -> bool:
+    """Draw the table with rich on a terminal wide enough for every cell; False if it is not."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=Text(title), title_justify="left")
+    for col in _COLUMNS:
+        table.add_column(col, justify="right" if col in _NUMERIC else "left", no_wrap=True)
+    for row in rows:
+        table.add_row(*(Text(cell) for cell in row))
+    console = Console(file=stream)
+    unbounded = console.options.update(max_width=1 << 20)
+    if console.measure(table, options=unbounded).maximum > console.width:
+        return False  # rich would cut cells to fit: the plain table widens instead
+    console.print(table)
+    for line in notes:
+        console.print(Text(line))
+    return True
 
 
 def _size(nbytes: int) -> str:

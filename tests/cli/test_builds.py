@@ -176,3 +176,18 @@ def test_a_read_only_build_folder_is_an_environment_problem(tmp_path):
     assert result.exit_code == 6, result.output
     assert "internal error" not in result.output
     assert str(locked / "cms") in result.output
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("columns", ["60", "200"])
+def test_a_terminal_never_gets_cut_cells(monkeypatch, columns):
+    monkeypatch.setenv("COLUMNS", columns)
+    out = _Terminal()
+    build.print_summary(_plan(), Path("build/hope"), out)
+    text = out.getvalue()
+    assert "32,768,000" in text and "262,144,000" in text and "projections" in text
+    assert "…" not in text
