@@ -328,10 +328,12 @@ def train_config(program, overrides: list[str], *, steps: int | None, data: str 
     if problems:
         raise SpecError(problems, source)
     document = apply_overrides(document, source, overrides)
-    if steps is not None:
-        document["train"]["steps"] = steps
-    if data is not None:
-        document["data"]["source"] = data
+    # --steps and --data are shown as what was typed when their value is the problem.
+    for path, value, typed in ((("train", "steps"), steps, f"--steps {steps}"),
+                               (("data", "source"), data, f"--data {data}")):
+        if value is not None:
+            document[path[0]][path[1]] = value
+            source.overrides[path] = (len(overrides) + 1, typed)
     sections = {"train": document["train"], "data": document["data"]}
     try:
         checked = _sections_model().model_validate(sections)

@@ -191,3 +191,10 @@ def test_a_terminal_never_gets_cut_cells(monkeypatch, columns):
     text = out.getvalue()
     assert "32,768,000" in text and "262,144,000" in text and "projections" in text
     assert "…" not in text
+
+
+def test_a_bad_steps_option_is_named_as_typed(trained):
+    result = invoke("train", trained, "--steps", "-1")
+    assert result.exit_code == 3, result.output
+    assert "'--steps -1'" in result.output
+    assert "spec.resolved.yaml:" not in result.output
