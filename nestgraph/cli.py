@@ -9,21 +9,66 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 import traceback
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer.core import TyperCommand
 
 from nestgraph import __version__
-from nestgraph.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, NestgraphError, SpecError
+from nestgraph.errors import (
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    NestgraphError,
+    SpecError,
+    UsageProblem,
+)
+from nestgraph.escape import printable
+
+# Help is wrapped to the terminal (at most 100 columns), never cut: every command has a
+# short_help that fits the command list at 80 columns.
+CONTEXT = {"max_content_width": 100}
 
 app = typer.Typer(
     name="nestgraph", no_args_is_help=True, add_completion=False,
-    pretty_exceptions_enable=False, rich_markup_mode=None,
+    pretty_exceptions_enable=False, rich_markup_mode=None, context_settings=CONTEXT,
     help="Write Nested Learning levels down as a spec, compile them to PyTorch, train them.",
 )
+
+
+
+class Command(TyperCommand):
+    """A command whose help shows each argument by its metavar (``SPEC [PATH=VALUE]...``),
+    rather than by its Python name and type."""
+
+    def collect_usage_pieces(self, ctx):
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if param.param_type_name == "argument" and param.metavar:
+                pieces.append(param.metavar)
+            else:
+                pieces.extend(param.get_usage_pieces(ctx))
+        return pieces
+
+    def format_options(self, ctx, formatter) -> None:
+        args, opts = [], []
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            if param.param_type_name == "argument":
+                args.append((param.metavar or record[0], record[1]))
+            else:
+                opts.append(record)
+        for title, rows in (("Arguments", args), ("Options", opts)):
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+
 
 STAGES = ("spec", "ir", "validated", "schedule", "shapes", "plan", "program")
 
@@ -34,10 +79,18 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+DebugOpt = Annotated[bool, typer.Option(
+    "--debug", help="show Python tracebacks (also: NESTGRAPH_DEBUG=1)")]
+
+
+def _env_debug() -> bool:
+    return os.environ.get("NESTGRAPH_DEBUG", "").strip() not in ("", "0")
+
+
 @app.callback()
 def _root(
     ctx: typer.Context,
-    debug: Annotated[bool, typer.Option("--debug", help="show Python tracebacks")] = False,
+    debug: DebugOpt = False,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="print the version and exit")] = False,
 ) -> None:
@@ -49,7 +102,9 @@ def handled(command):
 
     @functools.wraps(command)
     def wrapper(ctx: typer.Context, *args, **kwargs):
-        debug = bool(ctx.obj and ctx.obj.get("debug"))
+        # --debug before the command, after it, or NESTGRAPH_DEBUG=1 in the environment.
+        debug = (bool(kwargs.get("debug")) or bool(ctx.obj and ctx.obj.get("debug"))
+                 or _env_debug())
         try:
             return command(ctx, *args, **kwargs)
         except (typer.Exit, typer.BadParameter):
@@ -65,7 +120,7 @@ def handled(command):
         except Exception as err:  # noqa: BLE001 - the last line of defence
             if debug:
                 traceback.print_exc()
-            typer.echo(f"internal error: {type(err).__name__}: {err}\n"
+            typer.echo(f"internal error: {type(err).__name__}: {printable(str(err))}\n"
                        "  this is a bug in nestgraph; rerun with --debug for the traceback",
                        err=True)
             raise typer.Exit(EXIT_INTERNAL) from None
@@ -79,120 +134,196 @@ def _print_error(err: NestgraphError) -> None:
 
         typer.echo(format_diagnostics(err.diagnostics, err.source), err=True)
         return
-    typer.echo(f"error: {err.message}", err=True)
+    typer.echo(f"error: {printable(err.message)}", err=True)
     if err.hint:
-        typer.echo(f"  = help: {err.hint}", err=True)
+        typer.echo(f"  = help: {printable(err.hint)}", err=True)
+
+
+def _is_override(word: str) -> bool:
+    """`path=value` sets a key, `~path` deletes one; anything else is a positional word."""
+    return "=" in word or word.startswith("~")
 
 
 def _split_args(args: list[str] | None) -> tuple[list[str], list[str]]:
-    """Positional words without '=' and `path=value` overrides, in order."""
+    """Positional words and overrides (`path=value`, `~path`), each in the order typed."""
     args = args or []
-    return [a for a in args if "=" not in a], [a for a in args if "=" in a]
+    return [a for a in args if not _is_override(a)], [a for a in args if _is_override(a)]
+
+
+def _status(line: str) -> None:
+    """Log and status lines go to stderr; stdout carries only the command's output."""
+    typer.echo(line, err=True)
 
 
 # ------------------------------------------------------------------------------- commands
 
 SpecArg = Annotated[list[str], typer.Argument(
-    help="the spec (a path, or the name of a shipped spec such as 'cms'), then path=value "
-         "overrides", show_default=False)]
+    metavar="SPEC [PATH=VALUE|~PATH]...",
+    help="the spec (a path, or the name of a shipped spec such as 'cms'), then overrides: "
+         "path=value sets a key, ~path deletes one", show_default=False)]
 
 
-@app.command()
+class Format(str, Enum):
+    text = "text"
+    json = "json"
+
+
+@app.command(cls=Command, short_help="Check a spec: schema and graph rules, every problem at once.")
 @handled
 def validate(
     ctx: typer.Context,
     args: SpecArg,
-    format: Annotated[str, typer.Option("--format", help="text or json")] = "text",
+    format: Annotated[Format, typer.Option(
+        "--format", metavar="text|json", help="text, or json (an object on success, a list of problems if not)")]
+    = Format.text,
+    debug: DebugOpt = False,
 ) -> None:
     """Check a spec: schema and graph rules, every problem at once. Exit code 3 if invalid.
 
-    Example: nestgraph validate specs/cms.yaml train.steps=50
+    Example: nestgraph validate specs/cms.yaml train.steps=50 --format json
     """
     from nestgraph.compiler import check_document
     from nestgraph.spec import read_document
     from nestgraph.spec.source import diagnostics_as_json
 
     spec_arg, overrides = _one_spec(args)
-    data, source = read_document(spec_arg, overrides)
+    as_json = format is Format.json
     try:
+        data, source = read_document(spec_arg, overrides)
         spec, g = check_document(data, source)
     except SpecError as err:
-        if format == "json":
+        if as_json:
             typer.echo(json.dumps(diagnostics_as_json(err.diagnostics, err.source), indent=2))
             raise typer.Exit(err.exit_code) from None
         raise
-    levels = ", ".join(g.graph["order"])
-    typer.echo(f"spec OK: {spec.name} ({len(spec.levels)} levels, fastest first: {levels})")
+    order = list(g.graph["order"])
+    if as_json:
+        typer.echo(json.dumps({"ok": True, "spec": spec.name, "levels": order}, indent=2))
+        return
+    typer.echo(printable(f"spec OK: {spec.name} ({len(spec.levels)} levels, fastest first: "
+                         f"{', '.join(order)})"))
 
 
 def _one_spec(args: list[str] | None) -> tuple[str, list[str]]:
     words, overrides = _split_args(args)
     if len(words) != 1:
-        raise typer.BadParameter(f"expected one spec, got {len(words)}: {' '.join(words)}")
+        raise typer.BadParameter(
+            f"expected one spec, got {len(words)}: {printable(' '.join(words))}")
     return words[0], overrides
 
 
-@app.command("compile")
+@app.command("compile", cls=Command, short_help="Compile a spec into a build folder (default build/NAME).")
 @handled
 def compile_cmd(
     ctx: typer.Context,
     args: SpecArg,
-    out: Annotated[Path | None, typer.Option("-o", "--out",
-                                             help="build folder [default: build/NAME]")] = None,
+    out: Annotated[Path | None, typer.Option(
+        "-o", "--out", metavar="DIR", help="build folder [default: build/NAME]")] = None,
     emit: Annotated[str | None, typer.Option(
-        "--emit", help=f"print one stage instead of writing files: {', '.join(STAGES)}")] = None,
+        "--emit", metavar="STAGE",
+        help=f"print one stage instead of writing files: {', '.join(STAGES)}")] = None,
+    debug: DebugOpt = False,
 ) -> None:
     """Compile a spec into build/NAME/: program.py, plan.json, spec.resolved.yaml.
 
-    Example: nestgraph compile specs/cms.yaml model.dim=128 && nestgraph train
+    The folder becomes the most recent build, wherever it is. Example:
+    nestgraph compile specs/cms.yaml model.dim=128 && nestgraph train
     """
-    from nestgraph.build import emit_stage, write_build
-    from nestgraph.compiler import compile_spec
-    from nestgraph.spec import read_document
+    from nestgraph.build import emit_stage
 
     spec_arg, overrides = _one_spec(args)
     if emit is not None and emit not in STAGES:
-        raise typer.BadParameter(f"unknown stage '{emit}'; choose one of {', '.join(STAGES)}")
-    data, source = read_document(spec_arg, overrides)
-    result = compile_spec(data, source, stop_after=emit or "program")
+        raise typer.BadParameter(
+            f"unknown stage '{printable(emit)}'; choose one of {', '.join(STAGES)}")
     if emit is not None:
+        from nestgraph.compiler import compile_spec
+        from nestgraph.spec import read_document
+
+        result = compile_spec(*read_document(spec_arg, overrides), stop_after=emit)
         typer.echo(emit_stage(result, emit), nl=False)
         return
+    _compile_into(spec_arg, overrides, out)
+
+
+def _compile_into(spec_arg: str, overrides: list[str], out: Path | None) -> Path:
+    """Compile, write the build folder, print the level table, mark it the latest build."""
+    from nestgraph.build import mark_latest, print_summary, write_build, write_level_diagram
+    from nestgraph.compiler import compile_spec
+    from nestgraph.spec import read_document
+
+    data, source = read_document(spec_arg, overrides)
+    result = compile_spec(data, source)
     folder = write_build(result, source, overrides, out)
-    from nestgraph.build import print_summary, write_level_diagram
-
+    mark_latest(folder)
     print_summary(result.plan, folder)
-    typer.echo(write_level_diagram(result.plan, result.spec, folder))
+    _status(write_level_diagram(result.plan, result.spec, folder))
+    return folder
 
 
-@app.command()
+TrustOpt = Annotated[bool, typer.Option(
+    "--trust-program", help="run the folder's program.py even if it is not what its "
+                            "spec.resolved.yaml compiles to (it is Python code)")]
+
+
+def _looks_like_spec(word: str) -> bool:
+    """A spec file, or a shipped spec's name; a folder (or a path to one) is a build."""
+    given = Path(word)
+    if given.is_dir():
+        return False
+    if given.is_file() or given.suffix in (".yaml", ".yml", ".ng"):
+        return True
+    return "/" not in word.replace("\\", "/").removeprefix("optimizers/")
+
+
+@app.command(cls=Command, short_help="Train a build (or a spec, compiled on the way); runs go to runs/.")
 @handled
 def train(
     ctx: typer.Context,
     args: Annotated[list[str] | None, typer.Argument(
-        help="a build folder (default: the most recent build), then train.*/data.* "
-             "overrides", show_default=False)] = None,
+        metavar="[BUILD|SPEC] [PATH=VALUE|~PATH]...",
+        help="a build folder (default: the most recent build) then train.*/data.* overrides; "
+             "or a spec (path or shipped name), compiled into build/NAME first, then "
+             "overrides of any section", show_default=False)] = None,
     data: Annotated[str | None, typer.Option(
-        "--data", help="a text file or folder [default: the Python standard library sources]")]
-    = None,
-    steps: Annotated[int | None, typer.Option("--steps", help="training steps")] = None,
-    out: Annotated[Path, typer.Option("--out", help="where run folders go")] = Path("runs"),
+        "--data", metavar="PATH",
+        help="a text file or folder [default: the Python standard library sources]")] = None,
+    steps: Annotated[int | None, typer.Option("--steps", metavar="N",
+                                              help="training steps")] = None,
+    out: Annotated[Path, typer.Option("--out", metavar="DIR",
+                                      help="where run folders go")] = Path("runs"),
     resume: Annotated[str, typer.Option(
-        "--resume", help="auto (continue an unfinished run), never, or a run/checkpoint folder")]
+        "--resume", metavar="auto|never|PATH",
+        help="auto (continue an unfinished run), never, or a run/checkpoint folder")]
     = "auto",
+    trust_program: TrustOpt = False,
+    debug: DebugOpt = False,
 ) -> None:
     """Train a compiled program; runs go to runs/NAME/TIMESTAMP/.
 
-    Example: nestgraph train build/cms --steps 50 train.batch=4
+    The build's program.py is compiled again from its spec.resolved.yaml and must match byte
+    for byte (exit 5 otherwise; --trust-program skips the check). Examples:
+    nestgraph train build/cms --steps 50 train.batch=4;
+    nestgraph train specs/cms.yaml model.dim=32 --steps 20
     """
-    from nestgraph.build import find_build, train_config
+    from nestgraph.build import RESOLVED, check_program, find_build, train_config
+
+    words, overrides = _split_args(args)
+    if len(words) > 1:
+        raise UsageProblem(f"expected at most one build folder or spec, got "
+                           f"{printable(' '.join(words))}")
+    if words and _looks_like_spec(words[0]):
+        _status(f"compiling {printable(words[0])} first")
+        folder = _compile_into(words[0], overrides, None)
+        overrides = []  # applied by the compiler, to any section
+    else:
+        folder = find_build(words)
+        check_program(folder, trust=trust_program)
     from nestgraph.runtime.program import load_program
     from nestgraph.runtime.train import train as run_training
 
-    words, overrides = _split_args(args)
-    folder = find_build(words)
     program = load_program(folder)
-    cfg, data_cfg = train_config(program, overrides, steps=steps, data=data)
+    cfg, data_cfg = train_config(program, overrides, steps=steps, data=data,
+                                 resolved=folder / RESOLVED)
     result = run_training(program, cfg, data_cfg, out=out, resume=resume, command=sys.argv)
     _plot_after_training(result.run_dir)
 
@@ -203,28 +334,36 @@ def _plot_after_training(run_dir: Path) -> None:
     from nestgraph.viz.plot import plot_run
 
     try:
-        typer.echo(f"curves: {plot_run(run_dir)}")
+        _status(f"curves: {printable(str(plot_run(run_dir)))}")
     except EnvironmentProblem as err:
-        typer.echo(f"no curves drawn: {err.message} ({err.hint})")
+        _status(f"no curves drawn: {printable(err.message)} ({printable(err.hint)})")
 
 
-@app.command()
+@app.command(cls=Command, short_help="Sample from a trained run; in-context levels keep learning.")
 @handled
 def generate(
     ctx: typer.Context,
-    run: Annotated[Path, typer.Argument(help="a run folder (runs/NAME/TIMESTAMP)")],
-    prompt: Annotated[str, typer.Option("--prompt", help="text to continue")] = "",
-    tokens: Annotated[int, typer.Option("--tokens", help="bytes to generate")] = 200,
-    temperature: Annotated[float, typer.Option("--temperature")] = 0.8,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    run: Annotated[Path, typer.Argument(metavar="RUN",
+                                        help="a run folder (runs/NAME/TIMESTAMP)")],
+    prompt: Annotated[str, typer.Option("--prompt", metavar="TEXT",
+                                        help="text to continue")] = "",
+    tokens: Annotated[int, typer.Option("--tokens", metavar="N", help="bytes to generate")]
+    = 200,
+    temperature: Annotated[float, typer.Option("--temperature", metavar="T",
+                                               help="sampling temperature")] = 0.8,
+    seed: Annotated[int, typer.Option("--seed", metavar="N", help="random seed")] = 0,
+    trust_program: TrustOpt = False,
+    debug: DebugOpt = False,
 ) -> None:
     """Sample from a trained run; in-context levels keep learning as they read.
 
+    The run's program.py must be what its spec.resolved.yaml compiles to (exit 5 otherwise;
+    --trust-program skips the check).
     Example: nestgraph generate runs/cms/20261122-101500 --prompt "def " --tokens 100
     """
     from nestgraph.build import load_run
 
-    model, program, stream, cfg = load_run(run)
+    model, program, stream, cfg = load_run(run, trust=trust_program)
     from nestgraph.runtime.generate import sample
 
     text = sample(model, program.schedule, stream, prompt.encode(), tokens=tokens,
@@ -233,22 +372,24 @@ def generate(
     typer.echo(prompt + text.decode("utf-8", errors="replace"))
 
 
-@app.command()
+@app.command(cls=Command, short_help="Format specs canonically, or convert between YAML and .ng.")
 @handled
 def fmt(
     ctx: typer.Context,
-    files: Annotated[list[Path], typer.Argument(help="spec files (.yaml or .ng)",
+    files: Annotated[list[Path], typer.Argument(metavar="FILE...", help="spec files (.yaml or .ng)",
                                                 show_default=False)],
     to: Annotated[str | None, typer.Option(
-        "--to", help="write the other form: yaml or ng [default: each file's own form]")]
-    = None,
+        "--to", metavar="yaml|ng",
+        help="write the other form: yaml or ng [default: each file's own form]")] = None,
     check: Annotated[bool, typer.Option(
         "--check", help="write nothing; exit 1 if a file is not as fmt would write it")] = False,
     out: Annotated[str | None, typer.Option(
-        "-o", "--out", help="with --to and one file: where to write ('-' for stdout) "
-                            "[default: beside the file, with the new suffix]")] = None,
+        "-o", "--out", metavar="FILE",
+        help="with --to and one file: where to write ('-' for stdout) "
+             "[default: beside the file, with the new suffix]")] = None,
     force: Annotated[bool, typer.Option(
         "--force", help="with --to: replace a different file already at the target")] = False,
+    debug: DebugOpt = False,
 ) -> None:
     """Format spec files canonically, or convert them between YAML and the .ng language.
 
@@ -257,7 +398,7 @@ def fmt(
     from nestgraph.spec.fmt_files import FormatRequest, format_files
 
     if to is not None and to not in ("yaml", "ng"):
-        raise typer.BadParameter(f"--to must be 'yaml' or 'ng', not '{to}'")
+        raise typer.BadParameter(f"--to must be 'yaml' or 'ng', not '{printable(to)}'")
     if out is not None and (to is None or len(files) != 1):
         raise typer.BadParameter("-o needs --to and exactly one file")
     request = FormatRequest(to=to, check=check, out=out, force=force)
@@ -265,25 +406,30 @@ def fmt(
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(cls=Command, short_help="Draw a spec's levels, update schedule or modules.")
 @handled
 def graph(
     ctx: typer.Context,
     args: Annotated[list[str], typer.Argument(
-        help="a spec (path or shipped name) or a build folder, then path=value overrides",
+        metavar="SPEC|BUILD [PATH=VALUE|~PATH]...",
+        help="a spec (path or shipped name) or a build folder, then overrides",
         show_default=False)],
     out: Annotated[Path | None, typer.Option(
-        "-o", "--out", help="the file to write, '-' for stdout [default: DOT, JSON or Mermaid "
-                            "to stdout; a picture to NAME-VIEW.FORMAT]")] = None,
+        "-o", "--out", metavar="FILE",
+        help="the file to write, '-' for stdout [default: DOT, JSON or Mermaid "
+             "to stdout; a picture to NAME-VIEW.FORMAT]")] = None,
     format: Annotated[str | None, typer.Option(
-        "--format", help="svg, png, pdf, dot, json or mermaid [default: from -o, else dot]")]
-    = None,
+        "--format", metavar="FORMAT",
+        help="svg, png, pdf, dot, json or mermaid [default: from -o, else dot]")] = None,
     view: Annotated[str, typer.Option(
-        "--view", help="levels (the hierarchy), schedule (who fires when) or modules")]
-    = "levels",
+        "--view", metavar="VIEW",
+        help="levels (the hierarchy), schedule (who fires when) or modules")] = "levels",
     depth: Annotated[int, typer.Option(
-        "--depth", help="0: levels only; 1: parts, layers folded (× N); 2: one per layer")] = 1,
-    direction: Annotated[str, typer.Option("--direction", help="TB or LR")] = "TB",
+        "--depth", metavar="N",
+        help="0: levels only; 1: parts, layers folded (× N); 2: one per layer")] = 1,
+    direction: Annotated[str, typer.Option("--direction", metavar="TB|LR",
+                                           help="TB or LR")] = "TB",
+    debug: DebugOpt = False,
 ) -> None:
     """Draw a spec's levels, update schedule or modules (Graphviz, Mermaid or JSON).
 
@@ -294,31 +440,39 @@ def graph(
     spec_arg, overrides = _one_spec(args)
     request = DrawRequest(view=view, fmt=format, depth=depth, direction=direction.upper())
     for line in draw(spec_arg, overrides, request, out):
-        typer.echo(line, nl=not line.endswith("\n"))
+        if line.startswith("wrote "):
+            _status(printable(line))
+        else:
+            typer.echo(line, nl=not line.endswith("\n"))
 
 
-@app.command()
+@app.command(cls=Command, short_help="Draw a run's training curves (needs matplotlib).")
 @handled
 def plot(
     ctx: typer.Context,
-    run: Annotated[Path, typer.Argument(help="a run folder (runs/NAME/TIMESTAMP)")],
+    run: Annotated[Path, typer.Argument(metavar="RUN",
+                                        help="a run folder (runs/NAME/TIMESTAMP)")],
     out: Annotated[Path | None, typer.Option(
-        "-o", "--out", help="PNG or SVG file [default: RUN/curves.png]")] = None,
+        "-o", "--out", metavar="FILE", help="PNG or SVG file [default: RUN/curves.png]")] = None,
+    debug: DebugOpt = False,
 ) -> None:
     """Draw a run's training curves: loss, held-out bits per byte, speed, level updates.
 
-    Needs matplotlib (pip install 'nestgraph[plot]'). Example: nestgraph plot runs/hope/20261202-101500
+    Needs matplotlib (pip install 'nestgraph[plot]').
+    Example: nestgraph plot runs/hope/20261202-101500
     """
     from nestgraph.viz.plot import plot_run
 
-    typer.echo(f"wrote {plot_run(run, out)}")
+    _status(f"wrote {printable(str(plot_run(run, out)))}")
 
 
-@app.command()
+@app.command(cls=Command, short_help="Print the JSON Schema of a spec.")
 @handled
 def schema(
     ctx: typer.Context,
-    out: Annotated[Path | None, typer.Option("-o", "--out", help="write to a file")] = None,
+    out: Annotated[Path | None, typer.Option("-o", "--out", metavar="FILE",
+                                             help="write to a file")] = None,
+    debug: DebugOpt = False,
 ) -> None:
     """Print the JSON Schema of a spec (for editor completion and checks).
 
@@ -329,9 +483,15 @@ def schema(
     text = json.dumps(Spec.model_json_schema(), indent=2, sort_keys=True) + "\n"
     if out is None:
         typer.echo(text, nl=False)
-    else:
+        return
+    from nestgraph.errors import EnvironmentProblem
+
+    try:
         out.write_text(text)
-        typer.echo(f"wrote {out}")
+    except OSError as err:
+        raise EnvironmentProblem(f"cannot write '{printable(str(out))}': "
+                                 f"{err.strerror or err}") from None
+    _status(f"wrote {printable(str(out))}")
 
 
 def main() -> None:

@@ -16,9 +16,23 @@ def pytest_addoption(parser):
 
 
 @pytest.fixture(autouse=True)
+def _builds_stay_in_tmp(monkeypatch, tmp_path):
+    # Every `compile` records its folder as the most recent build under build/ of the working
+    # folder; tests keep that record (and default build folders) in their own tmp_path.
+    import nestgraph.build
+
+    monkeypatch.setattr(nestgraph.build, "BUILD_ROOT", tmp_path / "build")
+
+
+@pytest.fixture(autouse=True)
 def _verify_every_pass(monkeypatch):
-    # The compiler checks the graph's invariants after every pass when this is set.
+    # The compiler checks the graph's invariants after every pass when this is set. The CLI
+    # also reads it as --debug (tracebacks); tests of user errors expect none, so in-process
+    # commands ignore the variable unless a test asks for it (tests/cli/test_arguments.py).
     monkeypatch.setenv("NESTGRAPH_DEBUG", "1")
+    import nestgraph.cli
+
+    monkeypatch.setattr(nestgraph.cli, "_env_debug", lambda: False)
 
 
 @pytest.fixture

@@ -1,5 +1,10 @@
 """What a drawing is made from: the plan and the validated spec, taken from a build folder
-(plan.json and spec.resolved.yaml, no torch needed) or compiled from a spec."""
+(plan.json and spec.resolved.yaml) or compiled from a spec; neither needs torch.
+
+A spec is compiled up to its schedule (torch-free), its weights are found by running the model
+source against torch-free stand-ins (`nestgraph.viz.shapes`), and the cost and plan passes
+finish the plan. Only when the stand-ins cannot tell does it compile with torch.
+"""
 
 from __future__ import annotations
 
@@ -27,8 +32,38 @@ def from_spec(name_or_path: str, overrides: list[str]) -> tuple[dict, Spec]:
     from nestgraph.compiler import compile_spec
     from nestgraph.spec import read_document
 
-    result = compile_spec(*read_document(name_or_path, overrides), stop_after="plan")
+    data, source = read_document(name_or_path, overrides)
+    plan = _plan_without_torch(data, source)
+    if plan is not None:
+        return plan
+    result = compile_spec(data, source, stop_after="plan")
     return result.plan, result.spec
+
+
+def _plan_without_torch(data, source) -> tuple[dict, Spec] | None:
+    """The plan compile_spec would make, with the weights found torch-free; None if unsure."""
+    from nestgraph.compiler import compile_spec
+    from nestgraph.compiler.codegen import model_source
+    from nestgraph.compiler.ir import IRError, memory_levels
+    from nestgraph.compiler.passes.cost import count_cost
+    from nestgraph.compiler.passes.shapes import _count_parts
+    from nestgraph.compiler.passes.support import check_supported
+    from nestgraph.compiler.plan import make_plan
+    from nestgraph.viz.shapes import param_shapes
+
+    result = compile_spec(data, source, stop_after="schedule")
+    g = result.graph
+    check_supported(g)
+    shapes = param_shapes(model_source(result.spec, memory_levels(g)))
+    if shapes is None:
+        return None
+    g.graph["param_shapes"] = shapes
+    try:
+        g.graph["part_params"] = _count_parts(g, shapes)
+    except IRError:
+        return None
+    count_cost(g)
+    return make_plan(g, result.resolved_yaml), result.spec
 
 
 def load(arg: str, overrides: list[str]) -> tuple[dict, Spec]:

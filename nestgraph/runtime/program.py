@@ -58,6 +58,7 @@ def load_program(build_dir: Path) -> Program:
 def main(module_name: str) -> None:
     """``python program.py [--steps N] [--data PATH] [--out DIR] [--resume auto|never|PATH]``."""
     from nestgraph.errors import NestgraphError
+    from nestgraph.escape import printable
     from nestgraph.runtime.train import Interrupted, train
 
     module = sys.modules[module_name]
@@ -79,6 +80,6 @@ def main(module_name: str) -> None:
         print(stop, file=sys.stderr)
         raise SystemExit(130) from None
     except NestgraphError as err:
-        print(f"error: {err.message}" + (f"\n  hint: {err.hint}" if err.hint else ""),
-              file=sys.stderr)
+        print(printable(f"error: {err.message}")
+              + (f"\n  hint: {printable(err.hint)}" if err.hint else ""), file=sys.stderr)
         raise SystemExit(err.exit_code) from None
