@@ -394,3 +394,18 @@ def test_metrics_record_each_levels_updates_as_they_happened(tmp_path, program, 
     records = [r for r in read_metrics(result.run_dir / "metrics.jsonl") if "loss" in r]
     assert [r["updates/outer"] for r in records] == [1, 1]
     assert [r["updates/attention"] for r in records] == [32, 32]  # seq_len / 1 token
+
+
+def test_generation_applies_the_thread_setting(program):
+    from nestgraph.runtime.engine import init_stream
+    from nestgraph.runtime.generate import sample
+
+    before = torch.get_num_threads()
+    model = program.build_model()
+    try:
+        torch.set_num_threads(2)
+        out = sample(model, program.schedule, init_stream(model, program.schedule), b"ab",
+                     tokens=2, seq_len=8, threads=1)
+        assert torch.get_num_threads() == 1 and len(out) == 2
+    finally:
+        torch.set_num_threads(before)
