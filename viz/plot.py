@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 from nestgraph.errors import EnvironmentProblem, UsageProblem
+from nestgraph.runtime.fsutil import environment_errors
 
 INSTALL = "pip install 'nestgraph[plot]' (or: pip install matplotlib)"
 
@@ -67,8 +68,11 @@ def plot_run(run: Path, out: Path | None = None) -> Path:
         _widen(ax)
     fig.suptitle(f"{run.parent.name} / {run.name}")
     out = out or run / "curves.png"
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    try:
+        with environment_errors(out):
+            fig.savefig(out, dpi=110)
+    finally:
+        plt.close(fig)
     return out
 
 

@@ -127,6 +127,13 @@ class LogFileReporter(Reporter):
     def stop(self) -> None:
         self.inner.stop()
 
+    def fileno(self) -> int | None:
+        """train.log's descriptor, flushed, for writes that cannot go through Python's buffer."""
+        if self._handle is None:
+            return None
+        self._handle.flush()
+        return self._handle.fileno()
+
     def close(self) -> None:
         if self._handle is not None:
             self._handle.close()

@@ -301,8 +301,11 @@ def _trim_metrics(path: Path, step: int) -> None:
 
 
 @contextmanager
-def _sigint_flag():
-    """First Ctrl-C asks the loop to stop after the current step; a second one stops now."""
+def _sigint_flag(log_fd: int | None = None):
+    """First Ctrl-C asks the loop to stop after the current step; a second one stops now.
+
+    The first one is acknowledged at once on standard error (and in train.log, `log_fd`).
+    """
     flag = {"stop": False}
     previous = signal.getsignal(signal.SIGINT)
 
@@ -312,10 +315,12 @@ def _sigint_flag():
         flag["stop"] = True
         # os.write is a single system call: safe while the interrupted code holds
         # sys.stderr's buffer (print could fail with a reentrant call there).
-        try:
-            os.write(2, STOP_MESSAGE)
-        except OSError:
-            pass
+        for fd in (2, log_fd):
+            if fd is not None:
+                try:
+                    os.write(fd, STOP_MESSAGE)
+                except OSError:
+                    pass
 
     try:
         signal.signal(signal.SIGINT, handler)
@@ -447,7 +452,8 @@ def _session(program, cfg, data_cfg, corpus, device, run_dir, reporter, state,
                *[f"lr/{lv.name}" for lv in program.schedule if lv.kind == "step"],
                *[f"updates/{lv.name}" for lv in program.schedule]]
     with Loggers(run_dir, cfg.get("loggers", ["jsonl"]), columns=columns,
-                 resumed_from=resumed_from) as log, _sigint_flag() as sig:
+                 resumed_from=resumed_from) as log, \
+            _sigint_flag(getattr(reporter, "fileno", lambda: None)()) as sig:
         history = _loop(session, state, log, sig, interrupt_at)
         bpb = session.evaluate(state)
         log.write({"step": state.step, "heldout_bpb": bpb})

@@ -319,14 +319,15 @@ def test_auto_resume_says_which_settings_differed(tmp_path, program, data):
 # --- 8. Ctrl-C ----------------------------------------------------------------------------
 
 
-def test_the_first_ctrl_c_is_acknowledged_at_once(capfd):
-    with loop._sigint_flag() as flag:
+def test_the_first_ctrl_c_is_acknowledged_at_once(capfd, tmp_path):
+    with open(tmp_path / "train.log", "w") as log, loop._sigint_flag(log.fileno()) as flag:
         handler = signal.getsignal(signal.SIGINT)
         handler(signal.SIGINT, None)
         assert flag["stop"]
         assert "stopping after this step; Ctrl-C again to stop now" in capfd.readouterr().err
         with pytest.raises(KeyboardInterrupt):
             handler(signal.SIGINT, None)
+    assert "Ctrl-C again to stop now" in (tmp_path / "train.log").read_text()
 
 
 # --- 9. throughput ------------------------------------------------------------------------

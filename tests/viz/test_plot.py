@@ -106,3 +106,17 @@ def test_a_run_with_one_point_has_no_degenerate_axes(tmp_path: Path, monkeypatch
     for ax in drawn[0].axes:
         low, high = ax.get_xlim()
         assert high - low >= 1, (ax.get_title(), low, high)  # at least a step wide
+
+
+def test_a_read_only_run_folder_is_an_environment_problem(tmp_path: Path, monkeypatch) -> None:
+    pytest.importorskip("matplotlib")
+    import errno
+
+    from matplotlib.figure import Figure
+
+    def refuse(self, path, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(Figure, "savefig", refuse)
+    result = runner.invoke(app, ["plot", str(fake_run(tmp_path))])
+    assert result.exit_code == 6 and "permission denied" in result.output
