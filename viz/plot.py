@@ -1,9 +1,12 @@
 """Training curves of a run, from its metrics.jsonl (``nestgraph plot``; matplotlib, optional).
 
 Four panels: the training loss and the held-out bits per byte against steps (tokens on the top
-axis), tokens per second, and how many updates each level has made, counted from the
-schedule in the run's plan.json (a level every `p` tokens has made ``step · seq_len // p``
-updates per sequence by step `step`; a level every `n` steps, ``step // n``).
+axis), tokens per second, and how many updates each level has made. The update counts are
+the ones the training loop recorded at every step (``updates/LEVEL`` in metrics.jsonl: what
+happened, whatever overrides the run was trained with); for runs recorded before those
+entries existed they are computed from the plan's periods and the run's own ``seq_len`` in
+run.json (a level every `p` tokens makes ``seq_len // p`` updates per sequence and step, a
+stream-lifetime one ``step · seq_len // p`` in all; a level every `n` steps, ``step // n``).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import json
 from pathlib import Path
 
 from nestgraph.errors import EnvironmentProblem, UsageProblem
+from nestgraph.runtime.fsutil import environment_errors
 
 INSTALL = "pip install 'nestgraph[plot]' (or: pip install matplotlib)"
 
@@ -59,11 +63,16 @@ def plot_run(run: Path, out: Path | None = None) -> Path:
     steps, speed = _series(records, "tokens_per_s")
     speed_ax.plot(steps, speed, lw=1)
     speed_ax.set(title="throughput (tokens per second)", xlabel="step")
-    _updates(updates_ax, run, settings, max(steps or [0]))
+    _updates(updates_ax, run, records, settings)
+    for ax in (loss_ax, bpb_ax, speed_ax, updates_ax):
+        _widen(ax)
     fig.suptitle(f"{run.parent.name} / {run.name}")
     out = out or run / "curves.png"
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    try:
+        with environment_errors(out):
+            fig.savefig(out, dpi=110)
+    finally:
+        plt.close(fig)
     return out
 
 
@@ -72,17 +81,58 @@ def _settings(run: Path) -> dict:
     return json.loads(path.read_text())["train"] if path.is_file() else {}
 
 
-def _updates(ax, run: Path, settings: dict, last: int) -> None:
-    plan_path = run / "plan.json"
-    ax.set(title="updates per level (from the schedule)", xlabel="step")
-    if not plan_path.is_file() or last == 0:
-        ax.text(0.5, 0.5, "no plan.json in the run folder", ha="center", transform=ax.transAxes)
-        return
-    seq_len = settings.get("seq_len") or json.loads(plan_path.read_text())["train"]["seq_len"]
+def update_series(records: list[dict], plan: dict | None,
+                  settings: dict) -> dict[str, tuple[list[int], list[int]]]:
+    """Per level: the steps and the number of updates made by each (per sequence lane)."""
+    recorded = sorted({k[len("updates/"):] for r in records for k in r if k.startswith("updates/")})
+    if recorded:
+        series = {}
+        rows = [r for r in records if "loss" in r and "step" in r]
+        for name in recorded:
+            steps, counts, total = [0], [0], 0
+            for r in rows:
+                total += int(r.get(f"updates/{name}", 0))
+                steps.append(r["step"])
+                counts.append(total)
+            series[name] = (steps, counts)
+        return series
+    if plan is None:
+        return {}
+    last = max([r["step"] for r in records if "step" in r] or [0])
+    seq_len = settings.get("seq_len") or plan["train"]["seq_len"]
     steps = list(range(last + 1))
+    series = {}
+    for level in plan["levels"]:
+        if level.get("unit") == "step":
+            counts = [s // level["period"] for s in steps]
+        elif level.get("lifetime") == "stream":
+            counts = [s * seq_len // level["period"] for s in steps]
+        else:
+            counts = [s * (seq_len // level["period"]) for s in steps]
+        series[level["name"]] = (steps, counts)
+    return series
+
+
+def _updates(ax, run: Path, records: list[dict], settings: dict) -> None:
+    plan_path = run / "plan.json"
+    plan = json.loads(plan_path.read_text()) if plan_path.is_file() else None
+    series = update_series(records, plan, settings)
+    ax.set(title="updates per level (per sequence)", xlabel="step")
+    if not series or max(len(s) for s, _ in series.values()) < 2:
+        ax.text(0.5, 0.5, "no updates recorded yet", ha="center", transform=ax.transAxes)
+        return
+    every = {lv["name"]: lv["every"] for lv in (plan or {}).get("levels", [])}
     styles = ("-", "--", ":", "-.")  # levels with equal periods draw the same line: tell them apart
-    for i, level in enumerate(json.loads(plan_path.read_text())["levels"]):
-        ax.step(steps, [s * seq_len // level["tokens"] for s in steps], where="post",
-                linestyle=styles[i % len(styles)], label=f"{level['name']} (every {level['every']})")
+    for i, (name, (steps, counts)) in enumerate(series.items()):
+        label = f"{name} (every {every[name]})" if name in every else name
+        ax.step(steps, counts, where="post", linestyle=styles[i % len(styles)], label=label)
     ax.set_yscale("symlog")
     ax.legend(fontsize=7, loc="upper left")
+
+
+def _widen(ax) -> None:
+    """A run with one point would give a zero-width axis: give it a step either side."""
+    low, high = ax.get_xlim()
+    if high - low < 1:
+        start = max(0.0, (low + high) / 2 - 1)  # steps start at 0
+        ax.set_xlim(start, start + 2)

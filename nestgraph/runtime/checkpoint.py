@@ -5,7 +5,9 @@ Each checkpoint folder holds three files:
 * ``model.safetensors``: the weights (plain tensors, safe to load from anywhere);
 * ``state.pt``: optimizer states, RNG states and other tensors the run needs to resume,
   restricted to what ``torch.load(weights_only=True)`` accepts, so loading never runs code;
-* ``trainer_state.json``: the step, counters and other JSON-able facts.
+* ``trainer_state.json``: the step, counters and other JSON-able facts, and the sha256 of
+  the two other files (``files``). It is written last, and the hashes are checked on load, so
+  a damaged weights or state file is refused instead of resuming with other numbers.
 
 A folder is written under a temporary name and renamed into place only when complete, and
 ``checkpoints/latest`` is replaced atomically afterwards: a crash at any moment leaves the
@@ -14,6 +16,8 @@ previous checkpoint or the new one, never a half-written folder under a ``step-*
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import random
@@ -26,6 +30,7 @@ import safetensors.torch
 import torch
 
 from nestgraph.errors import TrainingError
+from nestgraph.escape import printable
 from nestgraph.runtime.fsutil import atomic_write_text, fsync_dir, fsync_file
 
 WEIGHTS_FILE = "model.safetensors"
@@ -133,7 +138,8 @@ def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
             f"checkpoint '{path}' is incomplete: missing {', '.join(missing)}",
             "resume from an earlier checkpoint of the same run",
         )
-    return _load_weights(path), _load_state(path), read_meta(path)
+    meta = read_meta(path)
+    return _load_weights(path, meta), _load_state(path, meta), meta
 
 
 # --- random number generators -------------------------------------------------------------
@@ -196,6 +202,8 @@ def _write_files(
         torch.save(state, handle)
         handle.flush()
         os.fsync(handle.fileno())
+    meta = {**meta, "files": {name: _sha256((folder / name).read_bytes())
+                              for name in (WEIGHTS_FILE, STATE_FILE)}}
 
     with open(folder / META_FILE, "w", encoding="utf-8", newline="\n") as handle:
         handle.write(json.dumps(meta, sort_keys=True, indent=2) + "\n")
@@ -281,16 +289,45 @@ def _read_latest(root: Path) -> Path | None:
     return folder if folder.is_dir() else None
 
 
-def _load_weights(path: Path) -> dict[str, torch.Tensor]:
+def _sha256(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
+
+
+def _verified_bytes(path: Path, file: str, meta: dict[str, Any]) -> bytes:
+    """The file's bytes, checked against the hash trainer_state.json recorded for it.
+
+    Checkpoints written before hashes were recorded have no ``files`` entry and are read
+    unchecked.
+    """
     try:
-        return safetensors.torch.load_file(str(path / WEIGHTS_FILE), device="cpu")
+        raw = (path / file).read_bytes()
+    except OSError as exc:
+        raise _corrupt(path, file, exc) from exc
+    expected = (meta.get("files") or {}).get(file) if isinstance(meta.get("files"), dict) \
+        else None
+    if "files" in meta and not isinstance(expected, str):
+        raise _corrupt(path, META_FILE, ValueError(f"no sha256 recorded for {file}"))
+    if expected is not None and _sha256(raw) != expected:
+        raise CheckpointError(
+            f"checkpoint '{path}' has a damaged {file}: its sha256 differs from the one "
+            "recorded when it was written",
+            "resume from an earlier checkpoint of the same run (pass its step-* folder)",
+        )
+    return raw
+
+
+def _load_weights(path: Path, meta: dict[str, Any]) -> dict[str, torch.Tensor]:
+    raw = _verified_bytes(path, WEIGHTS_FILE, meta)
+    try:
+        return safetensors.torch.load(raw)
     except Exception as exc:  # safetensors raises its own error type for corrupt files
         raise _corrupt(path, WEIGHTS_FILE, exc) from exc
 
 
-def _load_state(path: Path) -> dict[str, Any]:
+def _load_state(path: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    raw = _verified_bytes(path, STATE_FILE, meta)
     try:
-        state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
+        state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling errors come in many types
         raise _corrupt(path, STATE_FILE, exc) from exc
     if not isinstance(state, dict):
@@ -306,11 +343,31 @@ def read_meta(path: Path) -> dict[str, Any]:
         raise _corrupt(path, META_FILE, exc) from exc
     if not isinstance(meta, dict):
         raise _corrupt(path, META_FILE, TypeError(f"holds a {type(meta).__name__}"))
+    if "step" in meta and (type(meta["step"]) is not int or meta["step"] < 0):
+        raise _corrupt(path, META_FILE, ValueError(f"step is {meta['step']!r}, not a step count"))
+    return meta
+
+
+# What a training checkpoint's trainer_state.json must hold, and of which type.
+_TRAINING_META = {"step": int, "steps": int, "data_sha256": str, "spec_sha256": str,
+                  "train": dict, "data": dict}
+
+
+def read_training_meta(path: Path) -> dict[str, Any]:
+    """`read_meta` for a checkpoint written by the training loop: every entry it needs."""
+    meta = read_meta(path)
+    for key, kind in _TRAINING_META.items():
+        if key not in meta:
+            raise _corrupt(path, META_FILE, KeyError(f"no '{key}' entry"))
+        if type(meta[key]) is not kind:
+            raise _corrupt(path, META_FILE, TypeError(
+                f"'{key}' is {meta[key]!r}, not a {kind.__name__}"))
     return meta
 
 
 def _corrupt(path: Path, file: str, exc: BaseException) -> CheckpointError:
+    detail = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
     return CheckpointError(
-        f"checkpoint '{path}' has an unreadable {file}: {exc}",
+        f"checkpoint '{printable(str(path))}' has an unreadable {file}: {detail}",
         "resume from an earlier checkpoint of the same run",
     )

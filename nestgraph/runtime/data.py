@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,11 @@ from pathlib import Path
 import torch
 
 from nestgraph.errors import TrainingError
+from nestgraph.escape import printable
 
+# Bounds of a folder walk: entries looked at (files and folders), and folder depth.
+MAX_FILES = 100_000
+MAX_DEPTH = 64
 # How much of a file is inspected to decide whether it is text (the same rule git uses).
 _SNIFF_BYTES = 8192
 # Folders of the standard library that are not ordinary library source, or not the stdlib.
@@ -50,18 +55,33 @@ class Corpus:
     n_files: int
 
 
+def resolve_source(source: str | None, base: Path | str | None) -> str | None:
+    """A ``data.source`` as a path to read: relative paths are taken from `base`.
+
+    A spec's relative paths mean "next to the spec", wherever the command is run from, so the
+    caller passes the folder of the spec as written by the user (``None`` leaves the path as
+    it is, relative to the working folder). ``stdlib`` and ``None`` are returned unchanged.
+    """
+    if source is None or source == "stdlib" or base is None:
+        return source
+    path = Path(source).expanduser()
+    return str(path if path.is_absolute() else Path(base) / path)
+
+
 def load_corpus(
     path: str | Path | None,
     *,
     heldout_fraction: float = 0.05,
     max_bytes: int | None = 4_000_000,
+    heldout_path: str | Path | None = None,
 ) -> Corpus:
     """Load a file, a folder of text files, or (with ``None``) the standard library sources.
 
     The bytes are truncated to `max_bytes` (``None`` keeps everything) whatever their source,
     so a run's data size does not depend on how large the given file happens to be. The last
     `heldout_fraction` of the bytes is held out for evaluation; both parts keep at least one
-    byte.
+    byte. With `heldout_path`, all of the data trains and that file or folder (also cut at
+    `max_bytes`) is the held-out part.
     """
     if not 0.0 < heldout_fraction < 1.0:
         raise DataError(
@@ -84,8 +104,30 @@ def load_corpus(
             _DATA_HINT,
         )
     digest = hashlib.sha256(raw).hexdigest()
-    train, heldout = _split(_to_tensor(raw), heldout_fraction)
-    return Corpus(train=train, heldout=heldout, source=source, sha256=digest, n_files=n_files)
+    if heldout_path is None:
+        train, heldout = _split(_to_tensor(raw), heldout_fraction)
+        return Corpus(train=train, heldout=heldout, source=source, sha256=digest,
+                      n_files=n_files)
+    held, held_files, held_source = _read_user_path(Path(heldout_path), max_bytes)
+    held = held[:max_bytes] if max_bytes is not None else held
+    if len(held) < 2:
+        raise DataError(f"held-out data '{printable(held_source)}' has {len(held)} byte(s); at "
+                        "least 2 are needed for one input and its target", _DATA_HINT)
+    both = hashlib.sha256(f"{digest}:{hashlib.sha256(held).hexdigest()}".encode()).hexdigest()
+    return Corpus(train=_to_tensor(raw), heldout=_to_tensor(held),
+                  source=f"{source}; held out: {held_source}", sha256=both,
+                  n_files=n_files + held_files)
+
+
+def check_vocab(corpus: Corpus, vocab: int) -> None:
+    """Every byte is a token: a vocabulary smaller than the largest byte present cannot work."""
+    largest = max(int(part.max()) for part in (corpus.train, corpus.heldout) if part.numel())
+    if largest >= vocab:
+        raise DataError(
+            f"model.vocab is {vocab}, but every byte is a token and the data holds byte "
+            f"value {largest}",
+            "compile the spec with model.vocab=256 (or give data whose bytes are all below "
+            f"{vocab})")
 
 
 def sample_batch(
@@ -184,46 +226,109 @@ def _stdlib_files(root: Path) -> list[Path]:
 def _read_user_path(path: Path, max_bytes: int | None) -> tuple[bytes, int, str]:
     """A file is taken as it is; a folder contributes each of its text files in order."""
     source = str(path)
-    if not path.exists():
-        raise DataError(f"data path '{path}' does not exist", _DATA_HINT)
-    if path.is_dir():
+    kind = _kind(path)
+    if kind == "missing":
+        raise DataError(f"data path '{printable(source)}' does not exist", _DATA_HINT)
+    if kind == "folder":
         chunks = _read_text_files(path, max_bytes)
-    else:
+    elif kind == "file":
         content = _read_file(path, max_bytes)
         chunks = [content] if content else []
+    else:
+        raise DataError(f"data path '{printable(source)}' is a {kind}, not a regular file or "
+                        "folder: reading it could wait forever or never end", _DATA_HINT)
     if not chunks:
         raise DataError(
-            f"data path '{path}' contains no text",
+            f"data path '{printable(source)}' contains no text",
             "folders are read for non-empty text files; binary and hidden files are skipped",
         )
     return b"\n".join(chunks), len(chunks), source
 
 
+def _kind(path: Path) -> str:
+    """``file``, ``folder``, ``missing``, or what else it is (a FIFO blocks a reader forever)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "missing"
+    except OSError as exc:
+        raise DataError(f"cannot look at data path '{printable(str(path))}': "
+                        f"{exc.strerror or exc}", _DATA_HINT) from exc
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISDIR(mode):
+        return "folder"
+    if stat.S_ISFIFO(mode):
+        return "named pipe (FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    return "special file"
+
+
 def _read_text_files(root: Path, max_bytes: int | None) -> list[bytes]:
+    """Text files under `root` until `max_bytes` are read or `MAX_FILES` files looked at.
+
+    Unreadable files and anything that is not a regular file are skipped; if nothing could be
+    read and some file was unreadable, that is the error reported.
+    """
     chunks: list[bytes] = []
     total = 0
+    unreadable: DataError | None = None
     for file in _folder_files(root):
-        content = _read_file(file, None if max_bytes is None else max_bytes - total)
+        try:
+            content = _read_file(file, None if max_bytes is None else max_bytes - total)
+        except DataError as err:
+            unreadable = unreadable or err
+            continue
         if not content or b"\x00" in content[:_SNIFF_BYTES]:
             continue  # empty or binary: contributes no text
         chunks.append(content)
         total += len(content) + 1
         if max_bytes is not None and total >= max_bytes:
             break
+    if not chunks and unreadable is not None:
+        raise unreadable
     return chunks
 
 
-def _folder_files(root: Path) -> list[Path]:
-    """Non-hidden files under `root`, in sorted relative-path order."""
-    found: list[tuple[str, Path]] = []
-    for folder, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        for name in filenames:
-            if not name.startswith("."):
-                file = Path(folder) / name
-                found.append((file.relative_to(root).as_posix(), file))
-    found.sort()
-    return [file for _, file in found]
+def _folder_files(root: Path, limit: int | None = None):
+    """Non-hidden regular files under `root`, in sorted relative-path order, lazily.
+
+    A folder's entries are visited sorted by name, a subfolder's name followed by ``/``:
+    depth first, that is exactly the order of the sorted relative paths, without listing the
+    whole tree first (a folder such as ``/`` would take forever). The walk stops after `limit`
+    entries (default `MAX_FILES`, files and folders alike) or `MAX_DEPTH` levels down;
+    symbolic links to folders are not followed, unreadable folders are skipped.
+    """
+    seen = [0]
+    yield from _walk(root, seen, MAX_FILES if limit is None else limit, 0)
+
+
+def _walk(folder: Path, seen: list[int], limit: int, depth: int):
+    try:
+        with os.scandir(folder) as listing:
+            entries = [e for e in listing if not e.name.startswith(".")]
+    except OSError:
+        return  # an unreadable folder contributes nothing
+    keyed = []
+    for entry in entries:
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                keyed.append((entry.name + "/", True, Path(entry.path)))
+            elif stat.S_ISREG(os.stat(entry.path).st_mode):  # follows a link to a file
+                keyed.append((entry.name, False, Path(entry.path)))
+        except OSError:
+            continue  # a dangling link, or an entry gone meanwhile
+    for _, is_dir, path in sorted(keyed):
+        seen[0] += 1
+        if seen[0] > limit:
+            return
+        if not is_dir:
+            yield path
+        elif depth < MAX_DEPTH:
+            yield from _walk(path, seen, limit, depth + 1)
 
 
 def _read_file(path: Path, limit: int | None) -> bytes:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -46,3 +48,42 @@ def atomic_write_text(path: Path, text: str) -> None:
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+# Errors that say the machine cannot take the write, not that nestgraph made a mistake.
+_ENVIRONMENT_ERRNOS = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is used up",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+}
+
+
+def environment_problem(err: OSError, where: Path | str | None = None):
+    """The EnvironmentProblem for a failed write, or None if `err` is not one of that kind."""
+    from nestgraph.errors import EnvironmentProblem
+    from nestgraph.escape import printable
+
+    reason = _ENVIRONMENT_ERRNOS.get(err.errno)
+    if reason is None and not isinstance(err, PermissionError):
+        return None
+    reason = reason or "permission denied"
+    path = err.filename or where or "the run folder"
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        hint = "free some space there, or write runs elsewhere with --out DIR"
+    else:
+        hint = "make that folder writable, or write runs elsewhere with --out DIR"
+    return EnvironmentProblem(f"cannot write '{printable(str(path))}': {reason}", hint)
+
+
+@contextmanager
+def environment_errors(where: Path | str | None = None):
+    """Turn a full disk, a read-only or forbidden folder into an EnvironmentProblem."""
+    try:
+        yield
+    except OSError as err:
+        problem = environment_problem(err, where)
+        if problem is None:
+            raise
+        raise problem from err

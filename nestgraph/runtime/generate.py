@@ -14,11 +14,14 @@ import torch
 
 from nestgraph.runtime.engine import StreamState, in_context_levels, read_sequence
 from nestgraph.runtime.levels import LevelDef
+from nestgraph.runtime.threads import apply_threads
 
 
 def sample(model: torch.nn.Module, schedule: tuple[LevelDef, ...], stream: StreamState,
            prompt: bytes, *, tokens: int, seq_len: int, temperature: float = 0.8,
-           seed: int = 0, bf16: bool = False) -> bytes:
+           seed: int = 0, bf16: bool = False, threads: int | str = "auto") -> bytes:
+    """`tokens` bytes after `prompt`; `threads` is ``train.threads`` (see runtime.threads)."""
+    apply_threads(threads)
     generator = torch.Generator().manual_seed(seed)
     context = list(prompt) or [10]  # an empty prompt starts from a newline
     learning = bool(in_context_levels(schedule))

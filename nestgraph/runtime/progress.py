@@ -85,3 +85,57 @@ class RichReporter(Reporter):
         if self.progress is not None:
             self.progress.stop()
             self.progress = None
+
+
+class LogFileReporter(Reporter):
+    """Another reporter, plus ``RUN/train.log``: every note and periodic step line, as text.
+
+    Notes arrive before the run folder exists (which run is resumed, the thread count); they
+    are kept and written once `attach` names the file.
+    """
+
+    def __init__(self, inner: Reporter, every: int = 10) -> None:
+        self.inner, self.every = inner, every
+        self._pending: list[str] = []
+        self._handle = None
+        self._plain: PlainReporter | None = None
+
+    def attach(self, path) -> None:
+        self._handle = open(path, "a", encoding="utf-8", newline="\n")
+        self._plain = PlainReporter(self.every, stream=self._handle)
+        for line in self._pending:
+            self._plain.note(line)
+        self._pending = []
+
+    def start(self, total: int, done: int) -> None:
+        self.inner.start(total, done)
+        if self._plain is not None:
+            self._plain.start(total, done)
+
+    def step(self, step: int, record: dict) -> None:
+        self.inner.step(step, record)
+        if self._plain is not None:
+            self._plain.step(step, record)
+
+    def note(self, text: str) -> None:
+        self.inner.note(text)
+        if self._plain is None:
+            self._pending.append(text)
+        else:
+            self._plain.note(text)
+
+    def stop(self) -> None:
+        self.inner.stop()
+
+    def fileno(self) -> int | None:
+        """train.log's descriptor, flushed, for writes that cannot go through Python's buffer."""
+        if self._handle is None:
+            return None
+        self._handle.flush()
+        return self._handle.fileno()
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+            self._plain = None

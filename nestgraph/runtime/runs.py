@@ -15,14 +15,18 @@ from typing import Any
 
 import torch
 
+from nestgraph.escape import printable
 from nestgraph.runtime.fsutil import atomic_write_text
 
 __all__ = [
+    "LOCK_FILE",
     "MetricsLog",
+    "RunLock",
     "atomic_write_text",
     "latest_run_dir",
     "new_run_dir",
     "read_metrics",
+    "remove_stale_temporaries",
     "write_env_json",
 ]
 
@@ -128,19 +132,135 @@ class MetricsLog:
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """All records of a metrics log, skipping a last line cut short by a crash."""
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    """All records of a metrics log, skipping a last line cut short by a crash.
+
+    A broken line anywhere else means the file was damaged, not cut short: that is a
+    CheckpointError naming the file and the line, since resuming trims this log.
+    """
+    from nestgraph.runtime.checkpoint import CheckpointError
+
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise CheckpointError(f"'{printable(str(path))}' is not UTF-8 text: {err}",
+                              _METRICS_HINT) from None
     records = []
     for i, line in enumerate(lines):
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
             if i == len(lines) - 1:
                 break  # a write interrupted mid-line; everything before it is intact
-            raise
+            raise CheckpointError(f"'{printable(str(path))}' line {i + 1} is not a JSON "
+                                  f"record: {err.msg}", _METRICS_HINT) from None
+        if not isinstance(record, dict) or not isinstance(record.get("step", 0), int):
+            raise CheckpointError(f"'{printable(str(path))}' line {i + 1} is not a metrics "
+                                  "record (an object with an integer step)", _METRICS_HINT)
+        records.append(record)
     return records
+
+
+_METRICS_HINT = "repair or delete that line, or start a new run with --resume never"
+
+
+# --- the run lock -------------------------------------------------------------------------
+
+LOCK_FILE = "train.lock"
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists (one we may not signal counts as alive)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+class RunLock:
+    """``RUN/train.lock`` holds the pid of the one process training the run.
+
+    Taken with an exclusive create, so of two processes starting at once exactly one wins. A
+    lock whose process is gone (killed, crashed) is stale and taken over.
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = Path(run_dir) / LOCK_FILE
+        self.held = False
+
+    def acquire(self) -> RunLock:
+        from nestgraph.errors import TrainingError
+
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                holder = self._holder()
+                if holder is not None and holder != os.getpid() and pid_alive(holder):
+                    raise TrainingError(
+                        f"run folder '{printable(str(self.path.parent))}' is being trained by "
+                        f"process {holder}",
+                        f"wait for it to finish, stop it, or train another run "
+                        f"(--resume never); if no such process trains it, delete {LOCK_FILE}"
+                    ) from None
+                # Stale: its process is gone. Remove it and race for it again.
+                self.path.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(f"{os.getpid()}\n")
+            self.held = True
+            return self
+        raise TrainingError(f"could not take the lock '{printable(str(self.path))}'",
+                            "another process keeps taking it; try again")
+
+    def _holder(self) -> int | None:
+        try:
+            return int(self.path.read_text(encoding="utf-8").split()[0])
+        except (OSError, ValueError, IndexError):
+            return None  # unreadable or half written: treated as stale
+
+    def release(self) -> None:
+        if self.held and self._holder() == os.getpid():
+            self.path.unlink(missing_ok=True)
+        self.held = False
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def remove_stale_temporaries(run_dir: Path) -> list[Path]:
+    """Delete what an interrupted write left behind; call only while holding the run lock.
+
+    Checkpoints are written to ``checkpoints/.tmp-*`` folders and small files to
+    ``.NAME.tmp-PID`` files. With the lock held no other process is writing this run, so
+    every such leftover belongs to a process that died mid-write.
+    """
+    import shutil
+
+    removed = []
+    root = Path(run_dir) / "checkpoints"
+    candidates = [p for p in root.glob(".tmp-*")] if root.is_dir() else []
+    candidates += [p for p in Path(run_dir).glob(".*.tmp-*") if p.is_file()]
+    if root.is_dir():
+        candidates += [p for p in root.glob(".*.tmp-*") if p.is_file()]
+    for path in candidates:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
 
 
 def _utc(moment: datetime) -> datetime:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import signal
 import sys
-import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from time import perf_counter
 
 import torch
 
@@ -25,10 +26,19 @@ from nestgraph.errors import (
     NestgraphError,
     TrainingError,
 )
+from nestgraph.escape import printable
 from nestgraph.runtime import checkpoint as ckpt
-from nestgraph.runtime.data import Corpus, heldout_batches, load_corpus, sample_batch
-from nestgraph.runtime.distributed import average_stream, shared_run_dir
+from nestgraph.runtime.data import (
+    Corpus,
+    check_vocab,
+    heldout_batches,
+    load_corpus,
+    resolve_source,
+    sample_batch,
+)
+from nestgraph.runtime.distributed import average_stream, current_rank, shared_run_dir
 from nestgraph.runtime.engine import StreamState, in_context_levels, init_stream, read_sequence
+from nestgraph.runtime.fsutil import environment_errors
 from nestgraph.runtime.levels import (
     AdamWRule,
     LevelDef,
@@ -38,16 +48,23 @@ from nestgraph.runtime.levels import (
     owned_parameters,
     schedule_factor,
 )
+from nestgraph.runtime.loggers import Loggers, require_loggers
 from nestgraph.runtime.program import Program
-from nestgraph.runtime.progress import Reporter
+from nestgraph.runtime.progress import LogFileReporter, Reporter
 from nestgraph.runtime.resume import find_resume
 from nestgraph.runtime.runs import (
-    MetricsLog,
+    ENV_FILE,
+    RunLock,
     atomic_write_text,
     new_run_dir,
     read_metrics,
+    remove_stale_temporaries,
     write_env_json,
 )
+from nestgraph.runtime.threads import Threads, apply_threads
+
+TRAIN_LOG = "train.log"
+STOP_MESSAGE = b"\nstopping after this step; Ctrl-C again to stop now\n"
 
 
 class Interrupted(NestgraphError):
@@ -133,20 +150,52 @@ def train_step(state: _State, program: Program, cfg: dict, corpus: Corpus,
     """One step: forward with in-context learning, one backward, the step levels that fire."""
     x, y = sample_batch(corpus.train, step=state.step, batch=cfg["batch"],
                         seq_len=cfg["seq_len"], seed=cfg["seed"])
+    timeline: list = []
     with _autocast(cfg, device):
         result = read_sequence(state.model, program.schedule, x.to(device), y.to(device),
-                               state.stream)
+                               state.stream, timeline=timeline)
     loss = result.loss
     if not torch.isfinite(loss):
         raise TrainingError(f"the loss became {loss.item()} at step {state.step + 1}",
-                            "lower the learning rates, or set train.precision=fp32")
+                            non_finite_hint(cfg))
     loss.backward()
     state.step += 1
     record = {"step": state.step, "loss": loss.item()}
     for lv in program.schedule:
         if lv.kind == "step" and fires(lv, state.step):
             record[f"lr/{lv.name}"] = _apply_step_level(state, lv, cfg["steps"])
+    record.update(_update_counts(program.schedule, timeline, state.step, cfg["seq_len"]))
     return record
+
+
+def _update_counts(schedule, timeline: list, step: int, seq_len: int) -> dict[str, int]:
+    """How many times each level updated during this step (per sequence), as it happened.
+
+    In-context levels are counted from the engine's timeline of their updates; step and
+    optimizer levels fire when their period divides the step; the levels that update inside
+    a layer (memories, attention's cache) every `period` tokens of each sequence.
+    """
+    fired: dict[str, int] = {}
+    for name, _ in timeline:
+        fired[name] = fired.get(name, 0) + 1
+    counts = {}
+    for lv in schedule:
+        if lv.kind == "in_context":
+            count = fired.get(lv.name, 0)
+        elif lv.unit == "step":
+            count = int(fires(lv, step))
+        else:
+            count = seq_len // lv.period
+        counts[f"updates/{lv.name}"] = count
+    return counts
+
+
+def non_finite_hint(cfg: dict) -> str:
+    """What to try when numbers overflow, for this run's precision."""
+    if cfg.get("precision") == "bf16":
+        return "bf16 keeps few digits: set train.precision=fp32 (lower learning rates may help too)"
+    return ("lower the learning rates (levels.NAME.rule.lr), or clip the gradients "
+            "(levels.NAME.rule.clip)")
 
 
 def _apply_step_level(state: _State, lv: LevelDef, total_steps: int) -> float:
@@ -188,8 +237,20 @@ def evaluate(state: _State, program: Program, cfg: dict, corpus: Corpus,
 # ------------------------------------------------------------------------------ checkpoints
 
 
+def check_finite(state: _State, cfg: dict) -> None:
+    """Refuse to checkpoint weights that are no longer numbers: the good checkpoints stay."""
+    tensors = {**state.model.state_dict(), **{f"stream {n}": t
+                                               for n, t in state.stream.weights.items()}}
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise TrainingError(f"the weights became non-finite at step {state.step} "
+                                f"({name}); the last checkpoint written is kept",
+                                non_finite_hint(cfg))
+
+
 def save(state: _State, run_dir: Path, cfg: dict, data_cfg: dict, corpus: Corpus,
          spec_sha: str) -> Path:
+    check_finite(state, cfg)
     pending = {n: p.grad for n, p in state.model.named_parameters() if p.grad is not None}
     return ckpt.save_checkpoint(
         run_dir, state.step,
@@ -204,6 +265,12 @@ def save(state: _State, run_dir: Path, cfg: dict, data_cfg: dict, corpus: Corpus
 
 def restore(state: _State, path: Path, device: torch.device) -> None:
     weights, saved, meta = ckpt.load_checkpoint(path)
+    meta = ckpt.read_training_meta(path)
+    for key in ("optimizers", "stream", "pending_grads", "rng"):
+        if key not in saved:
+            raise ckpt.CheckpointError(
+                f"checkpoint '{printable(str(path))}' has an unreadable {ckpt.STATE_FILE}: "
+                f"no '{key}' entry", "resume from an earlier checkpoint of the same run")
     try:
         state.model.load_state_dict(weights)
         for name, opt in state.optimizers.items():
@@ -216,8 +283,14 @@ def restore(state: _State, path: Path, device: torch.device) -> None:
         raise ckpt.CheckpointError(f"the checkpoint '{path}' does not fit this program: {err}",
                                    "resume it with the build it was written by") from None
     state.stream.to(device)
-    ckpt.set_rng_state(saved["rng"])
-    state.step = int(meta["step"])
+    try:
+        ckpt.set_rng_state(saved["rng"])
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as err:
+        raise ckpt.CheckpointError(
+            f"checkpoint '{printable(str(path))}' has an unreadable {ckpt.STATE_FILE}: its "
+            f"random number generator state is broken ({err})",
+            "resume from an earlier checkpoint of the same run") from None
+    state.step = meta["step"]
 
 
 def _trim_metrics(path: Path, step: int) -> None:
@@ -228,8 +301,11 @@ def _trim_metrics(path: Path, step: int) -> None:
 
 
 @contextmanager
-def _sigint_flag():
-    """First Ctrl-C asks the loop to stop after the current step; a second one stops now."""
+def _sigint_flag(log_fd: int | None = None):
+    """First Ctrl-C asks the loop to stop after the current step; a second one stops now.
+
+    The first one is acknowledged at once on standard error (and in train.log, `log_fd`).
+    """
     flag = {"stop": False}
     previous = signal.getsignal(signal.SIGINT)
 
@@ -237,6 +313,14 @@ def _sigint_flag():
         if flag["stop"]:
             raise KeyboardInterrupt
         flag["stop"] = True
+        # os.write is a single system call: safe while the interrupted code holds
+        # sys.stderr's buffer (print could fail with a reentrant call there).
+        for fd in (2, log_fd):
+            if fd is not None:
+                try:
+                    os.write(fd, STOP_MESSAGE)
+                except OSError:
+                    pass
 
     try:
         signal.signal(signal.SIGINT, handler)
@@ -265,7 +349,11 @@ class _Session:
     reporter: Reporter
 
     def evaluate(self, state: _State) -> float:
-        return evaluate(state, self.program, self.cfg, self.corpus, self.device)
+        bpb = evaluate(state, self.program, self.cfg, self.corpus, self.device)
+        if not math.isfinite(bpb):
+            raise TrainingError(f"the held-out loss became {bpb} at step {state.step}; no "
+                                "checkpoint was written for it", non_finite_hint(self.cfg))
+        return bpb
 
     def save(self, state: _State) -> Path:
         return save(state, self.run_dir, self.cfg, self.data_cfg, self.corpus,
@@ -275,39 +363,97 @@ class _Session:
 def train(program: Program, cfg: dict, data_cfg: dict, *, out: Path = Path("runs"),
           resume: str = "auto", command: list[str] | None = None,
           reporter: Reporter | None = None, interrupt_at: int | None = None,
-          run_dir: Path | None = None) -> RunResult:
+          run_dir: Path | None = None, steps: int | None = None,
+          data_base: Path | None = None) -> RunResult:
     """Train `program` with the train section `cfg` and data section `data_cfg`.
 
     `interrupt_at` behaves as if Ctrl-C were pressed once that step is done (for tests).
     `run_dir`, when given (by rank 0 under torchrun), is used instead of choosing one.
+    `steps`, when the user asked for a number of steps, lets an explicitly resumed run
+    (``resume=PATH``) train to that many steps instead of its own count.
+    `data_base` is the folder that relative ``data.source``/``data.heldout_source`` paths are
+    taken from (the folder of the spec as the user wrote it); ``None``: the working folder.
+    Every line the reporter shows also goes to ``RUN/train.log``.
     """
-    reporter = reporter or Reporter.auto(cfg["log_every"])
+    log = LogFileReporter(reporter or Reporter.auto(cfg["log_every"]), cfg["log_every"])
+    try:
+        with environment_errors(out):
+            return _train(program, cfg, data_cfg, out=out, resume=resume, command=command,
+                          reporter=log, interrupt_at=interrupt_at, run_dir=run_dir,
+                          steps=steps, data_base=data_base)
+    finally:
+        log.close()
+
+
+def _train(program, cfg, data_cfg, *, out, resume, command, reporter, interrupt_at, run_dir,
+           steps, data_base) -> RunResult:
     point = find_resume(resume, out, program, cfg, data_cfg, reporter.note)
+    extended_from = None
     if point is not None:
         cfg, data_cfg = point.cfg, point.data_cfg  # a run continues with its own settings
+        if resume != "auto" and steps is not None and steps != cfg["steps"]:
+            extended_from, cfg = cfg["steps"], dict(cfg, steps=steps)
+    threads = apply_threads(cfg.get("threads", "auto"))
     device = resolve_device(cfg["device"])
-    corpus = _load_corpus(data_cfg)
-    if point is not None and ckpt.read_meta(point.checkpoint)["data_sha256"] != corpus.sha256:
+    reporter.note(f"device: {device}  threads: {threads.count} ({threads.how})")
+    require_loggers(cfg.get("loggers", ["jsonl"]))
+    corpus = _load_corpus(data_cfg, data_base, reporter.note)
+    if point is not None and ckpt.read_training_meta(point.checkpoint)["data_sha256"] \
+            != corpus.sha256:
         if resume != "auto":
             raise TrainingError(f"the data of run '{point.run_dir}' has changed since it began",
                                 "restore the data, or start a new run with --resume never")
+        reporter.note(f"not resuming {point.run_dir}: its data has changed since it began")
         point = None
     state = build_state(program, cfg, device)
-    if point is not None:
-        run_dir = point.run_dir
-        restore(state, point.checkpoint, device)
-        _trim_metrics(run_dir / "metrics.jsonl", state.step)
-        reporter.note(f"resuming {run_dir} from step {state.step}")
-        if state.step >= cfg["steps"]:
-            reporter.note(f"{run_dir} has already run its {cfg['steps']} steps")
-            return RunResult(run_dir, state.step, float("nan"), state.step)
-    else:
-        run_dir = run_dir or Path(shared_run_dir(lambda: new_run_dir(out, program.name)))
-        _start_run(run_dir, program, cfg, data_cfg, corpus, device, command)
+    check_vocab(corpus, int(getattr(state.model, "vocab", 256)))
+    main = current_rank().is_main
+    lock = None
+    try:
+        if point is not None:
+            run_dir = point.run_dir
+            lock = RunLock(run_dir).acquire() if main else None
+            if lock is not None:
+                remove_stale_temporaries(run_dir)
+            restore(state, point.checkpoint, device)
+            _trim_metrics(run_dir / "metrics.jsonl", state.step)
+            reporter.attach(run_dir / TRAIN_LOG)
+            reporter.note(f"resuming {run_dir} from step {state.step}")
+            if extended_from is not None:
+                reporter.note(f"training to step {cfg['steps']} (the run was for "
+                              f"{extended_from}); the learning-rate schedules now end at step "
+                              f"{cfg['steps']}")
+                _record_settings(run_dir, cfg, data_cfg)
+            _record_session(run_dir, state.step, threads, command)
+            if state.step >= cfg["steps"]:
+                reporter.note(f"{run_dir} has already run its {cfg['steps']} steps")
+                return RunResult(run_dir, state.step, float("nan"), state.step)
+        else:
+            run_dir = run_dir or Path(shared_run_dir(lambda: new_run_dir(out, program.name)))
+            lock = RunLock(run_dir).acquire() if main else None
+            if lock is not None:
+                remove_stale_temporaries(run_dir)
+            _start_run(run_dir, program, cfg, data_cfg, corpus, device, command, threads)
+            reporter.attach(run_dir / TRAIN_LOG)
+        return _session(program, cfg, data_cfg, corpus, device, run_dir, reporter, state,
+                        interrupt_at)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _session(program, cfg, data_cfg, corpus, device, run_dir, reporter, state,
+             interrupt_at) -> RunResult:
     session = _Session(program, cfg, data_cfg, corpus, device, run_dir, reporter)
     resumed_from = state.step
-    reporter.note(f"run folder: {run_dir}  data: {corpus.source} ({len(corpus.train):,} bytes)")
-    with MetricsLog(run_dir / "metrics.jsonl") as log, _sigint_flag() as sig:
+    reporter.note(f"run folder: {run_dir}  data: {printable(corpus.source)} "
+                  f"({len(corpus.train):,} bytes)")
+    columns = ["step", "loss", "heldout_bpb", "tokens_per_s",
+               *[f"lr/{lv.name}" for lv in program.schedule if lv.kind == "step"],
+               *[f"updates/{lv.name}" for lv in program.schedule]]
+    with Loggers(run_dir, cfg.get("loggers", ["jsonl"]), columns=columns,
+                 resumed_from=resumed_from) as log, \
+            _sigint_flag(getattr(reporter, "fileno", lambda: None)()) as sig:
         history = _loop(session, state, log, sig, interrupt_at)
         bpb = session.evaluate(state)
         log.write({"step": state.step, "heldout_bpb": bpb})
@@ -316,20 +462,44 @@ def train(program: Program, cfg: dict, data_cfg: dict, *, out: Path = Path("runs
     return RunResult(run_dir, state.step, bpb, resumed_from, history)
 
 
-def _start_run(run_dir, program, cfg, data_cfg, corpus, device, command) -> None:
-    program.write_sources(run_dir)
-    # The train and data sections as this run used them, after every override.
+def _record_settings(run_dir: Path, cfg: dict, data_cfg: dict) -> None:
+    # The train and data sections as this run uses them, after every override.
     atomic_write_text(run_dir / "run.json", json.dumps(
         {"train": cfg, "data": data_cfg}, indent=2, sort_keys=True) + "\n")
+
+
+def _record_session(run_dir: Path, step: int, threads: Threads, command) -> None:
+    """Add this resumption (its step, thread count and command) to env.json's ``resumed``."""
+    path = run_dir / ENV_FILE
+    try:
+        env = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # env.json describes the run; a damaged one does not stop it
+    if not isinstance(env, dict):
+        return
+    env.setdefault("resumed", []).append(
+        {"step": step, "command": list(command or sys.argv), **threads.as_record()})
+    atomic_write_text(path, json.dumps(env, sort_keys=True, indent=2) + "\n")
+
+
+def _start_run(run_dir, program, cfg, data_cfg, corpus, device, command, threads) -> None:
+    program.write_sources(run_dir)
+    _record_settings(run_dir, cfg, data_cfg)
     write_env_json(run_dir, seed=cfg["seed"], command=command or sys.argv,
                    extra={"data": corpus.source, "data_sha256": corpus.sha256,
-                          "device": str(device), "train": cfg})
+                          "device": str(device), "train": cfg, **threads.as_record()})
 
 
-def _load_corpus(data_cfg: dict) -> Corpus:
-    source = None if data_cfg["source"] == "stdlib" else data_cfg["source"]
+def _load_corpus(data_cfg: dict, base: Path | None = None, note=None) -> Corpus:
+    source = None if data_cfg["source"] == "stdlib" else resolve_source(data_cfg["source"], base)
+    heldout = resolve_source(data_cfg.get("heldout_source"), base)
+    if note is not None:
+        where = "the Python standard library sources" if source is None else f"'{source}'"
+        limit = f" (at most {data_cfg['max_bytes']:,} bytes)" if data_cfg["max_bytes"] else ""
+        held = f"; held out: '{heldout}'" if heldout else ""
+        note(printable(f"reading data: {where}{limit}{held}"))
     return load_corpus(source, heldout_fraction=data_cfg["heldout"],
-                       max_bytes=data_cfg["max_bytes"])
+                       max_bytes=data_cfg["max_bytes"], heldout_path=heldout)
 
 
 def _loop(session: _Session, state: _State, log, sig, interrupt_at) -> list[dict]:
@@ -340,13 +510,12 @@ def _loop(session: _Session, state: _State, log, sig, interrupt_at) -> list[dict
         history.append({"step": 0, "heldout_bpb": bpb})
     tokens_per_step = cfg["batch"] * cfg["seq_len"]
     reporter.start(total=cfg["steps"], done=state.step)
-    tick = time.perf_counter()
     while state.step < cfg["steps"]:
+        # Timed from here: evaluation, checkpoints and logging below are not the step's time.
+        tick = perf_counter()
         record = train_step(state, session.program, cfg, session.corpus, session.device)
         average_stream(state.stream)  # a no-op on one process; keeps ranks' streams equal
-        now = time.perf_counter()
-        record["tokens_per_s"] = tokens_per_step / max(now - tick, 1e-9)
-        tick = now
+        record["tokens_per_s"] = tokens_per_step / max(perf_counter() - tick, 1e-9)
         history.append(record)
         log.write(record)
         reporter.step(state.step, record)

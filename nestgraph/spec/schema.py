@@ -433,6 +433,15 @@ class Level(Strict):
 # ---------------------------------------------------------------------------- train, data
 
 
+def _check_loggers(names: list[str]) -> list[str]:
+    if "jsonl" not in names:
+        raise ValueError("train.loggers must include 'jsonl': resuming a run and `nestgraph "
+                         "plot` read metrics.jsonl")
+    if len(set(names)) != len(names):
+        raise ValueError("train.loggers names a logger twice")
+    return names
+
+
 class TrainSpec(Strict):
     steps: int = Field(200, ge=0)
     batch: int = Field(8, ge=1)
@@ -446,12 +455,22 @@ class TrainSpec(Strict):
     eval_batches: int = Field(8, ge=1)
     checkpoint_every: int = Field(100, ge=0, description="0 checkpoints only at the end")
     keep_checkpoints: int = Field(3, ge=1)
+    threads: Literal["auto"] | Annotated[int, Field(ge=1, strict=True)] = Field(
+        "auto", description="CPU threads for torch; 'auto' takes the cores not busy with "
+        "other work (the core count minus the 1-minute load average, at least 1)")
+    loggers: Annotated[list[Literal["jsonl", "csv", "tensorboard"]],
+                       AfterValidator(_check_loggers)] = Field(
+        ["jsonl", "csv"], description="where metrics go: metrics.jsonl (always needed: resuming "
+        "and plot read it), metrics.csv, TensorBoard event files under tensorboard/")
 
 
 class DataSpec(Strict):
     source: str = Field("stdlib", description="'stdlib' (the embedded corpus), a file or a folder")
     heldout: float = Field(0.05, gt=0, lt=1)
     max_bytes: int = Field(4_000_000, ge=1024)
+    heldout_source: str | None = Field(
+        None, description="a separate file or folder to evaluate on; none: the held-out part "
+        "is the last `heldout` fraction of the training data")
 
 
 class Spec(Strict):

@@ -82,8 +82,10 @@ def test_round_trip(tmp_path: Path) -> None:
     assert weights.keys() == model.state_dict().keys()
     for key, value in model.state_dict().items():
         assert torch.equal(weights[key], value)
-    assert loaded_meta == {**meta, "step": 12}
     assert json.loads((path / "trainer_state.json").read_text()) == loaded_meta
+    files = loaded_meta.pop("files")
+    assert loaded_meta == {**meta, "step": 12}
+    assert sorted(files) == ["model.safetensors", "state.pt"]
 
     loaded_opt = loaded_state["optimizer"]
     assert loaded_opt["param_groups"] == optimizer["param_groups"]
@@ -181,3 +183,41 @@ def test_missing_and_corrupt_files(tmp_path: Path) -> None:
     (path / "trainer_state.json").write_text("{broken")
     with pytest.raises(CheckpointError, match="trainer_state.json"):
         load_checkpoint(path)
+
+
+def test_a_bit_flip_in_the_weights_is_refused(tmp_path: Path) -> None:
+    path = _save(tmp_path, 1)
+    raw = bytearray((path / "model.safetensors").read_bytes())
+    raw[-1] ^= 0x01  # one bit of the last weight: the file still parses
+    (path / "model.safetensors").write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match="damaged model.safetensors"):
+        load_checkpoint(path)
+
+
+def test_a_bit_flip_in_the_state_is_refused(tmp_path: Path) -> None:
+    path = save_checkpoint(tmp_path, 1, weights={}, state={"x": torch.zeros(4)}, meta={})
+    raw = bytearray((path / "state.pt").read_bytes())
+    raw[len(raw) // 2] ^= 0x01
+    (path / "state.pt").write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match="damaged state.pt"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda m: m.pop("data_sha256"), "no 'data_sha256' entry"),
+    (lambda m: m.update(step="x"), "step is 'x'"),
+    (lambda m: m.update(train=[]), "'train' is"),
+])
+def test_training_meta_entries_are_checked(tmp_path: Path, change, words) -> None:
+    from nestgraph.runtime.checkpoint import read_training_meta
+
+    meta = {"steps": 4, "data_sha256": "0" * 64, "spec_sha256": "1" * 64,
+            "train": {}, "data": {}}
+    path = save_checkpoint(tmp_path, 2, weights={}, state={}, meta=meta)
+    assert read_training_meta(path)["step"] == 2
+    stored = json.loads((path / "trainer_state.json").read_text())
+    change(stored)
+    (path / "trainer_state.json").write_text(json.dumps(stored))
+    with pytest.raises(CheckpointError, match="trainer_state.json") as info:
+        read_training_meta(path)
+    assert words in info.value.message

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
@@ -221,3 +222,91 @@ def test_heldout_batches_tiny_data_fallback() -> None:
     assert x.tolist() == [[10, 20, 30]] and y.tolist() == [[20, 30, 40]]
     with pytest.raises(DataError):
         heldout_batches(data[:1], batch=1, seq_len=4, max_batches=1)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
+def test_special_files_are_refused_or_skipped(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe")
+    with pytest.raises(DataError, match="named pipe .* not a regular file or folder"):
+        load_corpus(tmp_path / "pipe")
+    (tmp_path / "a.txt").write_bytes(b"text next to a pipe")
+    assert _bytes(load_corpus(tmp_path, heldout_fraction=0.1)) == b"text next to a pipe"
+
+
+def test_folder_walk_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for i in range(5):
+        (tmp_path / f"{i}.txt").write_bytes(b"x" * 10)
+    monkeypatch.setattr(data_mod, "MAX_FILES", 2)
+    assert load_corpus(tmp_path, heldout_fraction=0.1).n_files == 2
+    monkeypatch.setattr(data_mod, "MAX_FILES", 100)
+
+
+def test_folder_walk_stops_at_max_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for i in range(4):
+        (tmp_path / f"sub{i}").mkdir()
+        (tmp_path / f"sub{i}" / "t.txt").write_bytes(b"x" * 10)
+    listed: list[str] = []
+    real_scandir = os.scandir
+
+    def spy(path):
+        listed.append(str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", spy)
+    load_corpus(tmp_path, heldout_fraction=0.1, max_bytes=15)
+    assert len(listed) == 3  # the root, sub0, sub1: enough bytes, the rest is never listed
+
+
+def test_folder_walk_order_matches_sorted_relative_paths(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.txt").write_bytes(b"in a")
+    (tmp_path / "a-b.txt").write_bytes(b"a-b")  # '-' sorts before '/'
+    (tmp_path / "ab").mkdir()
+    (tmp_path / "ab" / "y.txt").write_bytes(b"in ab")
+    assert _bytes(load_corpus(tmp_path, heldout_fraction=0.1)) == b"a-b\nin a\nin ab"
+
+
+def test_unreadable_files_in_a_folder_are_skipped(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "a.txt").write_bytes(b"readable")
+    locked = tmp_path / "b.txt"
+    locked.write_bytes(b"locked")
+    real_open = Path.open
+
+    def refuse(self: Path, *args: object, **kwargs: object):
+        if self == locked:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", refuse)
+    assert _bytes(load_corpus(tmp_path, heldout_fraction=0.1)) == b"readable"
+
+
+def test_separate_heldout_source(tmp_path: Path) -> None:
+    (tmp_path / "train.txt").write_bytes(b"training text")
+    (tmp_path / "valid.txt").write_bytes(b"validation")
+    corpus = load_corpus(tmp_path / "train.txt", heldout_path=tmp_path / "valid.txt")
+    assert bytes(corpus.train.tolist()) == b"training text"
+    assert bytes(corpus.heldout.tolist()) == b"validation"
+    alone = load_corpus(tmp_path / "train.txt")
+    assert corpus.sha256 != alone.sha256  # the held-out data is part of what a run used
+
+
+def test_resolve_source_against_a_base_folder(tmp_path: Path) -> None:
+    from nestgraph.runtime.data import resolve_source
+
+    assert resolve_source("data/x.txt", tmp_path) == str(tmp_path / "data" / "x.txt")
+    assert resolve_source("/abs/x.txt", tmp_path) == "/abs/x.txt"
+    assert resolve_source("stdlib", tmp_path) == "stdlib"
+    assert resolve_source("x.txt", None) == "x.txt"
+    assert resolve_source(None, tmp_path) is None
+
+
+def test_check_vocab() -> None:
+    from nestgraph.runtime.data import check_vocab
+
+    text = Corpus(train=torch.tensor([65, 66], dtype=torch.uint8),
+                  heldout=torch.tensor([200], dtype=torch.uint8), source="t", sha256="", n_files=1)
+    check_vocab(text, 256)
+    with pytest.raises(DataError, match="model.vocab is 128.*byte value 200"):
+        check_vocab(text, 128)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from nestgraph.runtime.checkpoint import CheckpointError
 from nestgraph.runtime.runs import (
     MetricsLog,
     atomic_write_text,
@@ -90,6 +91,6 @@ def test_read_metrics_skips_torn_last_line(tmp_path: Path) -> None:
     path = tmp_path / "metrics.jsonl"
     path.write_text('{"step": 1}\n{"step": 2}\n{"ste')
     assert read_metrics(path) == [{"step": 1}, {"step": 2}]
-    path.write_text('{"ste\n{"step": 2}\n')
-    with pytest.raises(json.JSONDecodeError):
+    path.write_text('{"step": 1}\n{"ste\n{"step": 2}\n')
+    with pytest.raises(CheckpointError, match=r"metrics.jsonl' line 2 is not a JSON record"):
         read_metrics(path)

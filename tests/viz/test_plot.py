@@ -56,3 +56,67 @@ def test_plot_without_matplotlib_says_how_to_get_it(tmp_path: Path, monkeypatch)
 def test_plot_of_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
     result = runner.invoke(app, ["plot", str(tmp_path)])
     assert result.exit_code == 2 and "not a run folder" in result.output
+
+
+def test_update_counts_come_from_what_the_run_recorded() -> None:
+    from nestgraph.viz.plot import update_series
+
+    plan = compiled_plan("hope")[0]  # planned at seq_len 256
+    records = [{"step": 0, "heldout_bpb": 8.0}]
+    records += [{"step": s, "loss": 1.0, "updates/cms_fast": 2, "updates/outer": 1}
+                for s in (1, 2, 3)]
+    series = update_series(records, plan, {"seq_len": 64})
+    assert series["cms_fast"] == ([0, 1, 2, 3], [0, 2, 4, 6])
+    assert series["outer"] == ([0, 1, 2, 3], [0, 1, 2, 3])
+
+
+def test_update_counts_of_an_older_run_use_its_own_seq_len() -> None:
+    from nestgraph.viz.plot import update_series
+
+    plan = compiled_plan("hope")[0]
+    records = [{"step": s, "loss": 1.0} for s in (1, 2)]
+    series = update_series(records, plan, {"seq_len": 64})  # trained with train.seq_len=64
+    assert series["outer"][1] == [0, 1, 2]  # one step each, not 64/256 of one
+    assert series["cms_fast"][1] == [0, 2, 4]  # 64 // 32 per sequence and step
+
+
+@pytest.mark.parametrize("records", [
+    [{"step": 0, "heldout_bpb": 8.0}],
+    [{"step": 0, "heldout_bpb": 8.0}, {"step": 1, "loss": 5.0, "tokens_per_s": 400.0},
+     {"step": 1, "heldout_bpb": 7.0}],
+])
+def test_a_run_with_one_point_has_no_degenerate_axes(tmp_path: Path, monkeypatch,
+                                                     records) -> None:
+    pytest.importorskip("matplotlib")
+    import warnings
+
+    import matplotlib.pyplot as plt
+
+    from nestgraph.viz.plot import plot_run
+
+    run = fake_run(tmp_path)
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    drawn = []
+    real_close = plt.close
+    monkeypatch.setattr(plt, "close", lambda fig: (drawn.append(fig), real_close(fig)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = plot_run(run)
+    assert out.read_bytes().startswith(b"\x89PNG")
+    for ax in drawn[0].axes:
+        low, high = ax.get_xlim()
+        assert high - low >= 1, (ax.get_title(), low, high)  # at least a step wide
+
+
+def test_a_read_only_run_folder_is_an_environment_problem(tmp_path: Path, monkeypatch) -> None:
+    pytest.importorskip("matplotlib")
+    import errno
+
+    from matplotlib.figure import Figure
+
+    def refuse(self, path, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(Figure, "savefig", refuse)
+    result = runner.invoke(app, ["plot", str(fake_run(tmp_path))])
+    assert result.exit_code == 6 and "permission denied" in result.output
