@@ -22,6 +22,7 @@ from nestgraph.escape import printable
 
 BUILD_ROOT = Path("build")
 LATEST = "latest"
+ORIGIN = "origin.json"  # where the spec came from: relative data paths are taken from there
 RESOLVED = "spec.resolved.yaml"
 
 
@@ -36,9 +37,12 @@ def _cannot_write(path: Path, err: OSError) -> EnvironmentProblem:
                               "choose another folder with -o, or make this one writable")
 
 
-def write_build(result, source, overrides: list[str], out: Path | None) -> Path:
+def write_build(result, source, overrides: list[str], out: Path | None,
+                spec_folder: Path | None = None) -> Path:
     """Write program.py, plan.json, the spec as given and resolved; the folder written.
 
+    `spec_folder`, the folder of the spec file, is recorded in ``origin.json``: a relative
+    ``data.source`` in a spec means "next to the spec", wherever `train` is run from.
     A folder that cannot be written is an `EnvironmentProblem` (exit 6) naming the path.
     """
     from nestgraph.runtime.fsutil import atomic_write_text
@@ -53,6 +57,8 @@ def write_build(result, source, overrides: list[str], out: Path | None) -> Path:
         given: source.text if source is not None else result.resolved_yaml,
         "overrides.txt": "".join(o + "\n" for o in overrides),
     }
+    if spec_folder is not None:
+        files[ORIGIN] = json.dumps({"spec_folder": str(Path(spec_folder).resolve())}) + "\n"
     target = folder
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -315,6 +321,9 @@ def train_config(program, overrides: list[str], *, steps: int | None, data: str 
     else:
         document, source = {}, SourceFile(filename="<build>", text="")
     document = dict(document, train=dict(program.train), data=dict(program.data))
+    overrides = absolute_data_overrides(overrides)
+    if data is not None:
+        data = absolute_data_overrides([f"data.source={data}"])[0].partition("=")[2]
     problems = []
     for number, item in enumerate(overrides, 1):
         key = item.lstrip("~").partition("=")[0]
@@ -371,3 +380,27 @@ def load_run(run: Path, *, trust: bool = False):
     stream = init_stream(model, program.schedule)
     stream.load_state_dict(state["stream"])
     return model, program, stream, cfg
+
+
+def spec_folder_of(folder: Path) -> Path | None:
+    """The folder of the spec a build (or a run copied from it) was compiled from, if known."""
+    try:
+        return Path(json.loads((Path(folder) / ORIGIN).read_text(encoding="utf-8"))["spec_folder"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+DATA_PATHS = ("data.source", "data.heldout_source")
+
+
+def absolute_data_overrides(overrides: list[str]) -> list[str]:
+    """``data.source=REL`` typed on the command line means REL from the working folder: make it
+    absolute, so that it is not taken from the spec's folder later."""
+    fixed = []
+    for item in overrides:
+        key, eq, value = item.partition("=")
+        if eq and key.strip() in DATA_PATHS and value not in ("", "stdlib", "null", "~"):
+            path = Path(value).expanduser()
+            item = f"{key}={path if path.is_absolute() else Path.cwd() / path}"
+        fixed.append(item)
+    return fixed

@@ -247,13 +247,21 @@ def compile_cmd(
 
 def _compile_into(spec_arg: str, overrides: list[str], out: Path | None) -> Path:
     """Compile, write the build folder, print the level table, mark it the latest build."""
-    from nestgraph.build import mark_latest, print_summary, write_build, write_level_diagram
+    from nestgraph.build import (
+        absolute_data_overrides,
+        mark_latest,
+        print_summary,
+        write_build,
+        write_level_diagram,
+    )
     from nestgraph.compiler import compile_spec
-    from nestgraph.spec import read_document
+    from nestgraph.spec import find_spec_file, read_document
 
+    overrides = absolute_data_overrides(overrides)
     data, source = read_document(spec_arg, overrides)
     result = compile_spec(data, source)
-    folder = write_build(result, source, overrides, out)
+    folder = write_build(result, source, overrides, out,
+                         spec_folder=find_spec_file(spec_arg).parent)
     mark_latest(folder)
     print_summary(result.plan, folder)
     _status(write_level_diagram(result.plan, result.spec, folder))
@@ -305,7 +313,7 @@ def train(
     nestgraph train build/cms --steps 50 train.batch=4;
     nestgraph train specs/cms.yaml model.dim=32 --steps 20
     """
-    from nestgraph.build import RESOLVED, check_program, find_build, train_config
+    from nestgraph.build import RESOLVED, check_program, find_build, spec_folder_of, train_config
 
     words, overrides = _split_args(args)
     if len(words) > 1:
@@ -324,7 +332,8 @@ def train(
     program = load_program(folder)
     cfg, data_cfg = train_config(program, overrides, steps=steps, data=data,
                                  resolved=folder / RESOLVED)
-    result = run_training(program, cfg, data_cfg, out=out, resume=resume, command=sys.argv)
+    result = run_training(program, cfg, data_cfg, out=out, resume=resume, command=sys.argv,
+                          steps=steps, data_base=spec_folder_of(folder))
     _plot_after_training(result.run_dir)
 
 
@@ -368,7 +377,7 @@ def generate(
 
     text = sample(model, program.schedule, stream, prompt.encode(), tokens=tokens,
                   seq_len=cfg["seq_len"], temperature=temperature, seed=seed,
-                  bf16=cfg["precision"] == "bf16")
+                  bf16=cfg["precision"] == "bf16", threads=cfg.get("threads", "auto"))
     typer.echo(prompt + text.decode("utf-8", errors="replace"))
 
 
