@@ -16,9 +16,11 @@ from pydantic import ValidationError
 from nestgraph.compiler.ir import build_ir, memory_levels, verify_ir
 from nestgraph.compiler.passes.common import Lost
 from nestgraph.compiler.passes.flow import check_flow
+from nestgraph.compiler.passes.modules import check_modules
 from nestgraph.compiler.passes.ownership import partition_ownership
 from nestgraph.compiler.passes.resolve import resolve
 from nestgraph.compiler.passes.schedule import (
+    check_contexts,
     check_memories_owned,
     check_outer,
     check_periods,
@@ -36,6 +38,7 @@ STAGES = ("spec", "ir", "validated", "schedule", "shapes", "plan", "program")
 # reports every problem.
 VALIDATION_PASSES = (
     ("resolve", resolve),
+    ("modules", check_modules),
     ("ownership", partition_ownership),
     ("classify", classify),
     ("memories", check_memories_owned),
@@ -43,6 +46,7 @@ VALIDATION_PASSES = (
     ("periods", check_periods),
     ("outer", check_outer),
     ("flow", check_flow),
+    ("contexts", check_contexts),
 )
 
 

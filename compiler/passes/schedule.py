@@ -15,7 +15,7 @@ import math
 
 import networkx as nx
 
-from nestgraph.compiler.ir import levels, owned_by, owner_of, parts
+from nestgraph.compiler.ir import edges_of, levels, owned_by, owner_of, parts
 from nestgraph.compiler.passes.common import level_path, report
 from nestgraph.periods import in_tokens, nesting_violations, never_updates
 
@@ -132,6 +132,29 @@ def _check_optimizer_level(g: nx.DiGraph, lv, bad) -> None:
         bad("every", f"every {lv.period} steps is not a multiple of the {source.period} steps "
             f"of level '{source.name}', whose gradients it reads",
             f"use a multiple of {source.period}")
+
+
+def check_contexts(g: nx.DiGraph) -> None:
+    """The language has room for levels that learn from another level's output; this version
+    runs only optimizer levels' 'gradients of'. Refused here, at the context, so that `validate`
+    and `compile` agree. A context already reported (an unknown level, a flow cycle) is not
+    reported again. Requires: flow."""
+    flows = edges_of(g, "context")
+    cyclic = {n for c in nx.strongly_connected_components(flows)
+              if len(c) > 1 or any(flows.has_edge(n, n) for n in c) for n in c}
+    for lv in levels(g):
+        kind = g.graph["kinds"][lv.name]
+        if (not lv.source or kind == "optimizer" or f"level:{lv.source}" not in g
+                or f"level:{lv.name}" in cyclic):
+            continue
+        learns = "the corpus" if kind == "step" else "tokens"
+        report(g, f"level '{lv.name}' learns from '{lv.context} of {lv.source}': a context "
+               "this version does not run (it runs 'tokens' for in-context and memory levels, "
+               "'corpus' for step levels, 'gradients of' for optimizer levels)",
+               level_path(g, lv.name, "context"),
+               f"{'an' if kind == 'in_context' else 'a'} {kind.replace('_', '-')} level learns "
+               f"from {learns}: write "
+               f"'context: {learns.removeprefix('the ')}'", "E-LEVEL")
 
 
 def check_memory_readers(g: nx.DiGraph) -> None:
