@@ -109,6 +109,8 @@ def compile_spec(data, source=None, stop_after: str = "program") -> Compilation:
         run(g)
         _verify(g, name, [*out.passes_run, name])
         out.passes_run.append(name)
+    if g.graph["diagnostics"]:  # the cost pass's memory estimate: more than the machine has
+        raise SpecError(g.graph["diagnostics"], source)
     if stop_after == "shapes":
         return out
     out.plan = make_plan(g, out.resolved_yaml)
