@@ -50,8 +50,10 @@ def _kind(lv) -> str:
 
 
 def _check_kind(g: nx.DiGraph, lv, kind: str) -> None:
-    def bad(key, message, hint):
-        report(g, f"level '{lv.name}': {message}", level_path(g, lv.name, key), hint, "E-LEVEL")
+    def bad(key, message, hint):  # key: a key of the level, or a path under it
+        where = key if isinstance(key, tuple) else (key,)
+        report(g, f"level '{lv.name}': {message}", level_path(g, lv.name, *where), hint,
+               "E-LEVEL")
 
     if kind == "optimizer":
         _check_optimizer_level(g, lv, bad)
@@ -206,14 +208,16 @@ def _check_memory_stability(g: nx.DiGraph, lv, bad) -> None:
     momentum = getattr(rule, "momentum", 0.0)  # DGD has none
     if isinstance(momentum, str):
         momentum = rule.max_momentum
-    gain = lv.period * lr / (1 - momentum) if momentum < 1 else float("inf")
+    # The schema bounds each rate on its own (lr > 0, momentum in [0, 1)); this is their joint
+    # upper bound, reported at the rate to lower.
+    gain = lv.period * lr / (1 - momentum)
     if gain > 1:
         safe = (1 - momentum) / lv.period
         key = "max_lr" if isinstance(rule.lr, str) else "lr"
         with_momentum = f" with momentum up to {momentum:g}" if hasattr(rule, "momentum") else ""
         bound = "chunk x lr / (1 - momentum) <= 1" if with_momentum else "chunk x lr <= 1"
-        bad("rule", f"every {lv.period} tokens at lr up to {lr:g}{with_momentum}, one memory "
-            f"step can be {gain:.3g} times too large to stay stable",
+        bad(("rule", key), f"every {lv.period} tokens at lr up to {lr:g}{with_momentum}, one "
+            f"memory step can be {gain:.3g} times too large to stay stable",
             f"use {key} <= {safe:.3g} ({bound})")
 
 
