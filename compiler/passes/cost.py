@@ -110,7 +110,8 @@ def check_memory(g: nx.DiGraph, memory: dict[str, int], limit: int) -> None:
              f"{size(limit)} this machine has")
     notes = (f"the estimate is a lower bound; {MEMORY_LIMIT_ENV} sets the memory it is held to",)
     fits = (limit - memory["weights"]) // max(1, memory["per_lane"])
-    if memory["weights"] >= total - memory["weights"]:  # the model itself is too large
+    if memory["weights"] > limit or memory["weights"] >= total - memory["weights"]:
+        # the model itself is too large, or most of the estimate
         if 2 * model.vocab * model.dim > sum(g.graph["part_params"].values()):
             report(g, shown, ("model", "vocab"), "use a smaller model.vocab", "E-MEMORY", notes)
         else:

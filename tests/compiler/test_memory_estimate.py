@@ -36,6 +36,14 @@ def test_a_model_of_dim_65536_is_refused_at_the_dim(monkeypatch) -> None:
     assert "model.dim" in d.hint
 
 
+def test_a_model_too_large_is_refused_at_the_dim_whatever_dominates(monkeypatch) -> None:
+    # Hope's fast weights dominate its estimate, but its weights alone exceed the memory.
+    monkeypatch.setenv(MEMORY_LIMIT_ENV, "64G")
+    data = shipped_data("hope")
+    data["model"]["dim"] = 65536
+    assert refused(data).path == ("model", "dim")
+
+
 def test_a_batch_too_large_is_refused_at_the_batch_with_one_that_fits(monkeypatch) -> None:
     monkeypatch.setenv(MEMORY_LIMIT_ENV, "1G")
     data = shipped_data("transformer")
