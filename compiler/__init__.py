@@ -16,9 +16,11 @@ from pydantic import ValidationError
 from nestgraph.compiler.ir import build_ir, memory_levels, verify_ir
 from nestgraph.compiler.passes.common import Lost
 from nestgraph.compiler.passes.flow import check_flow
+from nestgraph.compiler.passes.modules import check_modules
 from nestgraph.compiler.passes.ownership import partition_ownership
 from nestgraph.compiler.passes.resolve import resolve
 from nestgraph.compiler.passes.schedule import (
+    check_contexts,
     check_memories_owned,
     check_outer,
     check_periods,
@@ -36,6 +38,7 @@ STAGES = ("spec", "ir", "validated", "schedule", "shapes", "plan", "program")
 # reports every problem.
 VALIDATION_PASSES = (
     ("resolve", resolve),
+    ("modules", check_modules),
     ("ownership", partition_ownership),
     ("classify", classify),
     ("memories", check_memories_owned),
@@ -43,6 +46,7 @@ VALIDATION_PASSES = (
     ("periods", check_periods),
     ("outer", check_outer),
     ("flow", check_flow),
+    ("contexts", check_contexts),
 )
 
 
@@ -105,6 +109,8 @@ def compile_spec(data, source=None, stop_after: str = "program") -> Compilation:
         run(g)
         _verify(g, name, [*out.passes_run, name])
         out.passes_run.append(name)
+    if g.graph["diagnostics"]:  # the cost pass's memory estimate: more than the machine has
+        raise SpecError(g.graph["diagnostics"], source)
     if stop_after == "shapes":
         return out
     out.plan = make_plan(g, out.resolved_yaml)

@@ -1,13 +1,19 @@
 """Code generation: the plan becomes program.py, a readable module of wiring.
 
 Every literal reaches the file through ``repr``; names reach it only after the schema held them
-to the identifier pattern. The output depends on nothing but the plan, so compiling the same
-spec twice gives the same bytes.
+to the identifier pattern. A float is written only when it is finite: ``repr`` writes infinity
+and NaN as the bare names ``inf`` and ``nan``, which Python would read as undefined variables,
+so a non-finite value that got past the schema stops here as a compile error instead. The
+output depends on nothing but the plan, so compiling the same spec twice gives the same bytes.
 """
 
 from __future__ import annotations
 
+import ast
+import math
+
 from nestgraph.compiler.registry import module_source
+from nestgraph.errors import CompileError
 
 HEADER = '''"""{title}
 
@@ -33,6 +39,8 @@ def model_source(spec, memory_levels: dict | None = None) -> str:
     `memory_levels` maps a memory module's name to the levels that own its memories.
     """
     m, memory_levels = spec.model, memory_levels or {}
+    for name, module in spec.modules.items():
+        _check_finite(module.model_dump(), f"modules.{name}")
     blocks = []
     for entry in m.block:
         body = module_source(spec.modules[entry.module], m.dim, memory_levels.get(entry.module))
@@ -54,6 +62,34 @@ def model_source(spec, memory_levels: dict | None = None) -> str:
     ])
 
 
+def literal(value, where: str) -> str:
+    """Python source for plain data (numbers, strings, booleans, None, lists, tuples, dicts);
+    `where` names the entry for the error a non-finite float raises."""
+    _check_finite(value, where)
+    return repr(value)
+
+
+def _check_finite(value, where: str) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise CompileError(f"{where} is {value!r}, which cannot be written into program.py",
+                           pass_name="codegen", hint="give it a finite number")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_finite(item, f"{where}.{key}")
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _check_finite(item, f"{where}[{i}]")
+
+
+def _no_bare_non_finite(program: str) -> str:
+    """Last guard: no name in the program that a non-finite float's repr would leave."""
+    for node in ast.walk(ast.parse(program)):
+        if isinstance(node, ast.Name) and node.id in ("inf", "nan"):
+            raise CompileError(f"program.py would read an undefined name '{node.id}' at line "
+                               f"{node.lineno} (a non-finite number)", pass_name="codegen")
+    return program
+
+
 def emit_program(plan: dict, spec, memory_levels: dict | None = None) -> str:
     title = _docstring_safe(f"{plan['name']}: {spec.about}".strip().rstrip(":"))
     parts = [
@@ -62,9 +98,9 @@ def emit_program(plan: dict, spec, memory_levels: dict | None = None) -> str:
         _schedule_table(plan),
         _schedule_source(plan),
         "",
-        f"TRAIN = {_dict_source(plan['train'])}",
+        f"TRAIN = {_dict_source(plan['train'], 'train')}",
         "",
-        f"DATA = {_dict_source(plan['data'])}",
+        f"DATA = {_dict_source(plan['data'], 'data')}",
         "",
         "",
         model_source(spec, memory_levels),
@@ -74,7 +110,7 @@ def emit_program(plan: dict, spec, memory_levels: dict | None = None) -> str:
         "    main(__name__)",
         "",
     ]
-    return "\n".join(parts)
+    return _no_bare_non_finite("\n".join(parts))
 
 
 def _header(plan: dict, spec, title: str) -> str:
@@ -109,7 +145,7 @@ def _schedule_source(plan: dict) -> str:
         lines.append("    lv.LevelDef(")
         for key in ("name", "kind", "period", "unit", "lifetime"):
             lines.append(f"        {key}={level[key]!r},")
-        lines.append(f"        rule={_rule_source(level['rule'])},")
+        lines.append(f"        rule={_rule_source(level['rule'], level['name'])},")
         lines.append("        modules=(")
         lines.extend(f"            {path!r}," for path in level["modules"])
         lines.append("        ),")
@@ -124,18 +160,18 @@ def _schedule_source(plan: dict) -> str:
     return "\n".join(lines)
 
 
-def _rule_source(rule: dict) -> str:
+def _rule_source(rule: dict, level: str) -> str:
     cls = {"gd": "GDRule", "adamw": "AdamWRule", "closed_form": "ClosedFormRule",
            "titans": "TitansRule", "dgd": "DGDRule", "memories": "MemoriesRule",
            "momentum": "MomentumRule", "deep_momentum": "DeepMomentumRule",
            "second_moment": "SecondMomentRule"}[rule["type"]]
-    args = ", ".join(f"{k}={(tuple(v) if isinstance(v, list) else v)!r}"
+    args = ", ".join(f"{k}={literal(tuple(v) if isinstance(v, list) else v, f'levels.{level}.rule.{k}')}"
                      for k, v in rule.items() if k != "type")
     return f"lv.{cls}({args})"
 
 
-def _dict_source(d: dict) -> str:
-    items = "".join(f"\n    {k!r}: {v!r}," for k, v in d.items())
+def _dict_source(d: dict, where: str) -> str:
+    items = "".join(f"\n    {k!r}: {literal(v, f'{where}.{k}')}," for k, v in d.items())
     return "{" + items + "\n}"
 
 

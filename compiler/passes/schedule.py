@@ -15,7 +15,7 @@ import math
 
 import networkx as nx
 
-from nestgraph.compiler.ir import levels, owned_by, owner_of, parts
+from nestgraph.compiler.ir import edges_of, levels, owned_by, owner_of, parts
 from nestgraph.compiler.passes.common import level_path, report
 from nestgraph.periods import in_tokens, nesting_violations, never_updates
 
@@ -50,8 +50,10 @@ def _kind(lv) -> str:
 
 
 def _check_kind(g: nx.DiGraph, lv, kind: str) -> None:
-    def bad(key, message, hint):
-        report(g, f"level '{lv.name}': {message}", level_path(g, lv.name, key), hint, "E-LEVEL")
+    def bad(key, message, hint):  # key: a key of the level, or a path under it
+        where = key if isinstance(key, tuple) else (key,)
+        report(g, f"level '{lv.name}': {message}", level_path(g, lv.name, *where), hint,
+               "E-LEVEL")
 
     if kind == "optimizer":
         _check_optimizer_level(g, lv, bad)
@@ -134,6 +136,29 @@ def _check_optimizer_level(g: nx.DiGraph, lv, bad) -> None:
             f"use a multiple of {source.period}")
 
 
+def check_contexts(g: nx.DiGraph) -> None:
+    """The language has room for levels that learn from another level's output; this version
+    runs only optimizer levels' 'gradients of'. Refused here, at the context, so that `validate`
+    and `compile` agree. A context already reported (an unknown level, a flow cycle) is not
+    reported again. Requires: flow."""
+    flows = edges_of(g, "context")
+    cyclic = {n for c in nx.strongly_connected_components(flows)
+              if len(c) > 1 or any(flows.has_edge(n, n) for n in c) for n in c}
+    for lv in levels(g):
+        kind = g.graph["kinds"][lv.name]
+        if (not lv.source or kind == "optimizer" or f"level:{lv.source}" not in g
+                or f"level:{lv.name}" in cyclic):
+            continue
+        learns = "the corpus" if kind == "step" else "tokens"
+        report(g, f"level '{lv.name}' learns from '{lv.context} of {lv.source}': a context "
+               "this version does not run (it runs 'tokens' for in-context and memory levels, "
+               "'corpus' for step levels, 'gradients of' for optimizer levels)",
+               level_path(g, lv.name, "context"),
+               f"{'an' if kind == 'in_context' else 'a'} {kind.replace('_', '-')} level learns "
+               f"from {learns}: write "
+               f"'context: {learns.removeprefix('the ')}'", "E-LEVEL")
+
+
 def check_memory_readers(g: nx.DiGraph) -> None:
     """A step level with rule 'memories' needs at least one optimizer level reading it."""
     readers = {lv.source for lv in levels(g) if lv.context == "gradients"}
@@ -183,14 +208,16 @@ def _check_memory_stability(g: nx.DiGraph, lv, bad) -> None:
     momentum = getattr(rule, "momentum", 0.0)  # DGD has none
     if isinstance(momentum, str):
         momentum = rule.max_momentum
-    gain = lv.period * lr / (1 - momentum) if momentum < 1 else float("inf")
+    # The schema bounds each rate on its own (lr > 0, momentum in [0, 1)); this is their joint
+    # upper bound, reported at the rate to lower.
+    gain = lv.period * lr / (1 - momentum)
     if gain > 1:
         safe = (1 - momentum) / lv.period
         key = "max_lr" if isinstance(rule.lr, str) else "lr"
         with_momentum = f" with momentum up to {momentum:g}" if hasattr(rule, "momentum") else ""
         bound = "chunk x lr / (1 - momentum) <= 1" if with_momentum else "chunk x lr <= 1"
-        bad("rule", f"every {lv.period} tokens at lr up to {lr:g}{with_momentum}, one memory "
-            f"step can be {gain:.3g} times too large to stay stable",
+        bad(("rule", key), f"every {lv.period} tokens at lr up to {lr:g}{with_momentum}, one "
+            f"memory step can be {gain:.3g} times too large to stay stable",
             f"use {key} <= {safe:.3g} ({bound})")
 
 

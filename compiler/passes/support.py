@@ -20,12 +20,6 @@ def check_supported(g: nx.DiGraph) -> None:
                 f"level '{lv.name}' takes its lr from '{lv.rule.lr}': module-produced rates drive "
                 "memory levels (rule titans) in this version", pass_name="support",
                 hint="give this level a number")
-        if lv.source and g.graph["kinds"][lv.name] != "optimizer":
-            raise CompileError(
-                f"level '{lv.name}' learns from '{lv.context} of {lv.source}': a valid context, "
-                "but this version runs only 'tokens' (in-context levels) and 'corpus' (step "
-                "levels) and 'gradients of' for optimizer levels", pass_name="support",
-                hint="a level that reads another's output is not run yet")
         if g.graph["kinds"][lv.name] == "memory" and (lv.lifetime != "sequence"
                                                       or lv.meta != "second_order"):
             raise CompileError(f"level '{lv.name}': a memory with lifetime '{lv.lifetime}' and "

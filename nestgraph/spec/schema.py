@@ -12,12 +12,40 @@ the canonical spelling.
 from __future__ import annotations
 
 import keyword
+import math
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    AllowInfNan,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    WithJsonSchema,
+)
+from pydantic_core import PydanticCustomError
 
 SPEC_VERSION = 1
+
+# Value bounds (documented in docs/spec.md, "Value bounds"). Sizes are bounded so that every
+# size the compiler multiplies stays an ordinary integer; whether a model of that size fits in
+# memory is the compiler's estimate, not the schema's.
+NAME_MAX = 64  # characters of a name: names become identifiers, attributes and folder names
+HEADS_MAX = 1024
+CONV_MAX = 256  # a causal convolution's window, in tokens
+EXPAND_MAX = 64.0  # an MLP's hidden width, as a multiple of its input width
+SEQ_LEN_MAX = 1 << 20  # tokens of a training sequence; also the longest attention window
+BATCH_MAX = 1 << 16
+STEPS_MAX = 10**9  # steps, and every count of steps (warmup, log_every, ...)
+PERIOD_MAX = 10**9  # the count of a level's period
+SEED_LIMIT = 1 << 64  # seeds are 64-bit unsigned integers, as torch's generators take
+
+# Every float of a spec is finite: YAML's .inf and .nan, 1e400, and a string such as 'inf'
+# where a number goes are refused here, once for every field.
+FiniteFloat = Annotated[float, AllowInfNan(False)]
 
 _IDENT = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -25,6 +53,12 @@ _IDENT = re.compile(r"^[a-z][a-z0-9_]*$")
 def _check_identifier(name: str) -> str:
     # Names become Python identifiers and attribute names in program.py, so they are held to
     # a strict pattern: lower-case, no leading underscore (so no dunders), no keywords.
+    if len(name) > NAME_MAX:
+        raise PydanticCustomError(
+            "name_too_long",
+            "a name is at most {limit} characters; '{start}...' has {length}",
+            {"limit": NAME_MAX, "start": name[:24], "length": len(name),
+             "hint": f"shorten it to {NAME_MAX} characters or fewer"})
     if not _IDENT.fullmatch(name):
         raise ValueError(
             f"'{name}' is not a valid name: use lower-case letters, digits and '_', "
@@ -41,17 +75,54 @@ Identifier = Annotated[str, AfterValidator(_check_identifier)]
 _REF = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
 
 
-def _check_rate(value: Any) -> Any:
-    if isinstance(value, str):
-        if not _REF.fullmatch(value):
-            raise ValueError(
-                f"'{value}' is neither a number nor a reference of the form module.value"
-            )
+def _interval(low: float, high: float | None, low_open: bool, high_open: bool) -> str:
+    """``[0, 1)``, ``(0, inf)``: the mathematician's notation for a range of numbers."""
+    upper = "inf)" if high is None else f"{high:g}{')' if high_open else ']'}"
+    return f"{'(' if low_open else '['}{low:g}, {upper}"
+
+
+def rate(low: float = 0.0, high: float | None = None, *, low_open: bool = False,
+         high_open: bool = False):
+    """A rate: a finite number in the given range, or the name of a value a module produces
+    per token (``mem.lr``)."""
+    span = _interval(low, high, low_open, high_open)
+
+    def check(value: Any, info: ValidationInfo) -> Any:
+        field = info.field_name or "rate"
+        if isinstance(value, str):
+            if _REF.fullmatch(value):
+                return value
+            try:
+                float(value)
+            except ValueError:
+                hint = "write a number, or module.value for a rate the module produces"
+            else:
+                hint = f"write the number unquoted, a finite value in {span}"
+            raise PydanticCustomError(
+                "rate_reference",
+                "'{value}' is neither a number nor a reference of the form module.value",
+                {"value": value, "hint": hint})
+        too_low = value <= low if low_open else value < low
+        too_high = high is not None and (value >= high if high_open else value > high)
+        if not math.isfinite(value) or too_low or too_high:
+            raise PydanticCustomError(
+                "rate_range", "'{field}' must be a finite number in {span}, not {value}",
+                {"field": field, "value": repr(value), "span": span,
+                 "hint": f"use a finite number in {span}, or module.value for a rate the "
+                         "module produces"})
         return value
-    return value
+
+    number: dict[str, Any] = {"type": "number", ("exclusiveMinimum" if low_open else "minimum"): low}
+    if high is not None:
+        number["exclusiveMaximum" if high_open else "maximum"] = high
+    return Annotated[float | str, AfterValidator(check),
+                     WithJsonSchema({"anyOf": [number, {"type": "string", "pattern": _REF.pattern}]})]
 
 
-Rate = Annotated[float | str, AfterValidator(_check_rate)]
+# A learning rate; a retention or forgetting share; a momentum (1 would never forget).
+Rate = rate(0.0, low_open=True)
+Share = rate(0.0, 1.0)
+MomentumRate = rate(0.0, 1.0, high_open=True)
 
 
 class Strict(BaseModel):
@@ -94,10 +165,11 @@ class AttentionSpec(Strict):
     """Causal softmax attention: the non-parametric in-context level (its state is the cache)."""
 
     type: Literal["attention"]
-    heads: int = Field(4, ge=1)
-    window: int = Field(0, ge=0, description="sliding window in tokens; 0 means the whole sequence")
+    heads: int = Field(4, ge=1, le=HEADS_MAX, description="attention heads; they divide model.dim")
+    window: int = Field(0, ge=0, le=SEQ_LEN_MAX,
+                        description="sliding window in tokens; 0 means the whole sequence")
     rope: bool = True
-    rope_base: float = Field(10000.0, gt=0)
+    rope_base: FiniteFloat = Field(10000.0, gt=0)
 
 
 Activation = Literal["gelu", "silu", "relu"]
@@ -107,14 +179,14 @@ class MLPSpec(Strict):
     """A two-layer MLP ``W2 act(W1 x)``."""
 
     type: Literal["mlp"]
-    expand: float = Field(4.0, gt=0)
+    expand: FiniteFloat = Field(4.0, gt=0, le=EXPAND_MAX)
     activation: Activation = "gelu"
 
 
 class ChainBlockSpec(Strict):
     """One MLP of a continuum memory chain."""
 
-    expand: float = Field(4.0, gt=0)
+    expand: FiniteFloat = Field(4.0, gt=0, le=EXPAND_MAX)
     activation: Activation = "gelu"
 
 
@@ -137,7 +209,8 @@ class MemoryArchSpec(Strict):
     """The memory's own architecture: a matrix, or the residual MLP ``z + W1 silu(W2 z)``."""
 
     kind: Literal["mlp", "linear"] = "mlp"
-    expand: float = Field(2.0, gt=0, description="hidden width of the mlp memory, per head")
+    expand: FiniteFloat = Field(2.0, gt=0, le=EXPAND_MAX,
+                                description="hidden width of the mlp memory, per head")
 
 
 class NeuralMemorySpec(Strict):
@@ -151,9 +224,10 @@ class NeuralMemorySpec(Strict):
     """
 
     type: Literal["neural_memory"]
-    heads: int = Field(4, ge=1)
+    heads: int = Field(4, ge=1, le=HEADS_MAX, description="memory heads; they divide model.dim")
     memory: MemoryArchSpec = MemoryArchSpec()
-    conv: int = Field(4, ge=0, description="causal depthwise convolution window; 0 for none")
+    conv: int = Field(4, ge=0, le=CONV_MAX,
+                      description="causal depthwise convolution window; 0 for none")
     qk_norm: bool = True
     gate: bool = True
 
@@ -167,10 +241,11 @@ class MemoryAsGateSpec(Strict):
     """
 
     type: Literal["memory_as_gate"]
-    heads: int = Field(4, ge=1)
-    window: int = Field(64, ge=1, description="sliding-window attention span in tokens")
+    heads: int = Field(4, ge=1, le=HEADS_MAX, description="heads; they divide model.dim")
+    window: int = Field(64, ge=1, le=SEQ_LEN_MAX,
+                        description="sliding-window attention span in tokens")
     memory: MemoryArchSpec = MemoryArchSpec()
-    conv: int = Field(4, ge=0)
+    conv: int = Field(4, ge=0, le=CONV_MAX)
     qk_norm: bool = True
 
 
@@ -186,9 +261,10 @@ class SelfModifyingTitansSpec(Strict):
     """
 
     type: Literal["self_modifying_titans"]
-    heads: int = Field(4, ge=1)
+    heads: int = Field(4, ge=1, le=HEADS_MAX, description="heads; they divide model.dim")
     memory: MemoryArchSpec = MemoryArchSpec()
-    conv: int = Field(4, ge=0, description="causal depthwise convolution window on the input")
+    conv: int = Field(4, ge=0, le=CONV_MAX,
+                      description="causal depthwise convolution window on the input")
     adaptive_q: bool = Field(False, description="queries from a memory (M_q) instead of a "
                              "static projection; the paper's ablation finds static q no worse")
     gate: bool = True
@@ -209,9 +285,16 @@ def _normalise_period(value: Any) -> Any:
             raise ValueError(
                 f"'{value}' is not a period: write a count and a unit, e.g. '16 tokens' or '1 step'"
             )
-        count, unit = int(m.group(1)), m.group(2)
+        digits, unit = m.group(1), m.group(2)
+        count = int(digits) if len(digits) <= 12 else PERIOD_MAX + 1
         if count < 1:
             raise ValueError("a period must be at least 1")
+        if count > PERIOD_MAX:
+            raise PydanticCustomError(
+                "period_too_long", "a period is at most {limit} {unit}s",
+                {"limit": f"{PERIOD_MAX:,}", "unit": unit.rstrip("s"),
+                 "hint": "a level that updates this rarely never updates in a run: use a "
+                         "shorter period"})
         unit = "token" if unit.startswith("token") else "step"
         return f"{count} {unit}{'s' if count != 1 else ''}"
     if isinstance(value, int) and not isinstance(value, bool):
@@ -285,23 +368,27 @@ class GD(Strict):
 
     type: Literal["gd"]
     lr: Rate
-    momentum: float = Field(0.0, ge=0, lt=1)
-    weight_decay: float = Field(0.0, ge=0)
-    clip: float = Field(0.0, ge=0, description="max gradient norm; 0 disables clipping")
+    momentum: FiniteFloat = Field(0.0, ge=0, lt=1)
+    weight_decay: FiniteFloat = Field(0.0, ge=0)
+    clip: FiniteFloat = Field(0.0, ge=0, description="max gradient norm; 0 disables clipping")
+
+
+# Adam's decay rate of a moment: 1 would never forget (and divide by zero in its correction).
+Beta = Annotated[FiniteFloat, Field(ge=0, lt=1)]
 
 
 class AdamW(Strict):
     """AdamW with linear warmup and cosine (or constant) decay: the usual outer level."""
 
     type: Literal["adamw"]
-    lr: float = Field(gt=0)
-    betas: tuple[float, float] = (0.9, 0.95)
-    eps: float = Field(1e-8, gt=0)
-    weight_decay: float = Field(0.1, ge=0)
-    warmup: int = Field(0, ge=0, description="warmup steps")
+    lr: FiniteFloat = Field(gt=0)
+    betas: tuple[Beta, Beta] = (0.9, 0.95)
+    eps: FiniteFloat = Field(1e-8, gt=0)
+    weight_decay: FiniteFloat = Field(0.1, ge=0)
+    warmup: int = Field(0, ge=0, le=STEPS_MAX, description="warmup steps")
     schedule: Literal["cosine", "constant"] = "cosine"
-    min_lr_ratio: float = Field(0.1, ge=0, le=1)
-    clip: float = Field(1.0, ge=0, description="max gradient norm; 0 disables clipping")
+    min_lr_ratio: FiniteFloat = Field(0.1, ge=0, le=1)
+    clip: FiniteFloat = Field(1.0, ge=0, description="max gradient norm; 0 disables clipping")
 
 
 class ClosedForm(Strict):
@@ -322,10 +409,10 @@ class Titans(Strict):
 
     type: Literal["titans"]
     lr: Rate
-    forget: Rate = 0.0
-    momentum: Rate = 0.0
-    max_lr: float = Field(0.005, gt=0)
-    max_momentum: float = Field(0.9, ge=0, lt=1)
+    forget: Share = 0.0
+    momentum: MomentumRate = 0.0
+    max_lr: FiniteFloat = Field(0.005, gt=0)
+    max_momentum: FiniteFloat = Field(0.9, ge=0, lt=1)
 
 
 class DGD(Strict):
@@ -339,8 +426,8 @@ class DGD(Strict):
 
     type: Literal["dgd"]
     lr: Rate
-    forget: Rate = 0.0
-    max_lr: float = Field(0.01, gt=0)
+    forget: Share = 0.0
+    max_lr: FiniteFloat = Field(0.01, gt=0)
 
 
 class Memories(Strict):
@@ -349,13 +436,13 @@ class Memories(Strict):
     a second-moment memory V. Each optimizer level is a memory with its own period."""
 
     type: Literal["memories"]
-    lr: float = Field(gt=0)
-    weight_decay: float = Field(0.0, ge=0, description="decoupled, as in AdamW")
-    eps: float = Field(1e-8, gt=0)
-    warmup: int = Field(0, ge=0, description="warmup steps")
+    lr: FiniteFloat = Field(gt=0)
+    weight_decay: FiniteFloat = Field(0.0, ge=0, description="decoupled, as in AdamW")
+    eps: FiniteFloat = Field(1e-8, gt=0)
+    warmup: int = Field(0, ge=0, le=STEPS_MAX, description="warmup steps")
     schedule: Literal["cosine", "constant"] = "constant"
-    min_lr_ratio: float = Field(0.1, ge=0, le=1)
-    clip: float = Field(0.0, ge=0, description="max gradient norm; 0 disables clipping")
+    min_lr_ratio: FiniteFloat = Field(0.1, ge=0, le=1)
+    clip: FiniteFloat = Field(0.0, ge=0, description="max gradient norm; 0 disables clipping")
 
 
 class Momentum(Strict):
@@ -369,14 +456,14 @@ class Momentum(Strict):
     """
 
     type: Literal["momentum"]
-    beta: float = Field(0.9, ge=0, le=1, description="retention (accumulate: write scale)")
+    beta: FiniteFloat = Field(0.9, ge=0, le=1, description="retention (accumulate: write scale)")
     mode: Literal["plain", "ema", "accumulate"] = "plain"
-    power: float = Field(1.0, ge=0, description="feature map sign(g)|g|^power")
+    power: FiniteFloat = Field(1.0, ge=0, le=8, description="feature map sign(g)|g|^power")
     output: Literal["identity", "sign", "newton_schulz", "muon"] = "identity"
     ns_steps: int = Field(5, ge=1, le=50)
     nesterov: bool = False
-    delta_strength: float = Field(1.0, ge=0, le=1, description="objective l2 only")
-    weight: float = Field(1.0, description="its share of the update")
+    delta_strength: FiniteFloat = Field(1.0, ge=0, le=1, description="objective l2 only")
+    weight: FiniteFloat = Field(1.0, description="its share of the update")
 
 
 class DeepMomentum(Strict):
@@ -386,9 +473,9 @@ class DeepMomentum(Strict):
 
     type: Literal["deep_momentum"]
     hidden: int = Field(16, ge=1, le=1024)
-    inner_lr: float = Field(0.05, gt=0)
-    alpha: float = Field(0.99, ge=0, le=1)
-    weight: float = Field(1.0, description="its share of the update")
+    inner_lr: FiniteFloat = Field(0.05, gt=0)
+    alpha: FiniteFloat = Field(0.99, ge=0, le=1)
+    weight: FiniteFloat = Field(1.0, description="its share of the update")
 
 
 class SecondMoment(Strict):
@@ -396,7 +483,7 @@ class SecondMoment(Strict):
     Adam's bias correction, or ``accumulate`` as M3's Algorithm 1 prints it)."""
 
     type: Literal["second_moment"]
-    beta: float = Field(0.999, ge=0, le=1)
+    beta: FiniteFloat = Field(0.999, ge=0, le=1)
     mode: Literal["ema", "accumulate"] = "ema"
 
 
@@ -443,19 +530,20 @@ def _check_loggers(names: list[str]) -> list[str]:
 
 
 class TrainSpec(Strict):
-    steps: int = Field(200, ge=0)
-    batch: int = Field(8, ge=1)
-    seq_len: int = Field(128, ge=2)
-    seed: int = 0
+    steps: int = Field(200, ge=0, le=STEPS_MAX)
+    batch: int = Field(8, ge=1, le=BATCH_MAX)
+    seq_len: int = Field(128, ge=2, le=SEQ_LEN_MAX)
+    seed: int = Field(0, ge=0, lt=SEED_LIMIT)
     precision: Literal["fp32", "bf16", "fp64"] = "fp32"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compile: Literal["auto", "on", "off"] = "auto"
-    log_every: int = Field(10, ge=1)
-    eval_every: int = Field(50, ge=0, description="0 evaluates only at the end")
-    eval_batches: int = Field(8, ge=1)
-    checkpoint_every: int = Field(100, ge=0, description="0 checkpoints only at the end")
-    keep_checkpoints: int = Field(3, ge=1)
-    threads: Literal["auto"] | Annotated[int, Field(ge=1, strict=True)] = Field(
+    log_every: int = Field(10, ge=1, le=STEPS_MAX)
+    eval_every: int = Field(50, ge=0, le=STEPS_MAX, description="0 evaluates only at the end")
+    eval_batches: int = Field(8, ge=1, le=BATCH_MAX)
+    checkpoint_every: int = Field(100, ge=0, le=STEPS_MAX,
+                                  description="0 checkpoints only at the end")
+    keep_checkpoints: int = Field(3, ge=1, le=BATCH_MAX)
+    threads: Literal["auto"] | Annotated[int, Field(ge=1, le=4096, strict=True)] = Field(
         "auto", description="CPU threads for torch; 'auto' takes the cores not busy with "
         "other work (the core count minus the 1-minute load average, at least 1)")
     loggers: Annotated[list[Literal["jsonl", "csv", "tensorboard"]],
@@ -466,8 +554,8 @@ class TrainSpec(Strict):
 
 class DataSpec(Strict):
     source: str = Field("stdlib", description="'stdlib' (the embedded corpus), a file or a folder")
-    heldout: float = Field(0.05, gt=0, lt=1)
-    max_bytes: int = Field(4_000_000, ge=1024)
+    heldout: FiniteFloat = Field(0.05, gt=0, lt=1)
+    max_bytes: int = Field(4_000_000, ge=1024, le=1 << 40)
     heldout_source: str | None = Field(
         None, description="a separate file or folder to evaluate on; none: the held-out part "
         "is the last `heldout` fraction of the training data")

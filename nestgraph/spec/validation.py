@@ -364,12 +364,67 @@ def _generic(path: SpecPath, data: Any, error: dict[str, Any]) -> Diagnostic:
     return Diagnostic(f"{subject(path, data)}: {message}{got}", path, code=CODE)
 
 
+# pydantic's range checks (a Field's ge, gt, le, lt) and its refusal of inf and nan.
+_BOUND_ERRORS = {"greater_than": ("gt", "more than"), "greater_than_equal": ("ge", "at least"),
+                 "less_than": ("lt", "less than"), "less_than_equal": ("le", "at most")}
+
+
+def _limits(path: SpecPath, data: Any) -> dict[str, Any]:
+    """The bounds the schema sets on the entry at `path` (``{"ge": 0, "lt": 1}``)."""
+    parent = type_at(path[:-1], data) if path else None
+    metadata: list[Any] = []
+    if _is_model(parent) and isinstance(path[-1], str) and path[-1] in parent.model_fields:
+        metadata = list(parent.model_fields[path[-1]].metadata)
+    else:
+        tp = _field_type(path, data)
+        while get_origin(tp) is Annotated:
+            args = get_args(tp)
+            for extra in args[1:]:
+                metadata.extend(getattr(extra, "metadata", None) or [extra])
+            tp = args[0]
+    return {key: getattr(item, key) for item in metadata
+            for key in ("gt", "ge", "lt", "le") if getattr(item, key, None) is not None}
+
+
+def _range_words(limits: dict[str, Any]) -> str:
+    words = {"gt": "more than", "ge": "at least", "lt": "less than", "le": "at most"}
+    return " and ".join(f"{words[key]} {limits[key]:,}" if isinstance(limits[key], int)
+                        else f"{words[key]} {limits[key]:g}"
+                        for key in ("gt", "ge", "lt", "le") if key in limits)
+
+
+def _bound(path: SpecPath, data: Any, error: dict[str, Any]) -> Diagnostic:
+    """A number outside the range its field allows, or not finite."""
+    value, kind = error.get("input"), error["type"]
+    limits = _limits(path, data)
+    if not limits and kind in _BOUND_ERRORS:
+        key = _BOUND_ERRORS[kind][0]
+        limits = {key: error.get("ctx", {}).get(key)}
+    wanted = _range_words(limits)
+    if kind == "finite_number":
+        message = f"{subject(path, data)} must be a finite number, not {show(value)}"
+        hint = f"write a finite number{f' ({wanted})' if wanted else ''}"
+    elif kind == "int_parsing_size":
+        message = f"{subject(path, data)}: {show(value)} is far too large"
+        hint = f"use a value {wanted}" if wanted else "use a smaller number"
+    else:
+        message = f"{subject(path, data)}: {show(value)} is out of range: it must be {wanted}"
+        hint = f"use a value {wanted}"
+    return Diagnostic(message, path, hint=hint, code=CODE)
+
+
 _MAPPING_ERRORS = {"model_type", "model_attributes_type", "dict_type"}
 _MEMBER_WORDS = {"float": "a number", "int": "an integer", "str": "a string", "bool": "a boolean"}
 
 
 def _convert(error: dict[str, Any], located: _Located, data: Any) -> Diagnostic:
     kind, path = error["type"], located.path
+    ctx = error.get("ctx") or {}
+    if "hint" in ctx:  # the schema's own errors say how to fix them
+        return Diagnostic(str(error["msg"]), path, hint=str(ctx["hint"]), code=CODE,
+                          part=located.part)
+    if kind in _BOUND_ERRORS or kind in ("finite_number", "int_parsing_size"):
+        return _bound(path, data, error)
     if kind == "extra_forbidden":
         return _extra(path, data)
     if kind == "union_tag_invalid":

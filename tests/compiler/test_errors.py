@@ -112,7 +112,9 @@ FIXES = {
     "unknown module type": [("  memo: {type: memory, slots: 16}\n", ""),
                             ("block: [attn, cms, memo]", "block: [attn, cms]")],
     "unowned weights": [("      spare: {expand: 2}\n", "")],
-    "flow cycle": [("context: output of cms_mid", "context: tokens")],
+    # (both contexts: 'output of' is a context this version does not run)
+    "flow cycle": [("context: output of cms_mid", "context: tokens"),
+                   ("context: output of attention", "context: tokens")],
     "period": [("every: 4000 tokens", "every: 4096 tokens")],
     "misspelled key": [("log_evry", "log_every")],
 }

@@ -43,7 +43,7 @@ def test_unstable_step_size_is_refused_with_a_safe_bound():
     d = data()
     level(d, "memory")["rule"] = {"type": "titans", "lr": 0.5, "momentum": 0.9}
     (diag,) = errors(d)
-    assert diag.path == ("levels", 0, "rule") and "too large" in diag.message
+    assert diag.path == ("levels", 0, "rule", "lr") and "too large" in diag.message
     assert "lr <= 0.00625" in diag.hint
 
 

@@ -31,6 +31,8 @@ text = st.text(st.characters(exclude_categories=("Cs",)), max_size=30)
 floats = st.floats(min_value=1e-6, max_value=10.0, allow_nan=False)
 reference = st.builds(lambda a, b: f"{a}.{b}", names, names)
 rate = st.one_of(floats, reference)
+share = st.one_of(st.floats(0, 1), reference)  # a forgetting rate is in [0, 1]
+momentum = st.one_of(st.floats(0, 0.99), reference)
 activation = st.sampled_from(["gelu", "silu", "relu"])
 memory_arch = st.fixed_dictionaries({}, optional={
     "kind": st.sampled_from(["mlp", "linear"]), "expand": floats})
@@ -67,8 +69,8 @@ rules = st.one_of(
     st.just({"type": "closed_form"}),
     st.just("closed_form"),
     st.fixed_dictionaries({"type": st.just("titans"), "lr": rate}, optional={
-        "forget": rate, "momentum": rate, "max_lr": floats}),
-    st.fixed_dictionaries({"type": st.just("dgd"), "lr": rate}, optional={"forget": rate}),
+        "forget": share, "momentum": momentum, "max_lr": floats}),
+    st.fixed_dictionaries({"type": st.just("dgd"), "lr": rate}, optional={"forget": share}),
 )
 periods = st.builds(lambda n, unit: f"{n} {unit}{'s' if n != 1 else ''}",
                     st.integers(1, 5000), st.sampled_from(["token", "step"]))
@@ -94,7 +96,7 @@ specs = st.fixed_dictionaries(
         "about": text,
         "train": st.fixed_dictionaries({}, optional={
             "steps": st.integers(0, 10_000), "batch": st.integers(1, 64),
-            "precision": st.sampled_from(["fp32", "bf16"]), "seed": st.integers(-5, 5)}),
+            "precision": st.sampled_from(["fp32", "bf16"]), "seed": st.integers(0, 10)}),
         "data": st.fixed_dictionaries({}, optional={"source": text, "heldout": st.floats(0.01, 0.5)}),
     })
 

@@ -166,7 +166,7 @@ def test_invalid_name_as_a_key_points_at_the_key() -> None:
 def test_bounds_and_types_say_which_key() -> None:
     diagnostics, _, _ = diagnose(HEAD + LEVEL + "train: {steps: -1, batch: many}\n")
     assert [d.message for d in diagnostics] == [
-        "'steps' in train: input should be greater than or equal to 0 (got -1)",
+        "'steps' in train: -1 is out of range: it must be at least 0 and at most 1,000,000,000",
         "'batch' in train: input should be a valid integer, unable to parse string as an "
         "integer (got 'many')",
     ]
