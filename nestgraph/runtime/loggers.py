@@ -20,7 +20,7 @@ from nestgraph.runtime.runs import MetricsLog, read_metrics
 
 CSV_FILE = "metrics.csv"
 TENSORBOARD_DIR = "tensorboard"
-TENSORBOARD_INSTALL = "pip install tensorboard"
+TENSORBOARD_INSTALL = "pip install 'nestgraph[tensorboard]'"
 _FIRST_COLUMNS = ("step", "loss", "heldout_bpb", "tokens_per_s")
 
 

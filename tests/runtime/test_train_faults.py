@@ -376,7 +376,7 @@ def test_tensorboard_missing_is_an_environment_problem(tmp_path, program, data, 
     with pytest.raises(EnvironmentProblem, match="tensorboard") as err:
         run(program, tmp_path / "runs", 1, data,
             train={"loggers": ["jsonl", "tensorboard"]})
-    assert "pip install tensorboard" in err.value.hint
+    assert "nestgraph[tensorboard]" in err.value.hint
     assert not (tmp_path / "runs" / "transformer").exists()
 
 
