@@ -286,7 +286,8 @@ def _shown(g: nx.DiGraph, name: str) -> str:
 
 
 def _multiple(value: int, base: int) -> int:
-    return max(base, round(value / base) * base)
+    """The multiple of `base` nearest `value` (integers only: periods may be huge)."""
+    return max(base, (value + base // 2) // base * base)
 
 
 def check_outer(g: nx.DiGraph) -> None:

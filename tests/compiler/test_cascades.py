@@ -66,3 +66,11 @@ def test_a_real_second_error_is_still_reported(tmp_path: Path) -> None:
     text = _slow_every("100 tokens").replace("rule: {type: adamw,", "rule: {type: adamww,")
     diagnostics, shown = _errors(tmp_path, text)
     assert len(diagnostics) == 2, shown
+
+
+def test_the_period_hint_for_a_huge_period_is_an_exact_multiple(tmp_path: Path) -> None:
+    period = 99999999999999999999999
+    diagnostics, shown = _errors(tmp_path, _slow_every(f"{period} tokens"))
+    assert len(diagnostics) == 1, shown
+    hint = int(shown.split("try ")[1].split(" tokens")[0])
+    assert hint % 256 == 0 and abs(hint - period) <= 128
