@@ -36,8 +36,10 @@ def _check_level_names(g: nx.DiGraph) -> None:
 def _check_block(g: nx.DiGraph) -> None:
     spec, gone = g.graph["spec"], lost(g)
     seen = set()
+    unknown = False
     for i, entry in enumerate(spec.model.block):
         if entry.module not in spec.modules and entry.module not in gone.modules:
+            unknown = True
             report(g, f"model.block uses module '{entry.module}', which is not defined",
                    ("model", "block", i), did_you_mean(entry.module, spec.modules) or
                    "define it under modules:", "E-NAME")
@@ -47,7 +49,8 @@ def _check_block(g: nx.DiGraph) -> None:
                    "define a second module with its own name to get separate weights", "E-NAME")
         seen.add(entry.module)
     for name in spec.modules:
-        if name not in seen:
+        # With a misspelt entry in the block, an unused module is most likely the one meant.
+        if name not in seen and not unknown:
             report(g, f"module '{name}' is defined but not used in model.block",
                    ("modules", name), "add it to model.block or remove it", "E-NAME")
 

@@ -50,6 +50,9 @@ def _kind(lv) -> str:
 
 
 def _check_kind(g: nx.DiGraph, lv, kind: str) -> None:
+    if any(item.split(".")[0] in lost(g).modules for item in lv.owns):
+        return  # it owns a module the schema rejected: what it owns is unknown, and reported
+
     def bad(key, message, hint):
         report(g, f"level '{lv.name}': {message}", level_path(g, lv.name, key), hint, "E-LEVEL")
 
@@ -199,6 +202,8 @@ def check_memories_owned(g: nx.DiGraph) -> None:
     for part in parts(g):
         if part.memory and g.nodes[f"module:{part.module}"]["module"].used:
             owner = owner_of(g, part.name)
+            if owner is None and part.name in lost(g).owns:
+                continue  # its level was rejected by the schema, and that is reported
             if owner is None or g.graph["kinds"].get(owner) != "memory":
                 what = "memory" if part.name.endswith(".memory") else "projection memories"
                 report(g, f"the {what} of module '{part.module}' has no memory level",

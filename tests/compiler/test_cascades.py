@@ -74,3 +74,23 @@ def test_the_period_hint_for_a_huge_period_is_an_exact_multiple(tmp_path: Path) 
     assert len(diagnostics) == 1, shown
     hint = int(shown.split("try ")[1].split(" tokens")[0])
     assert hint % 256 == 0 and abs(hint - period) <= 128
+
+
+@pytest.mark.parametrize(("old", "new", "expected"), [
+    # a memory level the schema rejects: its memory is not "without a memory level"
+    ("rule: {type: dgd, lr: selfmod.lr, forget: selfmod.forget, max_lr: 0.03}",
+     "rule: {type: dgdd, lr: selfmod.lr, forget: selfmod.forget, max_lr: 0.03}",
+     "unknown rule type 'dgdd' in level 'memory'"),
+    ("every: 8 tokens", "every: 8 tokenz", "'8 tokenz' is not a period"),
+    # a module the schema rejects: the levels that own it are not "owning nothing"
+    ("heads: 4", "heads: -1", "'heads' in module 'selfmod'"),
+    # a misspelt module in the block: the module meant is not "unused"
+    ("block: [selfmod, cms]", "block: [selfmod, cmss]",
+     "model.block uses module 'cmss', which is not defined"),
+], ids=["memory-rule", "memory-period", "module-field", "block-typo"])
+def test_one_mistake_in_hope_gives_one_error(tmp_path: Path, old: str, new: str,
+                                             expected: str) -> None:
+    assert old in HOPE
+    diagnostics, shown = _errors(tmp_path, HOPE.replace(old, new, 1))
+    assert len(diagnostics) == 1, shown
+    assert expected in shown
