@@ -192,15 +192,15 @@ def test_a_spec_file_over_the_limit_is_refused_before_parsing(
     assert "(1,000 bytes)" in shown
 
 
-def test_the_default_size_limit_is_2_mib_and_refuses_a_big_file_fast(tmp_path: Path) -> None:
-    assert front.MAX_SPEC_BYTES == 2 * 1024 * 1024
+def test_the_default_size_limit_is_256_kib_and_refuses_a_big_file_fast(tmp_path: Path) -> None:
+    assert front.MAX_SPEC_BYTES == 256 * 1024
     path = tmp_path / "big.ng"
     path.write_text(NG_SPEC + "# x\n" * (front.MAX_SPEC_BYTES // 4 + 1), encoding="utf-8")
     start = time.perf_counter()
     result = _cli(path)
     assert time.perf_counter() - start < 2.0
     assert result.exit_code == 3, result.output
-    assert "larger than 2 MiB (2,097,152 bytes)" in result.output
+    assert "larger than 256 KiB (262,144 bytes)" in result.output
 
 
 def test_a_spec_at_the_limit_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
