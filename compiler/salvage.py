@@ -98,6 +98,7 @@ def _drop_level(data: dict, i: int, gone: Lost, index: list[int]) -> bool:
         return False
     level = levels.pop(i)
     index.pop(i)
+    gone.dropped += 1
     if isinstance(level, dict):
         if isinstance(level.get("name"), str):
             gone.levels.add(level["name"])

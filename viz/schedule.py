@@ -9,7 +9,9 @@ of the periods), as two aligned timelines a person reads at a glance.
   `P / seq_len` steps.
 
 A level with a period up to one step appears in the first, one of a step or more in the second
-(a level of exactly one step in both). Each row has exactly as many marks as its period implies.
+(a level of exactly one step in both). Each row has exactly as many marks as its period implies,
+and says how many. A timeline longer than `MAX_CELLS` cells (a level every 10^12 tokens) is
+drawn for its first `MAX_CELLS` cells only, and says so: the counts stay those of the whole.
 """
 
 from __future__ import annotations
@@ -19,12 +21,21 @@ from dataclasses import asdict, dataclass, field
 
 from nestgraph.viz.diagram import escape, level_colors
 
+# The most cells a timeline is drawn with (each cell is a table cell in DOT, marks are tasks in
+# Mermaid); past it the drawing shows the first cells and says how many there are.
+MAX_CELLS = 1024
+
 
 @dataclass
 class Row:
     level: str
     every: str
-    fires: list[int]  # indices of the cells where the level fires
+    fires: list[int]  # indices of the cells drawn where the level fires
+    count: int = -1  # how often it fires over the whole timeline (-1: len(fires))
+
+    def __post_init__(self) -> None:
+        if self.count < 0:
+            self.count = len(self.fires)
 
 
 @dataclass
@@ -35,6 +46,11 @@ class Panel:
     rows: list[Row] = field(default_factory=list)
     first: int = 0  # the label of the first cell: token offset 0, or step 1
     stride: int = 1  # label units per cell
+    total: int = 0  # cells in the whole timeline; more than `columns` when capped
+
+    @property
+    def capped(self) -> bool:
+        return self.total > self.columns
 
 
 @dataclass
@@ -49,6 +65,16 @@ def _unit(count: int, unit: str) -> str:
     return f"{count} {unit}{'s' if count != 1 else ''}"
 
 
+def _panel(title: str, cell: str, total: int, first: int, stride: int) -> Panel:
+    return Panel(title, cell, min(total, MAX_CELLS), first=first, stride=stride, total=total)
+
+
+def _row(panel: Panel, level: dict, period: int) -> Row:
+    """A level firing every `period` cells: its marks among the cells drawn, its whole count."""
+    return Row(level["name"], level["every"], list(range(period - 1, panel.columns, period)),
+               panel.total // period)
+
+
 def schedule(plan: dict) -> Schedule:
     seq_len = plan["train"]["seq_len"]
     tokens = {lv["name"]: lv["tokens"] for lv in plan["levels"]}
@@ -58,11 +84,10 @@ def schedule(plan: dict) -> Schedule:
     panels = []
     if within:
         g = math.gcd(*(tokens[lv["name"]] for lv in within))
-        panel = Panel(f"one step: {_unit(seq_len, 'token')}", _unit(g, "token"), seq_len // g,
-                      first=0, stride=g)
+        panel = _panel(f"one step: {_unit(seq_len, 'token')}", _unit(g, "token"), seq_len // g,
+                       first=0, stride=g)
         for lv in within:
-            p = tokens[lv["name"]] // g
-            panel.rows.append(Row(lv["name"], lv["every"], list(range(p - 1, panel.columns, p))))
+            panel.rows.append(_row(panel, lv, tokens[lv["name"]] // g))
         panels.append(panel)
     if beyond:
         steps = [tokens[lv["name"]] / seq_len for lv in beyond]
@@ -71,18 +96,25 @@ def schedule(plan: dict) -> Schedule:
         size = g * seq_len if whole else math.gcd(*(tokens[lv["name"]] for lv in beyond))
         columns = hyper // size
         cell = _unit(g, "step") if whole else _unit(size, "token")
-        panel = Panel(f"one hyperperiod: {_unit(hyper // seq_len, 'step')} "
-                      f"({_unit(hyper, 'token')})", cell, columns, first=1 if whole else 0,
-                      stride=g if whole else size)
+        panel = _panel(f"one hyperperiod: {_unit(hyper // seq_len, 'step')} "
+                       f"({_unit(hyper, 'token')})", cell, columns, first=1 if whole else 0,
+                       stride=g if whole else size)
         for lv in beyond:
-            p = tokens[lv["name"]] // size
-            panel.rows.append(Row(lv["name"], lv["every"], list(range(p - 1, columns, p))))
+            panel.rows.append(_row(panel, lv, tokens[lv["name"]] // size))
         panels.append(panel)
     return Schedule(plan["name"], seq_len, hyper, panels)
 
 
 def as_json(s: Schedule) -> dict:
-    return {"view": "schedule", **asdict(s)}
+    data = asdict(s)
+    for panel, shown in zip(s.panels, data["panels"], strict=True):
+        shown["capped"] = panel.capped
+    return {"view": "schedule", **data}
+
+
+def _capped_note(panel: Panel) -> str:
+    return (f"the first {panel.columns:,} of {panel.total:,} cells shown" if panel.capped
+            else "")
 
 
 # ------------------------------------------------------------------------------------- DOT
@@ -99,15 +131,16 @@ def _header(panel: Panel) -> str:
 
 
 def _table(panel: Panel, colors: dict[str, tuple[str, str]]) -> str:
+    note = f" · {_capped_note(panel)}" if panel.capped else ""
     rows = [f'<tr><td colspan="{panel.columns + 2}" align="left"><b>{escape(panel.title)}'
-            f"</b> · one cell = {escape(panel.cell)}</td></tr>", _header(panel)]
+            f"</b> · one cell = {escape(panel.cell)}{note}</td></tr>", _header(panel)]
     for row in panel.rows:
         light, strong = colors[row.level]
         fires = set(row.fires)
         cells = "".join(f'<td bgcolor="{strong}" width="8" height="14"></td>' if i in fires
                         else '<td width="8" height="14"></td>' for i in range(panel.columns))
         rows.append(f'<tr><td bgcolor="{light}" align="left"><b>{escape(row.level)}</b></td>'
-                    f'<td align="left">{escape(row.every)} · {len(row.fires)}×</td>{cells}</tr>')
+                    f'<td align="left">{escape(row.every)} · {row.count:,}×</td>{cells}</tr>')
     return ('<table border="0" cellborder="1" cellspacing="0" cellpadding="2" color="#bbbbbb">'
             + "".join(rows) + "</table>")
 
@@ -133,7 +166,8 @@ def to_mermaid(s: Schedule) -> str:
     lines = ["gantt", f"    title {s.name}: update schedule", "    dateFormat X",
              "    axisFormat %s"]
     for panel in s.panels:
-        lines.append(f"    section {panel.title} (cell = {panel.cell})")
+        note = f", {_capped_note(panel)}" if panel.capped else ""
+        lines.append(f"    section {panel.title} (cell = {panel.cell}{note})")
         for row in panel.rows:
             for i in row.fires:
                 lines.append(f"    {row.level} : {i}, {i + 1}")

@@ -18,6 +18,7 @@ class Lost:
     levels: set[str] = field(default_factory=set)
     owns: set[str] = field(default_factory=set)  # what the rejected levels claimed to own
     model: bool = False  # the model section itself was unusable
+    dropped: int = 0  # how many levels were rejected (named or not)
 
 
 def lost(g: nx.DiGraph) -> Lost:

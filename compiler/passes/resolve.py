@@ -36,18 +36,20 @@ def _check_level_names(g: nx.DiGraph) -> None:
 def _check_block(g: nx.DiGraph) -> None:
     spec, gone = g.graph["spec"], lost(g)
     seen = set()
+    meant = set()  # modules suggested for a misspelt entry: not reported unused as well
     for i, entry in enumerate(spec.model.block):
         if entry.module not in spec.modules and entry.module not in gone.modules:
+            suggestion = did_you_mean(entry.module, spec.modules)
+            meant.update(m for m in spec.modules if suggestion == f"did you mean '{m}'?")
             report(g, f"model.block uses module '{entry.module}', which is not defined",
-                   ("model", "block", i), did_you_mean(entry.module, spec.modules) or
-                   "define it under modules:", "E-NAME")
+                   ("model", "block", i), suggestion or "define it under modules:", "E-NAME")
         elif entry.module in seen:
             report(g, f"module '{entry.module}' appears twice in model.block",
                    ("model", "block", i),
                    "define a second module with its own name to get separate weights", "E-NAME")
         seen.add(entry.module)
     for name in spec.modules:
-        if name not in seen:
+        if name not in seen and name not in meant:
             report(g, f"module '{name}' is defined but not used in model.block",
                    ("modules", name), "add it to model.block or remove it", "E-NAME")
 

@@ -16,7 +16,7 @@ import math
 import networkx as nx
 
 from nestgraph.compiler.ir import edges_of, levels, owned_by, owner_of, parts
-from nestgraph.compiler.passes.common import level_path, report
+from nestgraph.compiler.passes.common import level_path, lost, report
 from nestgraph.periods import in_tokens, nesting_violations, never_updates
 
 MEMORY_RULES = ("titans", "dgd")
@@ -50,6 +50,9 @@ def _kind(lv) -> str:
 
 
 def _check_kind(g: nx.DiGraph, lv, kind: str) -> None:
+    if any(item.split(".")[0] in lost(g).modules for item in lv.owns):
+        return  # it owns a module the schema rejected: what it owns is unknown, and reported
+
     def bad(key, message, hint):  # key: a key of the level, or a path under it
         where = key if isinstance(key, tuple) else (key,)
         report(g, f"level '{lv.name}': {message}", level_path(g, lv.name, *where), hint,
@@ -226,6 +229,8 @@ def check_memories_owned(g: nx.DiGraph) -> None:
     for part in parts(g):
         if part.memory and g.nodes[f"module:{part.module}"]["module"].used:
             owner = owner_of(g, part.name)
+            if owner is None and part.name in lost(g).owns:
+                continue  # its level was rejected by the schema, and that is reported
             if owner is None or g.graph["kinds"].get(owner) != "memory":
                 what = "memory" if part.name.endswith(".memory") else "projection memories"
                 report(g, f"the {what} of module '{part.module}' has no memory level",
@@ -250,14 +255,16 @@ def order_levels(g: nx.DiGraph) -> None:
 def check_periods(g: nx.DiGraph) -> None:
     """A faster level's period divides every slower one's (NL Def. 2: nested frequencies)."""
     tokens, seq_len = g.graph["tokens"], g.graph["spec"].train.seq_len
+    reported = set()
     for slow, bad, faster in nesting_violations(tokens, g.graph["order"]):
+        reported.add(slow)
         report(g, f"level '{slow}' updates every {_shown(g, slow)}, which is not a "
                f"multiple of the {_shown(g, bad)} of the faster level '{bad}'",
                level_path(g, slow, "every"),
                f"nested levels need periods that divide: try "
                f"{_multiple(tokens[slow], math.lcm(*faster))} tokens", "E-PERIOD",
                (f"a step reads train.seq_len = {seq_len} tokens per sequence",))
-    _check_memory_chunks(g)
+    _check_memory_chunks(g, reported)
     for lv in levels(g):
         if never_updates(g.graph["kinds"][lv.name], lv.lifetime, lv.period, seq_len):
             report(g, f"level '{lv.name}' would never update: its period {lv.period} tokens is "
@@ -267,21 +274,42 @@ def check_periods(g: nx.DiGraph) -> None:
                    "E-PERIOD")
 
 
-def _check_memory_chunks(g: nx.DiGraph) -> None:
+def _check_memory_chunks(g: nx.DiGraph, reported: set[str]) -> None:
     """A memory's chunk must divide the chunks the engine reads the sequence in, so that each
-    engine call holds whole memory chunks (and reading in calls equals reading at once)."""
+    engine call holds whole memory chunks (and reading in calls equals reading at once).
+
+    The engine's chunk is the gcd of the next-token levels' periods, so a mismatch is the fault
+    of one side: of a memory level no next-token level agrees with, or else of the next-token
+    levels that disagree with a memory the others agree with (the one period changed). Levels
+    whose period is already reported are left out: their fix changes the chunk.
+    """
     kinds = g.graph["kinds"]
-    engine = [lv.period for lv in levels(g) if kinds[lv.name] == "in_context"]
+    engine = [lv for lv in levels(g) if kinds[lv.name] == "in_context" and lv.name not in reported]
     if not engine:
         return
-    chunk = math.gcd(*engine)
+    chunk = math.gcd(*(lv.period for lv in engine))
+    against: dict[str, list[int]] = {}  # next-token level -> memory periods it does not hold
     for lv in levels(g):
-        if kinds[lv.name] == "memory" and chunk % lv.period:
-            report(g, f"memory level '{lv.name}' writes every {lv.period} tokens, which does not "
-                   f"divide the {chunk}-token chunks the next-token levels are read in",
-                   level_path(g, lv.name, "every"),
-                   f"use a divisor of {chunk}, e.g. {math.gcd(chunk, lv.period)} tokens",
-                   "E-PERIOD")
+        if kinds[lv.name] != "memory" or lv.name in reported or chunk % lv.period == 0:
+            continue
+        disagree = [c for c in engine if c.period % lv.period]
+        if len(disagree) < len(engine):
+            for c in disagree:
+                against.setdefault(c.name, []).append(lv.period)
+            continue
+        report(g, f"memory level '{lv.name}' writes every {lv.period} tokens, which does not "
+               f"divide the {chunk}-token chunks the next-token levels are read in",
+               level_path(g, lv.name, "every"),
+               f"use a divisor of {chunk}, e.g. {math.gcd(chunk, lv.period)} tokens",
+               "E-PERIOD")
+    for c in engine:
+        if c.name in against:
+            base = math.lcm(*against[c.name])
+            report(g, f"level '{c.name}' updates every {c.period} tokens, which is not a "
+                   f"multiple of the {base} tokens the memory levels write at once",
+                   level_path(g, c.name, "every"),
+                   f"the next-token levels are read in chunks that hold whole memory chunks: "
+                   f"try {_multiple(c.period, base)} tokens", "E-PERIOD")
 
 
 def _shown(g: nx.DiGraph, name: str) -> str:
@@ -290,7 +318,8 @@ def _shown(g: nx.DiGraph, name: str) -> str:
 
 
 def _multiple(value: int, base: int) -> int:
-    return max(base, round(value / base) * base)
+    """The multiple of `base` nearest `value` (integers only: periods may be huge)."""
+    return max(base, (value + base // 2) // base * base)
 
 
 def check_outer(g: nx.DiGraph) -> None:
@@ -299,7 +328,8 @@ def check_outer(g: nx.DiGraph) -> None:
     steps = [n for n in g.graph["order"] if kinds[n] == "step"]
     needy = [lv for lv in levels(g)
              if kinds[lv.name] in ("in_context", "memory") and lv.lifetime == "sequence"]
-    if needy and not steps:
+    # A level the schema rejected may have been that step level: its error is reported.
+    if needy and not steps and not lost(g).dropped:
         report(g, f"level '{needy[0].name}' resets every sequence, but no level updated every N "
                "steps learns its initial state", level_path(g, needy[0].name, "lifetime"),
                "add an outer level, e.g. {every: 1 step, context: corpus, rule: adamw, "

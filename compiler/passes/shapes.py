@@ -22,7 +22,11 @@ def infer_shapes(g: nx.DiGraph) -> None:
 
     spec = g.graph["spec"]
     namespace = {"L": layers, "T": titans, "S": selfmod_layer}
-    source = model_source(spec, memory_levels(g))
+    # Every layer is made by the same build_layer(): the network is built and run with one,
+    # and the other layers' weights are that one's under their own index. The pass costs the
+    # same for 1 layer or 1,024 (it grew with depth: 168 s for Hope at 1,024 layers).
+    one_layer = spec.model_copy(update={"model": spec.model.model_copy(update={"layers": 1})})
+    source = model_source(one_layer, memory_levels(g))
     exec(compile(source, "<nestgraph model>", "exec"), namespace)  # noqa: S102
     with torch.device("meta"):
         try:
@@ -35,26 +39,58 @@ def infer_shapes(g: nx.DiGraph) -> None:
     if tuple(logits.shape) != expected:
         raise CompileError(f"the network maps {tuple(tokens.shape)} tokens to logits of shape "
                            f"{tuple(logits.shape)}, expected {expected}", pass_name="shapes")
-    shapes = {n: tuple(p.shape) for n, p in model.named_parameters()}
+    shapes = _every_layer({n: tuple(p.shape) for n, p in model.named_parameters()},
+                          spec.model.layers)
     g.graph["param_shapes"] = shapes
     g.graph["part_params"] = _count_parts(g, shapes)
 
 
+def _every_layer(shapes: dict[str, tuple], layers: int) -> dict[str, tuple]:
+    """The weights of a one-layer network written out for `layers` layers, in module order."""
+    first = {n: shape for n, shape in shapes.items() if n.startswith(_LAYER)}
+    out: dict[str, tuple] = {}
+    placed = False
+    for n, shape in shapes.items():
+        if n not in first:
+            out[n] = shape
+        elif not placed:  # every layer stands where layer 0 did
+            placed = True
+            for i in range(layers):
+                out.update((f"layers.{i}.{k[len(_LAYER):]}", v) for k, v in first.items())
+    return out
+
+
+_LAYER = "layers.0."
+
+
 def _count_parts(g: nx.DiGraph, shapes: dict) -> dict[str, int]:
-    claimed: dict[str, str] = {}
-    counts = {}
+    """Weights per part; every runtime weight falls in exactly one part (else IRError).
+
+    A weight belongs to the parts one of whose paths is the weight's name or a dotted prefix
+    of it; looked up prefix by prefix, so this is linear in the number of weights.
+    """
+    by_path: dict[str, list[str]] = {}
+    counts: dict[str, int] = {}
     for part in parts(g):
         if part.kind != "param":
             continue
-        names = [n for n in shapes if any(n == p or n.startswith(p + ".") for p in part.paths)]
-        for n in names:
-            if n in claimed:
-                raise IRError(f"weight {n!r} falls in both {claimed[n]!r} and {part.name!r}")
-            claimed[n] = part.name
-        counts[part.name] = sum(_numel(shapes[n]) for n in names)
-    missing = sorted(set(shapes) - set(claimed))
+        counts[part.name] = 0
+        for path in part.paths:
+            by_path.setdefault(path, []).append(part.name)
+    missing = []
+    for n, shape in shapes.items():
+        segments = n.split(".")
+        found = list(dict.fromkeys(
+            owner for k in range(1, len(segments) + 1)
+            for owner in by_path.get(".".join(segments[:k]), ())))
+        if len(found) > 1:
+            raise IRError(f"weight {n!r} falls in both {found[0]!r} and {found[1]!r}")
+        if not found:
+            missing.append(n)
+            continue
+        counts[found[0]] += _numel(shape)
     if missing:
-        raise IRError(f"runtime weights in no part: {missing}")
+        raise IRError(f"runtime weights in no part: {sorted(missing)}")
     return counts
 
 

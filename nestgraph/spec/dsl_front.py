@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import json
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -22,7 +23,13 @@ from lark.exceptions import UnexpectedInput, VisitError
 from nestgraph.errors import Diagnostic, SpecError
 from nestgraph.spec.comments import Comment, comment_text
 from nestgraph.spec.source import SourceFile, Span, SpecPath
-from nestgraph.spec.yaml_front import resolve_plain
+from nestgraph.spec.yaml_front import (
+    MAX_DEPTH,
+    NumberTooLong,
+    resolve_plain,
+    surrogate_in,
+    surrogate_problem,
+)
 
 CODE = "E-DSL"
 
@@ -95,10 +102,50 @@ class _Lines:
 
 def _decode_string(tok: Token) -> str:
     try:
-        return json.loads(str(tok), strict=False)
+        text = json.loads(str(tok), strict=False)
     except ValueError:
         raise _BadToken(tok, "this string has an escape that is not allowed",
                         'allowed escapes: \\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX') from None
+    bad = surrogate_in(text)
+    if bad is not None:
+        message, _ = surrogate_problem(bad)
+        raise _BadToken(tok, message, "write the character itself (or the pair \\uD83D\\uDE00 "
+                        "for one beyond U+FFFF)")
+    return text
+
+
+def _number(tok: Token) -> Any:
+    try:
+        return resolve_plain(str(tok))
+    except NumberTooLong as err:
+        raise _BadToken(tok, *err.describe()) from None
+
+
+# Strings and comments (whose brackets do not count) and the brackets that nest values.
+_NESTING = re.compile(r'"(?:[^"\\\n\r]|\\[^\n\r])*"|#[^\n\r]*|[\[\]{}()]')
+
+
+def _nesting_error(text: str, source: SourceFile) -> Diagnostic | None:
+    """A diagnostic at the first bracket nested more than `MAX_DEPTH` deep, if any.
+
+    Checked before parsing: the parse tree is walked recursively, and a value nested
+    thousands deep would exhaust Python's stack.
+    """
+    depth = 0
+    for found in _NESTING.finditer(text):
+        ch = found.group()
+        if ch in "[{(":
+            depth += 1
+            if depth > MAX_DEPTH:
+                at = found.start()
+                line = text.count("\n", 0, at) + 1
+                col = at - text.rfind("\n", 0, at)
+                return Diagnostic(f"values are nested more than {MAX_DEPTH} deep",
+                                  source.pin(Span(line, col, col + 1)), code=CODE,
+                                  hint="a spec's values nest a few levels deep: flatten this one")
+        elif ch in "]})":
+            depth = max(0, depth - 1)
+    return None
 
 
 class _BadToken(Exception):
@@ -130,7 +177,7 @@ class _ToNodes(Transformer):
         return _Node("scalar", value, self.at.token(tok))
 
     def number(self, children: list[Token]) -> _Node:
-        return self._scalar(children[0], resolve_plain(str(children[0])))
+        return self._scalar(children[0], _number(children[0]))
 
     def string(self, children: list[Token]) -> _Node:
         return self._scalar(children[0], _decode_string(children[0]))
@@ -309,6 +356,9 @@ def parse_dsl(text: str, filename: str) -> Parsed:
     text = text.replace("\r\n", "\n").replace("\r", "\n")  # lark counts lines by \n
     source = SourceFile(filename=filename, text=text, breaks="ng")
     source.values[()] = Span(1, 1, 2)
+    deep = _nesting_error(text, source)
+    if deep is not None:
+        raise SpecError([deep], source)
     comment_tokens: list[Token] = []
     reset = _COMMENTS.set(comment_tokens)
     try:

@@ -16,7 +16,7 @@ from typing import Any
 from nestgraph.spec.comments import Attached
 from nestgraph.spec.emit import BLANK, WIDTH, Line, number, quoted, render
 from nestgraph.spec.source import SpecPath
-from nestgraph.spec.yaml_front import resolve_plain
+from nestgraph.spec.yaml_front import reads_as_string
 
 TOP = ("nestgraph", "name", "about", "model", "modules", "levels", "train", "data")
 LEVEL = ("name", "owns", "every", "context", "objective", "rule", "lifetime", "meta")
@@ -34,7 +34,7 @@ def _plain_ok(text: str, flow: bool) -> bool:
         and not text.endswith(":")
         and text != "<<"  # a merge key, unquoted
         and not (flow and _FLOW_SPECIALS & set(text))
-        and isinstance(resolve_plain(text), str)
+        and reads_as_string(text)
     )
 
 

@@ -84,7 +84,8 @@ def _read_value(path_text: str, value_text: str) -> Any:
 def _list_index(items: list[Any], key: str, path: SpecPath, data: Any) -> int:
     """The index a path segment names in a list: a number, or the `name` of an entry."""
     if key.isdigit():
-        index = int(key)
+        # A number too long to be an index is no entry (and would be too long to convert).
+        index = int(key) if len(key) <= 18 else len(items)
         if index >= len(items):
             raise _Problem(
                 f"{describe(path, data)} has {len(items)} entries: there is no entry {index}",

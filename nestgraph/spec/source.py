@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nestgraph.errors import Diagnostic
+from nestgraph.escape import printable
 
 SpecPath = tuple[str | int, ...]
 
@@ -122,8 +123,8 @@ def _label(d: Diagnostic) -> str:
 
 def _trailer(d: Diagnostic, indent: int) -> list[str]:
     pad = " " * indent
-    lines = [f"{pad}= help: {d.hint}"] if d.hint else []
-    lines += [f"{pad}= note: {note}" for note in d.notes]
+    lines = [f"{pad}= help: {printable(d.hint)}"] if d.hint else []
+    lines += [f"{pad}= note: {printable(note)}" for note in d.notes]
     return lines
 
 
@@ -144,11 +145,17 @@ def _snippet(source: SourceFile, span: Span) -> tuple[list[str], int]:
     text, col, end_col = _window(source.line_text(span.line), span)
     width = len(str(span.line))
     gutter = " " * (width + 1)
+    # The line is shown with its unsafe characters escaped (a spec may carry ESC or a bidi
+    # override); the carets are laid out under the escaped text, so they still line up.
+    before = printable(text[: col - 1])
+    underlined = printable(text[col - 1 : end_col - 1])
+    shown = before + underlined + printable(text[end_col - 1 :])
     # Keep tabs in the caret line's indentation so the carets line up under a tabbed line.
-    lead = "".join(ch if ch == "\t" else " " for ch in text[: col - 1])
+    lead = "".join(ch if ch == "\t" else " " for ch in before)
     lead += " " * max(0, col - 1 - len(text))
-    carets = "^" * max(1, end_col - col)
-    lines = [f"{gutter}|", f"{span.line} | {text}".rstrip(), f"{gutter}| {lead}{carets}"]
+    past_end = (end_col - col) - len(text[col - 1 : end_col - 1])  # a span beyond the text
+    carets = "^" * max(1, len(underlined) + past_end)
+    lines = [f"{gutter}|", f"{span.line} | {shown}".rstrip(), f"{gutter}| {lead}{carets}"]
     return lines, width + 1
 
 
@@ -157,13 +164,14 @@ def format_diagnostic(d: Diagnostic, source: SourceFile | None) -> str:
     override = source.override_for(d.path) if source is not None else None
     if override is not None:
         number, text = override
-        head = f"override #{number} '{text}': {_label(d)}: {d.message}"
+        head = f"override #{number} '{printable(text)}': {_label(d)}: {printable(d.message)}"
         return "\n".join([head, *_trailer(d, 2)])
     span = source.locate(d.path, d.part) if source is not None else None
+    message = printable(d.message)
     if source is None or span is None:
-        prefix = f"{source.filename}: " if source is not None else ""
-        return "\n".join([f"{prefix}{_label(d)}: {d.message}", *_trailer(d, 2)])
-    head = f"{source.filename}:{span.line}:{span.col}: {_label(d)}: {d.message}"
+        prefix = f"{printable(source.filename)}: " if source is not None else ""
+        return "\n".join([f"{prefix}{_label(d)}: {message}", *_trailer(d, 2)])
+    head = f"{printable(source.filename)}:{span.line}:{span.col}: {_label(d)}: {message}"
     snippet, indent = _snippet(source, span)
     return "\n".join([head, *snippet, *_trailer(d, indent)])
 

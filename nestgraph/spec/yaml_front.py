@@ -24,8 +24,13 @@ from nestgraph.spec.source import SourceFile, Span, SpecPath
 CODE = "E-YAML"
 
 MAX_ALIASES = 100
-MAX_NODES = 100_000
+# Values aliases may add to a document beyond those written out (a "billion laughs" adds
+# billions); the values written are bounded by the size of the file instead.
+MAX_EXPANSION = 100_000
 MAX_DEPTH = 100
+# Longest number literal read: Python refuses to convert decimal integers of more than 4,300
+# digits, and no spec needs more than a few dozen characters for a number.
+MAX_NUMBER_LENGTH = 100
 
 _STD = "tag:yaml.org,2002:"
 _SCALAR_TAGS = {_STD + name for name in ("str", "int", "float", "bool", "null")}
@@ -48,10 +53,33 @@ _FLOAT = re.compile(rf"^[-+]?(?:\.{_DIGITS}|{_DIGITS}(?:\.(?:{_DIGITS})?)?)(?:[e
 _LINE_BREAKS = re.compile(r"\r\n|[\n\r\x85\u2028\u2029]")  # as pyyaml counts lines
 _INF = re.compile(r"^[-+]?\.(?:inf|Inf|INF)$")
 _NAN = re.compile(r"^\.(?:nan|NaN|NAN)$")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class NumberTooLong(ValueError):
+    """A number literal longer than `MAX_NUMBER_LENGTH` characters."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(f"a number of {len(text):,} characters")
+        self.length = len(text)
+
+    def describe(self) -> tuple[str, str]:
+        """Message and hint for a diagnostic."""
+        return (f"this number is {self.length:,} characters long; a spec's numbers have at "
+                f"most {MAX_NUMBER_LENGTH}",
+                "write a shorter number (for a large value, e.g. 1e9), or quote it if it is "
+                "meant as text")
 
 
 def resolve_plain(text: str) -> Any:
-    """The value of an untagged, unquoted scalar under the YAML 1.2 core schema."""
+    """The value of an untagged, unquoted scalar under the YAML 1.2 core schema.
+
+    Raises `NumberTooLong` for a number literal of more than `MAX_NUMBER_LENGTH` characters.
+    """
+    if len(text) > MAX_NUMBER_LENGTH and (
+        _INT.match(text) or _OCT.match(text) or _HEX.match(text) or _FLOAT.match(text)
+    ):
+        raise NumberTooLong(text)
     if _NULL.match(text):
         return None
     if _TRUE.match(text):
@@ -71,6 +99,27 @@ def resolve_plain(text: str) -> Any:
     if _NAN.match(text):
         return math.nan
     return text
+
+
+def reads_as_string(text: str) -> bool:
+    """Whether `text`, written unquoted, would be read back as this string."""
+    try:
+        return isinstance(resolve_plain(text), str)
+    except NumberTooLong:
+        return False
+
+
+def surrogate_in(text: str) -> str | None:
+    """The first lone surrogate in `text` (from an escape such as \\ud800), if any."""
+    found = _SURROGATE.search(text)
+    return found.group() if found else None
+
+
+def surrogate_problem(ch: str) -> tuple[str, str]:
+    """Message and hint for a string that holds the lone surrogate `ch`."""
+    return (f"this string holds U+{ord(ch):04X}, half of a surrogate pair, which is not a "
+            "character",
+            "write the character itself (or \\UXXXXXXXX for one beyond U+FFFF)")
 
 
 def short_tag(tag: str) -> str:
@@ -235,12 +284,20 @@ class _Builder:
     def scalar(self, node: yaml.ScalarNode, span: Span) -> Any:
         if not self.check_tag(node, "scalar", span):
             return None
+        bad = surrogate_in(node.value)
+        if bad is not None:
+            self.error(*_pair(surrogate_problem(bad), span))
+            return None
         tag = self.explicit_tags.get(id(node))
-        if tag is None:
-            return resolve_plain(node.value) if node.style is None else node.value
-        if tag in ("!", _STD + "str"):
-            return node.value
-        return self.tagged_scalar(node.value, tag, span)
+        try:
+            if tag is None:
+                return resolve_plain(node.value) if node.style is None else node.value
+            if tag in ("!", _STD + "str"):
+                return node.value
+            return self.tagged_scalar(node.value, tag, span)
+        except NumberTooLong as err:
+            self.error(*_pair(err.describe(), span))
+            return None
 
     def tagged_scalar(self, text: str, tag: str, span: Span) -> Any:
         value = resolve_plain(text)
@@ -327,6 +384,11 @@ class _Builder:
         )
 
 
+def _pair(problem: tuple[str, str], span: Span) -> tuple[str, Span, str]:
+    message, hint = problem
+    return message, span, hint
+
+
 def _is_empty(node: Any, explicit_tags: dict[int, str]) -> bool:
     return (
         isinstance(node, yaml.ScalarNode)
@@ -406,12 +468,16 @@ def _children(node: Any) -> list[Any]:
     return list(node.value) if isinstance(node, yaml.SequenceNode) else []
 
 
-def _check_expansion(root: Any) -> None:
-    """Fail before building if aliases would expand the document past `MAX_NODES` values.
+def _check_expansion(root: Any, aliases: int) -> None:
+    """Fail before building if aliases would add more than `MAX_EXPANSION` values.
 
-    Sizes are summed once per distinct node, so this takes time in the size of the text even
-    for a document that would expand to billions of values.
+    What counts is the expansion (the values the document holds once every alias is replaced
+    by what it names, less the values written out), not the size: a long spec without aliases
+    is no attack. Sizes are summed once per distinct node, so this takes time in the size of
+    the text even for a document that would expand to billions of values.
     """
+    if not aliases:
+        return
     sizes: dict[int, int] = {}
 
     def size(node: Any) -> int:
@@ -422,11 +488,13 @@ def _check_expansion(root: Any) -> None:
         sizes[id(target)] = 1  # provisional: a recursive alias is reported while building
         total = 1 + sum(size(child) for child in _children(target))
         sizes[id(target)] = total
-        if total > MAX_NODES:
+        # Every value below this one that is not a distinct node of its own came from an alias.
+        if total - len(sizes) > MAX_EXPANSION:
             raise _LimitExceeded(
-                f"aliases expand the document to more than {MAX_NODES:,} values",
+                f"aliases expand the document by more than {MAX_EXPANSION:,} values",
                 target.start_mark,
-                "this is how a 'billion laughs' attack looks; a spec is never this large",
+                "this is how a 'billion laughs' attack looks; a spec's aliases repeat a few "
+                "entries",
                 target.end_mark,
             )
         return total
@@ -437,7 +505,7 @@ def _check_expansion(root: Any) -> None:
 def _build(root: Any, loader: _Loader, source: SourceFile) -> tuple[Any, list[Diagnostic]]:
     builder = _Builder(loader, source)
     try:
-        _check_expansion(root)
+        _check_expansion(root, loader.alias_uses)
         data = builder.build(root, (), 0)
     except _LimitExceeded as err:
         return None, [*builder.errors, err.diagnostic(source)]

@@ -217,8 +217,8 @@ def test_about_and_data_source_are_emitted_inert(payload: str) -> None:
     assert normal(title) in normal(ast.get_docstring(tree, clean=False))
 
 
-@pytest.mark.parametrize("payload", ["nul \x00 byte", "lone \ud800 surrogate", "bell \x07"],
-                         ids=ascii)
+# A lone surrogate (\ud800) is refused by the front end with a position: tests/spec/test_hostile.py.
+@pytest.mark.parametrize("payload", ["nul \x00 byte", "bell \x07"], ids=ascii)
 def test_data_source_with_control_characters_is_escaped(payload: str) -> None:
     text = TINY.replace("data: {source: stdlib}", f"data: {{source: {quoted(payload)}}}")
     program = _program(text)
@@ -228,8 +228,8 @@ def test_data_source_with_control_characters_is_escaped(payload: str) -> None:
 @pytest.mark.parametrize("payload", ["nul \x00 byte", "lone \ud800 surrogate"], ids=ascii)
 def test_about_with_control_characters_is_rejected_or_inert(payload: str) -> None:
     text = put("about: plain", "about: {}", payload)
-    data, source = load_yaml(text, "t.yaml")
     try:
+        data, source = load_yaml(text, "t.yaml")
         program = compile_spec(data, source).program
     except SpecError:
         return
@@ -294,8 +294,8 @@ def _laughs(levels: int, width: int) -> str:
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    (_laughs(9, 9), "aliases expand the document to more than 100,000 values"),
-    (_laughs(30, 2), "aliases expand the document to more than 100,000 values"),
+    (_laughs(9, 9), "aliases expand the document by more than 100,000 values"),
+    (_laughs(30, 2), "aliases expand the document by more than 100,000 values"),
     (_laughs(3, 60), "more than 100 aliases"),
     ("a: &a [*a]\n", "this alias refers to a value that contains it"),
 ], ids=["billion-laughs", "deep-doubling", "many-aliases", "self-reference"])
