@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from typer.core import TyperCommand
 
 from nestgraph import __version__
+from nestgraph.cli_help import Command
 from nestgraph.errors import (
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
@@ -39,35 +39,6 @@ app = typer.Typer(
     help="Write Nested Learning levels down as a spec, compile them to PyTorch, train them.",
 )
 
-
-
-class Command(TyperCommand):
-    """A command whose help shows each argument by its metavar (``SPEC [PATH=VALUE]...``),
-    rather than by its Python name and type."""
-
-    def collect_usage_pieces(self, ctx):
-        pieces = [self.options_metavar] if self.options_metavar else []
-        for param in self.get_params(ctx):
-            if param.param_type_name == "argument" and param.metavar:
-                pieces.append(param.metavar)
-            else:
-                pieces.extend(param.get_usage_pieces(ctx))
-        return pieces
-
-    def format_options(self, ctx, formatter) -> None:
-        args, opts = [], []
-        for param in self.get_params(ctx):
-            record = param.get_help_record(ctx)
-            if record is None:
-                continue
-            if param.param_type_name == "argument":
-                args.append((param.metavar or record[0], record[1]))
-            else:
-                opts.append(record)
-        for title, rows in (("Arguments", args), ("Options", opts)):
-            if rows:
-                with formatter.section(title):
-                    formatter.write_dl(rows)
 
 
 STAGES = ("spec", "ir", "validated", "schedule", "shapes", "plan", "program")

@@ -303,11 +303,13 @@ def _verified_bytes(path: Path, file: str, meta: dict[str, Any]) -> bytes:
         raw = (path / file).read_bytes()
     except OSError as exc:
         raise _corrupt(path, file, exc) from exc
-    expected = (meta.get("files") or {}).get(file) if isinstance(meta.get("files"), dict) \
-        else None
-    if "files" in meta and not isinstance(expected, str):
+    if "files" not in meta:
+        return raw
+    recorded = meta["files"]
+    expected = recorded.get(file) if isinstance(recorded, dict) else None
+    if not isinstance(expected, str):
         raise _corrupt(path, META_FILE, ValueError(f"no sha256 recorded for {file}"))
-    if expected is not None and _sha256(raw) != expected:
+    if _sha256(raw) != expected:
         raise CheckpointError(
             f"checkpoint '{path}' has a damaged {file}: its sha256 differs from the one "
             "recorded when it was written",
@@ -355,7 +357,11 @@ _TRAINING_META = {"step": int, "steps": int, "data_sha256": str, "spec_sha256": 
 
 def read_training_meta(path: Path) -> dict[str, Any]:
     """`read_meta` for a checkpoint written by the training loop: every entry it needs."""
-    meta = read_meta(path)
+    return check_training_meta(path, read_meta(path))
+
+
+def check_training_meta(path: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """`meta`, read from checkpoint `path`, if it holds every entry the training loop needs."""
     for key, kind in _TRAINING_META.items():
         if key not in meta:
             raise _corrupt(path, META_FILE, KeyError(f"no '{key}' entry"))

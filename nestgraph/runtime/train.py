@@ -265,7 +265,7 @@ def save(state: _State, run_dir: Path, cfg: dict, data_cfg: dict, corpus: Corpus
 
 def restore(state: _State, path: Path, device: torch.device) -> None:
     weights, saved, meta = ckpt.load_checkpoint(path)
-    meta = ckpt.read_training_meta(path)
+    ckpt.check_training_meta(path, meta)
     for key in ("optimizers", "stream", "pending_grads", "rng"):
         if key not in saved:
             raise ckpt.CheckpointError(
@@ -412,9 +412,7 @@ def _train(program, cfg, data_cfg, *, out, resume, command, reporter, interrupt_
     try:
         if point is not None:
             run_dir = point.run_dir
-            lock = RunLock(run_dir).acquire() if main else None
-            if lock is not None:
-                remove_stale_temporaries(run_dir)
+            lock = _claim(run_dir, main)
             restore(state, point.checkpoint, device)
             _trim_metrics(run_dir / "metrics.jsonl", state.step)
             reporter.attach(run_dir / TRAIN_LOG)
@@ -430,9 +428,7 @@ def _train(program, cfg, data_cfg, *, out, resume, command, reporter, interrupt_
                 return RunResult(run_dir, state.step, float("nan"), state.step)
         else:
             run_dir = run_dir or Path(shared_run_dir(lambda: new_run_dir(out, program.name)))
-            lock = RunLock(run_dir).acquire() if main else None
-            if lock is not None:
-                remove_stale_temporaries(run_dir)
+            lock = _claim(run_dir, main)
             _start_run(run_dir, program, cfg, data_cfg, corpus, device, command, threads)
             reporter.attach(run_dir / TRAIN_LOG)
         return _session(program, cfg, data_cfg, corpus, device, run_dir, reporter, state,
@@ -440,6 +436,16 @@ def _train(program, cfg, data_cfg, *, out, resume, command, reporter, interrupt_
     finally:
         if lock is not None:
             lock.release()
+
+
+def _claim(run_dir: Path, main: bool) -> RunLock | None:
+    """Rank 0 locks the run folder, then clears what a killed writer left there; the other
+    ranks of a distributed run neither lock nor clean."""
+    if not main:
+        return None
+    lock = RunLock(run_dir).acquire()
+    remove_stale_temporaries(run_dir)
+    return lock
 
 
 def _session(program, cfg, data_cfg, corpus, device, run_dir, reporter, state,
