@@ -19,6 +19,7 @@ from typing import Annotated
 import typer
 
 from nestgraph import __version__
+from nestgraph.build import status as _status  # one stream for log lines: stderr
 from nestgraph.cli_help import Command
 from nestgraph.errors import (
     EXIT_INTERNAL,
@@ -119,11 +120,6 @@ def _split_args(args: list[str] | None) -> tuple[list[str], list[str]]:
     """Positional words and overrides (`path=value`, `~path`), each in the order typed."""
     args = args or []
     return [a for a in args if not _is_override(a)], [a for a in args if _is_override(a)]
-
-
-def _status(line: str) -> None:
-    """Log and status lines go to stderr; stdout carries only the command's output."""
-    typer.echo(line, err=True)
 
 
 # ------------------------------------------------------------------------------- commands
