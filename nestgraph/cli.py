@@ -348,6 +348,84 @@ def generate(
     typer.echo(prompt + text.decode("utf-8", errors="replace"))
 
 
+@app.command("eval", cls=Command, short_help="Evaluate a run: continual, recall, copy, levels.")
+@handled
+def eval_cmd(
+    ctx: typer.Context,
+    run: Annotated[Path, typer.Argument(metavar="RUN",
+                                        help="a run folder (runs/NAME/TIMESTAMP)")],
+    task: Annotated[str, typer.Option(
+        "--task", metavar="TASK", help="continual, recall, copy, levels, or all")] = "all",
+    steps: Annotated[int, typer.Option(
+        "--steps", metavar="N", help="continual: training steps per domain")] = 20,
+    stdlib_domains: Annotated[int, typer.Option(
+        "--stdlib-domains", metavar="N",
+        help="continual: the N largest standard-library packages as domains")] = 3,
+    domain: Annotated[list[Path] | None, typer.Option(
+        "--domain", metavar="FILE", help="continual: a text file as one more domain "
+                                         "(repeatable)")] = None,
+    domain_bytes: Annotated[int, typer.Option(
+        "--domain-bytes", metavar="N", help="continual: bytes read of each domain")] = 200_000,
+    fresh: Annotated[bool, typer.Option(
+        "--fresh", help="continual: start from the run's initial weights, not its trained "
+                        "ones")] = False,
+    batches: Annotated[int, typer.Option(
+        "--batches", metavar="N", help="continual, levels: held-out batches per score")] = 2,
+    lengths: Annotated[str, typer.Option(
+        "--lengths", metavar="LIST",
+        help="recall: context lengths in multiples of train.seq_len")] = "1,2,4",
+    sizes: Annotated[str, typer.Option(
+        "--sizes", metavar="LIST", help="copy: the strings' n")] = "4,8,16,32",
+    samples: Annotated[int, typer.Option(
+        "--samples", metavar="N", help="recall, copy: examples per length")] = 8,
+    finetune: Annotated[int, typer.Option(
+        "--finetune", metavar="N",
+        help="recall, copy: first train a copy N steps on the task's format")] = 0,
+    threshold: Annotated[float, typer.Option(
+        "--threshold", metavar="BPB",
+        help="levels: flag an ablation that changes held-out bpb by less")] = 1e-4,
+    seed: Annotated[int, typer.Option("--seed", metavar="N",
+                                      help="recall, copy: seed of the examples")] = 0,
+    trust_program: TrustOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Evaluate a run's latest checkpoint; writes RUN/eval/TASK.json and RUN/eval/TASK.png.
+
+    The table goes to standard output; the figure needs matplotlib (without it the JSON is
+    still written). Example: nestgraph eval runs/hope/20261202-101500 --task levels
+    """
+    from nestgraph.evaluation.tasks import Options, check, evaluate, tasks_named
+
+    names = tasks_named(task)
+    options = Options(steps=steps, stdlib_domains=stdlib_domains, domains=list(domain or []),
+                      domain_bytes=domain_bytes, fresh=fresh, batches=batches, lengths=lengths,
+                      sizes=sizes,
+                      samples=samples, finetune=finetune, threshold=threshold, seed=seed)
+    check(options)
+    from nestgraph.evaluation.loaded import load
+    from nestgraph.evaluation.report import show
+    from nestgraph.runtime.threads import apply_threads
+
+    loaded = load(run, trust=trust_program)
+    apply_threads(loaded.cfg.get("threads", "auto"))
+    for name in names:
+        _status(f"eval {name}: {printable(str(run))} at step {loaded.step}")
+        path, doc = evaluate(run, name, loaded, options)
+        show(name, doc["results"])
+        _status(f"wrote {printable(str(path))}")
+        _plot_eval(run, name, doc)
+
+
+def _plot_eval(run: Path, task: str, doc: dict) -> None:
+    from nestgraph.errors import EnvironmentProblem
+    from nestgraph.viz.eval_plot import plot_eval
+
+    try:
+        _status(f"figure: {printable(str(plot_eval(run, task, doc)))}")
+    except EnvironmentProblem as err:
+        _status(f"no figure drawn: {printable(err.message)} ({printable(err.hint)})")
+
+
 @app.command(cls=Command, short_help="Format specs canonically, or convert between YAML and .ng.")
 @handled
 def fmt(
@@ -437,9 +515,12 @@ def plot(
     Needs matplotlib (pip install 'nestgraph[plot]').
     Example: nestgraph plot runs/hope/20261202-101500
     """
+    from nestgraph.viz.eval_plot import plot_evals
     from nestgraph.viz.plot import plot_run
 
     _status(f"wrote {printable(str(plot_run(run, out)))}")
+    for path in plot_evals(run):
+        _status(f"wrote {printable(str(path))}")
 
 
 @app.command(cls=Command, short_help="Print the JSON Schema of a spec.")

@@ -1,0 +1,96 @@
+"""A task's result as ``RUN/eval/TASK.json`` and as a table on the terminal."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from nestgraph import __version__
+from nestgraph.escape import printable
+
+
+def document(task: str, loaded, settings: dict, results: dict, seconds: float) -> dict:
+    return {"task": task, "version": __version__, "spec": loaded.program.name,
+            "checkpoint_step": loaded.step, "settings": settings, "results": results,
+            "seconds": round(seconds, 3)}
+
+
+def write(run: Path, task: str, doc: dict) -> Path:
+    from nestgraph.build import _cannot_write
+    from nestgraph.runtime.fsutil import atomic_write_text
+
+    path = run / "eval" / f"{task}.json"
+    try:
+        path.parent.mkdir(exist_ok=True)
+        atomic_write_text(path, json.dumps(doc, indent=2) + "\n")
+    except OSError as err:
+        raise _cannot_write(path, err) from None
+    return path
+
+
+def _f(value: float) -> str:
+    return f"{value:.4f}"
+
+
+def table(task: str, results: dict) -> tuple[tuple[str, ...], list[tuple[str, ...]], list[str]]:
+    """Columns, rows and notes of a task's table."""
+    if task == "continual":
+        names = results["domains"]
+        columns = ("after", *names)
+        rows = [("start", *map(_f, results["before"]))]
+        rows += [(f"phase {i + 1}: {names[i]}", *map(_f, row))
+                 for i, row in enumerate(results["matrix"])]
+        notes = [f"held-out {results['units']} of each domain (lower is better)",
+                 f"average final {_f(results['average_final'])}  BWT {_f(results['bwt'])}  "
+                 f"forgetting {_f(results['forgetting'])}  FWT {_f(results['fwt'])}"]
+        return columns, rows, notes
+    if task == "levels":
+        columns = ("ablation", "level", "bpb", "change", "flag")
+        rows = [(r["ablation"], r["level"], _f(r["bpb"]), f"{r['delta']:+.4f}",
+                 "changes nothing" if r["flagged"] and r["ablation"] != "none" else "")
+                for r in results["rows"]]
+        return columns, rows, [f"flagged: |change| < {results['threshold']:g} bits per byte"]
+    key, label = ("probe", "probe") if task == "recall" else ("language", "language")
+    size = ("multiple", "x seq_len") if task == "recall" else ("n", "n")
+    columns = (label, size[1], "bytes", "accuracy", "correct", "carried")
+    rows = [(r[key], f"{r[size[0]]:g}", str(r.get("length", r.get("bytes"))),
+             "too short" if r["accuracy"] is None else f"{r['accuracy']:.3f}",
+             f"{r['correct']}/{r['answers']}",
+             "yes" if r["carry"] else "no") for r in results["rows"]]
+    notes = ["exact match of every answer byte, teacher-forced greedy"]
+    if results.get("finetuned_steps"):
+        notes.append(f"after {results['finetuned_steps']} fine-tuning steps on the format")
+    return columns, rows, notes
+
+
+def show(task: str, results: dict, stream=None) -> None:
+    """The task's table: rich on a terminal, plain text in a pipe (as the level table is)."""
+    stream = stream if stream is not None else sys.stdout
+    columns, rows, notes = table(task, results)
+    rows = [tuple(printable(str(c)) for c in row) for row in rows]
+    if getattr(stream, "isatty", lambda: False)():
+        from rich.console import Console
+        from rich.table import Table
+
+        t = Table(title=f"eval: {task}", title_justify="left")
+        for c in columns:
+            t.add_column(c, no_wrap=True)
+        for row in rows:
+            t.add_row(*row)
+        console = Console(file=stream)
+        console.print(t)
+        for line in notes:
+            console.print(line, markup=False)
+        return
+    stream.write(f"eval: {task}\n")
+    stream.write(_plain(columns, rows))
+    stream.write("".join(line + "\n" for line in notes))
+    stream.flush()
+
+
+def _plain(columns, rows) -> str:
+    widths = [max([len(c), *(len(r[i]) for r in rows)]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+             for cells in [columns, *rows]]
+    return "\n".join(lines) + "\n"

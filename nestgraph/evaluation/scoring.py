@@ -1,0 +1,66 @@
+"""Scoring with the long-context reader: exact-match accuracy of items, held-out loss."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from nestgraph.evaluation.items import Item, batch_tokens, exact_matches
+from nestgraph.evaluation.loaded import Loaded
+from nestgraph.runtime.reader import read_long
+
+
+def read(loaded: Loaded, tokens: torch.Tensor, *, carry: bool,
+         off: frozenset[str] = frozenset(), reset: frozenset[str] = frozenset()):
+    """`read_long` on the run's model and a copy of its stream (evaluation never changes it)."""
+    import copy
+
+    return read_long(loaded.model, loaded.schedule, tokens, seq_len=loaded.seq_len,
+                     stream=copy.deepcopy(loaded.stream), carry=carry, off=off, reset=reset)
+
+
+def accuracy(loaded: Loaded, items: list[Item], *, batch: int = 8) -> dict:
+    """Exact-match accuracy over every answer of `items` (all of one length).
+
+    A context longer than the training sequence is read in windows with the state carried
+    (``carry=True``); one that fits is read as a training sequence is.
+    """
+    carry = len(items[0].text) - 1 > loaded.seq_len
+    right = total = 0
+    for start in range(0, len(items), batch):
+        chunk = items[start:start + batch]
+        result = read(loaded, batch_tokens(chunk), carry=carry)
+        for row in exact_matches(chunk, result.predictions):
+            right += sum(row)
+            total += len(row)
+    return {"accuracy": right / max(total, 1), "correct": right, "answers": total,
+            "carry": carry}
+
+
+def windows_bpb(loaded: Loaded, windows: list[torch.Tensor], **ablation) -> float:
+    """Mean next-byte loss in bits over held-out windows (each (B, seq_len + 1))."""
+    total = count = 0.0
+    for tokens in windows:
+        losses = read(loaded, tokens, carry=False, **ablation).losses
+        total += float(losses.sum())
+        count += losses.numel()
+    return total / max(count, 1) / math.log(2)
+
+
+def position_bpb(loaded: Loaded, windows: list[torch.Tensor], **ablation) -> list[float]:
+    """Loss in bits at each position of a window, averaged over the held-out windows."""
+    rows = [read(loaded, tokens, carry=False, **ablation).losses for tokens in windows]
+    return (torch.cat(rows).mean(0) / math.log(2)).tolist()
+
+
+def heldout_windows(data: torch.Tensor, *, seq_len: int, batch: int,
+                    batches: int) -> list[torch.Tensor]:
+    """Evenly spread, non-overlapping windows of ``seq_len + 1`` bytes, as training's held-out
+    evaluation takes them (`runtime.data.heldout_batches`)."""
+    from nestgraph.runtime.data import heldout_batches
+
+    out = []
+    for x, y in heldout_batches(data, batch=batch, seq_len=seq_len, max_batches=batches):
+        out.append(torch.cat([x, y[:, -1:]], dim=1).long())
+    return out
