@@ -512,6 +512,8 @@ def plot(
 ) -> None:
     """Draw a run's training curves: loss, held-out bits per byte, speed, level updates.
 
+    Results of `nestgraph eval` found in RUN/eval/ are drawn too, as RUN/eval/TASK.png.
+
     Needs matplotlib (pip install 'nestgraph[plot]').
     Example: nestgraph plot runs/hope/20261202-101500
     """
