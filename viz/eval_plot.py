@@ -69,7 +69,12 @@ def _accuracy(ax, results: dict) -> None:
     size = "multiple" if key == "probe" else "n"
     for name in dict.fromkeys(r[key] for r in results["rows"]):
         rows = [r for r in results["rows"] if r[key] == name and r["accuracy"] is not None]
-        ax.plot([r[size] for r in rows], [r["accuracy"] for r in rows], marker="o", label=name)
+        line, = ax.plot([r[size] for r in rows], [r["accuracy"] for r in rows], marker="o",
+                        label=name)
+        cold = [r for r in rows if "accuracy_without_carry" in r]
+        if cold:  # the same examples with every window read afresh
+            ax.plot([r[size] for r in cold], [r["accuracy_without_carry"] for r in cold],
+                    ls="--", marker="x", color=line.get_color(), label=f"{name}, not carried")
     ax.set_xscale("log", base=2)
     ax.set_ylim(-0.05, 1.05)
     ax.set(title="exact-match accuracy", ylabel="accuracy",

@@ -19,7 +19,8 @@ def run(loaded: Loaded, *, lengths: tuple[float, ...] = (1.0, 2.0, 4.0), samples
         seed: int = 0, finetune_steps: int = 0) -> dict:
     """Accuracy of each probe at each context length (multiples of the training length).
 
-    A probe whose format does not fit a length (a passkey question in 33 bytes) gets a row
+    A row read in several windows (``carry`` true) also has ``accuracy_without_carry``: the
+    same examples with every window read afresh. A probe whose format does not fit a length (a passkey question in 33 bytes) gets a row
     with ``accuracy`` None and the reason in ``skipped``.
 
     With `finetune_steps`, a copy of the model first trains that many steps on the probes'
@@ -39,7 +40,11 @@ def run(loaded: Loaded, *, lengths: tuple[float, ...] = (1.0, 2.0, 4.0), samples
                 rows.append({**row, "skipped": str(err), "accuracy": None, "correct": 0,
                              "answers": 0, "carry": False})
                 continue
-            rows.append({**row, **accuracy(loaded, items)})
+            scored = accuracy(loaded, items)
+            if scored["carry"]:  # what carrying the state across windows is worth
+                scored["accuracy_without_carry"] = accuracy(loaded, items,
+                                                            carry=False)["accuracy"]
+            rows.append({**row, **scored})
     return {"rows": rows, "finetuned_steps": finetune_steps}
 
 

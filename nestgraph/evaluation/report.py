@@ -53,11 +53,13 @@ def table(task: str, results: dict) -> tuple[tuple[str, ...], list[tuple[str, ..
         return columns, rows, [f"flagged: |change| < {results['threshold']:g} bits per byte"]
     key, label = ("probe", "probe") if task == "recall" else ("language", "language")
     size = ("multiple", "x seq_len") if task == "recall" else ("n", "n")
-    columns = (label, size[1], "bytes", "accuracy", "correct", "carried")
+    columns = (label, size[1], "bytes", "accuracy", "correct", "carried", "not carried")
     rows = [(r[key], f"{r[size[0]]:g}", str(r.get("length", r.get("bytes"))),
              "too short" if r["accuracy"] is None else f"{r['accuracy']:.3f}",
              f"{r['correct']}/{r['answers']}",
-             "yes" if r["carry"] else "no") for r in results["rows"]]
+             "yes" if r["carry"] else "no",
+             f"{r['accuracy_without_carry']:.3f}" if "accuracy_without_carry" in r else "")
+            for r in results["rows"]]
     notes = ["exact match of every answer byte, teacher-forced greedy"]
     if results.get("finetuned_steps"):
         notes.append(f"after {results['finetuned_steps']} fine-tuning steps on the format")

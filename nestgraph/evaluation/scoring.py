@@ -20,13 +20,16 @@ def read(loaded: Loaded, tokens: torch.Tensor, *, carry: bool,
                      stream=copy.deepcopy(loaded.stream), carry=carry, off=off, reset=reset)
 
 
-def accuracy(loaded: Loaded, items: list[Item], *, batch: int = 8) -> dict:
+def accuracy(loaded: Loaded, items: list[Item], *, batch: int = 8,
+             carry: bool | None = None) -> dict:
     """Exact-match accuracy over every answer of `items` (all of one length).
 
-    A context longer than the training sequence is read in windows with the state carried
-    (``carry=True``); one that fits is read as a training sequence is.
+    By default a context longer than the training sequence is read in windows with the state
+    carried (``carry=True``); one that fits is read as a training sequence is. ``carry=False``
+    reads every window afresh (the baseline that shows what carrying is worth).
     """
-    carry = len(items[0].text) - 1 > loaded.seq_len
+    if carry is None:
+        carry = len(items[0].text) - 1 > loaded.seq_len
     right = total = 0
     for start in range(0, len(items), batch):
         chunk = items[start:start + batch]

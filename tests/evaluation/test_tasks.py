@@ -63,6 +63,17 @@ def test_recall_at_the_training_length_skips_probes_that_do_not_fit(loaded):
 def test_recall_beyond_the_training_length_carries_state(loaded, carrying_reader):
     out = recall.run(loaded, lengths=(4.0,), samples=2)
     assert all(r["carry"] and r["accuracy"] is not None for r in out["rows"])
+    assert all(0 <= r["accuracy_without_carry"] <= 1 for r in out["rows"])
+
+
+def test_continual_can_start_from_the_initial_weights(loaded):
+    text = (b"def f(x):\n    return x + 1\n" * 40, b"To be, or not to be: that is it.\n" * 40)
+    domains = [split_domain(f"d{i}", t) for i, t in enumerate(text)]
+    trained = continual.run(loaded, domains=domains, steps=1, batches=1)
+    fresh = continual.run(loaded, domains=domains, steps=1, batches=1, fresh=True)
+    assert fresh["before"] != trained["before"]
+    again = continual.run(loaded, domains=domains, steps=1, batches=1, fresh=True)
+    assert again["matrix"] == fresh["matrix"]  # seeded: the same numbers twice
 
 
 def test_finetuning_trains_a_copy_and_leaves_the_run_alone(loaded):
