@@ -22,17 +22,18 @@ def run(loaded: Loaded, *, batches: int = 2, threshold: float = THRESHOLD) -> di
     levels = ablatable(loaded.schedule)
     every = frozenset(lv.name for lv in levels)
     base = windows_bpb(loaded, windows)
-    rows = [{"ablation": "none", "level": "", "bpb": base, "delta": 0.0, "flagged": False}]
+    rows = [{"ablation": "none", "level": "", "kind": "", "lifetime": "", "bpb": base,
+             "delta": 0.0, "flagged": False}]
 
-    def add(ablation: str, level: str, **how) -> None:
+    def add(ablation: str, level: str, kind: str = "", lifetime: str = "", **how) -> None:
         bpb = windows_bpb(loaded, windows, **how)
-        rows.append({"ablation": ablation, "level": level, "bpb": bpb, "delta": bpb - base,
-                     "flagged": abs(bpb - base) < threshold})
+        rows.append({"ablation": ablation, "level": level, "kind": kind, "lifetime": lifetime,
+                     "bpb": bpb, "delta": bpb - base, "flagged": abs(bpb - base) < threshold})
 
     for lv in levels:
-        add("off", lv.name, off=frozenset({lv.name}))
+        add("off", lv.name, lv.kind, lv.lifetime, off=frozenset({lv.name}))
         if lv.lifetime == "stream":
-            add("reset", lv.name, reset=frozenset({lv.name}))
+            add("reset", lv.name, lv.kind, lv.lifetime, reset=frozenset({lv.name}))
     curves = {"on": position_bpb(loaded, windows)}
     if levels:
         add("all off", ", ".join(lv.name for lv in levels), off=every)

@@ -46,8 +46,9 @@ def table(task: str, results: dict) -> tuple[tuple[str, ...], list[tuple[str, ..
                  f"forgetting {_f(results['forgetting'])}  FWT {_f(results['fwt'])}"]
         return columns, rows, notes
     if task == "levels":
-        columns = ("ablation", "level", "bpb", "change", "flag")
-        rows = [(r["ablation"], r["level"], _f(r["bpb"]), f"{r['delta']:+.4f}",
+        columns = ("ablation", "level", "kind", "lifetime", "bpb", "change", "flag")
+        rows = [(r["ablation"], r["level"], r["kind"], r["lifetime"], _f(r["bpb"]),
+                 f"{r['delta']:+.4f}",
                  "changes nothing" if r["flagged"] and r["ablation"] != "none" else "")
                 for r in results["rows"]]
         return columns, rows, [f"flagged: |change| < {results['threshold']:g} bits per byte"]
@@ -71,19 +72,7 @@ def show(task: str, results: dict, stream=None) -> None:
     stream = stream if stream is not None else sys.stdout
     columns, rows, notes = table(task, results)
     rows = [tuple(printable(str(c)) for c in row) for row in rows]
-    if getattr(stream, "isatty", lambda: False)():
-        from rich.console import Console
-        from rich.table import Table
-
-        t = Table(title=f"eval: {task}", title_justify="left")
-        for c in columns:
-            t.add_column(c, no_wrap=True)
-        for row in rows:
-            t.add_row(*row)
-        console = Console(file=stream)
-        console.print(t)
-        for line in notes:
-            console.print(line, markup=False)
+    if getattr(stream, "isatty", lambda: False)() and _rich(stream, task, columns, rows, notes):
         return
     stream.write(f"eval: {task}\n")
     stream.write(_plain(columns, rows))
@@ -96,3 +85,24 @@ def _plain(columns, rows) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
              for cells in [columns, *rows]]
     return "\n".join(lines) + "\n"
+
+
+def _rich(stream, task: str, columns, rows, notes: list[str]) -> bool:
+    """A rich table on a terminal wide enough for every cell; False (plain text) if not."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    t = Table(title=Text(f"eval: {task}"), title_justify="left")
+    for c in columns:
+        t.add_column(c, no_wrap=True)
+    for row in rows:
+        t.add_row(*(Text(cell) for cell in row))
+    console = Console(file=stream, highlight=False)
+    if console.measure(t, options=console.options.update(max_width=1 << 20)).maximum \
+            > console.width:
+        return False  # rich would cut cells: the plain table widens instead
+    console.print(t)
+    for line in notes:
+        console.print(Text(line))
+    return True
