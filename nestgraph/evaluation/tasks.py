@@ -44,11 +44,11 @@ def tasks_named(name: str) -> list[str]:
 
 def check(options: Options) -> None:
     """Refuse nonsense options before any work is done."""
-    for name in ("steps", "stdlib_domains", "domain_bytes", "samples", "finetune"):
+    for name in ("stdlib_domains", "finetune"):
         if getattr(options, name) < 0:
             raise UsageProblem(f"--{name.replace('_', '-')} must not be negative",
                                "give 0 or more")
-    for name in ("batches", "samples"):
+    for name in ("steps", "batches", "samples"):
         if getattr(options, name) < 1:
             raise UsageProblem(f"--{name} must be at least 1")
     if options.domain_bytes < 256:

@@ -12,7 +12,7 @@ import nestgraph.cli
 from nestgraph.cli import app
 
 runner = CliRunner()
-COMMANDS = ("validate", "compile", "train", "generate", "fmt", "graph", "plot", "schema")
+COMMANDS = ("validate", "compile", "train", "generate", "eval", "fmt", "graph", "plot", "schema")
 
 
 def invoke(*args):

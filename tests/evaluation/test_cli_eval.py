@@ -77,6 +77,7 @@ def test_plot_draws_the_eval_results_too(run):
     (("--task", "copy", "--lengths", "1,x"), "--lengths"),
     (("--task", "copy", "--sizes", "0"), "--sizes"),
     (("--task", "copy", "--samples", "0"), "--samples must be at least 1"),
+    (("--task", "continual", "--steps", "0"), "--steps must be at least 1"),
     (("--task", "continual", "--stdlib-domains", "0"), "at least 2 domains"),
 ])
 def test_mistakes_are_usage_errors_with_a_hint(run, args, says):
