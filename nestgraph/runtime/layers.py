@@ -120,25 +120,36 @@ class Attention(nn.Module):
             q, k = rope(q, offset, self.rope_base), rope(k, offset, self.rope_base)
         if past is not None:
             k, v = torch.cat([past[0], k], dim=-2), torch.cat([past[1], v], dim=-2)
+        window = self._window(cache)
         if cache is not None:
             # A sliding window only ever needs the last `window` keys of the past.
-            keep = k.shape[-2] if self.window == 0 else min(self.window, k.shape[-2])
+            keep = k.shape[-2] if window == 0 else min(window, k.shape[-2])
             cache[id(self)] = (k[..., -keep:, :], v[..., -keep:, :], offset + t)
-        mask = self._mask(t, k.shape[-2], x.device)
+        mask = self._mask(t, k.shape[-2], window, x.device)
         if cache is not None and cache.get("double_backward"):
             y = _attention_math(q, k, v, mask)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.out(y.transpose(1, 2).reshape(b, t, d))
 
-    def _mask(self, t: int, s: int, device: torch.device) -> torch.Tensor:
+    def _window(self, cache: dict | None) -> int:
+        """The module's own window, or the engine's limit for a carried read, the tighter.
+
+        Reading a long context in windows, the engine limits attention to the last
+        ``seq_len`` keys: RoPE is relative, so every query then sees the distances it saw in
+        training, and the carried cache stays bounded.
+        """
+        limit = cache.get("attention_window", 0) if cache is not None else 0
+        return min(w for w in (self.window, limit) if w) if self.window or limit else 0
+
+    def _mask(self, t: int, s: int, window: int, device: torch.device) -> torch.Tensor:
         # Query i sits at absolute position s - t + i; it sees keys j <= that position, and with
         # a window only the last `window` of them.
         qpos = torch.arange(s - t, s, device=device)[:, None]
         kpos = torch.arange(s, device=device)[None, :]
         mask = kpos <= qpos
-        if self.window:
-            mask &= kpos > qpos - self.window
+        if window:
+            mask &= kpos > qpos - window
         return mask
 
 

@@ -36,7 +36,7 @@ from torch import nn
 from nestgraph.runtime.delta import delta_scan
 from nestgraph.runtime.delta_reference import delta_scan_reference
 from nestgraph.runtime.selfmod import Derived, projection_scan, projection_scan_reference
-from nestgraph.runtime.titans import CausalDepthwiseConv, MemoryInit, split_heads
+from nestgraph.runtime.titans import CausalDepthwiseConv, MemoryInit, is_off, split_heads
 
 FORGET_START = -6.0  # sigmoid(-6) ≈ 0.0025: start by keeping almost everything
 
@@ -119,7 +119,8 @@ class SelfModifyingTitans(nn.Module):
 
     def forward(self, x: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
         b, t, d = x.shape
-        frozen = bool(cache is not None and cache.get("frozen"))
+        # Each of the two levels can be switched off on its own (no writes, no forgetting).
+        proj_off, main_off = is_off(self.projections, cache), is_off(self.memory, cache)
         state = cache.get(id(self)) if cache is not None else None
         proj_w, mem_w, tail = state if state is not None else (
             self.projections.expand(b), self.memory.expand(b), None)
@@ -129,12 +130,12 @@ class SelfModifyingTitans(nn.Module):
         scan, main_scan = ((projection_scan_reference, delta_scan_reference) if self.reference
                            else (projection_scan, delta_scan))
         derived, proj_w = scan(self.kind, self.objective, proj_w, split_heads(z, self.heads),
-                               partial(self._derive, frozen=frozen), chunk=self.proj_chunk,
+                               partial(self._derive, frozen=proj_off), chunk=self.proj_chunk,
                                self_values=self.self_values)
         q = (derived.extra[..., : self.head_dim] if self.adaptive_q
              else normalize(split_heads(self.proj.q(z), self.heads)))
         raw = derived.extra[..., -2:]
-        lr, forget = self._rates("main", raw[..., 0], raw[..., 1], frozen)
+        lr, forget = self._rates("main", raw[..., 0], raw[..., 1], main_off)
         y, mem_w = main_scan(self.kind, self.objective, mem_w, q, derived.k, derived.v, lr,
                              forget, chunk=self.chunk, self_values=self.self_values)
         if cache is not None:

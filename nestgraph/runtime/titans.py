@@ -37,6 +37,12 @@ class CausalDepthwiseConv(nn.Module):
         return y, padded[:, -(self.window - 1):, :] if self.window > 1 else padded[:, :0, :]
 
 
+def is_off(part: nn.Module, cache: dict | None) -> bool:
+    """Whether the engine switched off the level that owns ``part`` (the engine puts the ids
+    of switched-off levels' sub-modules in ``cache["off"]``)."""
+    return cache is not None and id(part) in cache.get("off", ())
+
+
 def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
     """(B, T, H·d) -> (B, H, T, d)."""
     b, t, _ = x.shape
@@ -141,7 +147,7 @@ class NeuralMemory(nn.Module):
         if self.qk_norm:
             q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
         lr, forget, momentum_rate = self._rates(x)
-        if cache is not None and cache.get("frozen"):  # in-context learning switched off
+        if is_off(self.memory, cache):  # its level's updates are switched off: no writes
             lr, forget = torch.zeros_like(lr), torch.zeros_like(forget)
         if self.rule == "dgd":  # NL Eq. 88: decay along the key, no momentum
             y, weights = delta_scan(self.kind, self.objective, weights, q, k, v, lr, forget,

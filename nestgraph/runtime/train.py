@@ -37,7 +37,13 @@ from nestgraph.runtime.data import (
     sample_batch,
 )
 from nestgraph.runtime.distributed import average_stream, current_rank, shared_run_dir
-from nestgraph.runtime.engine import StreamState, in_context_levels, init_stream, read_sequence
+from nestgraph.runtime.engine import (
+    StreamState,
+    in_context_levels,
+    init_stream,
+    read_sequence,
+    stream_weight_names,
+)
 from nestgraph.runtime.fsutil import environment_errors
 from nestgraph.runtime.levels import (
     AdamWRule,
@@ -112,13 +118,13 @@ def build_state(program: Program, cfg: dict, device: torch.device) -> _State:
     model = program.build_model().to(device)
     if cfg["precision"] == "fp64":
         model = model.double()
-    stream_owned = set()
-    for lv in in_context_levels(program.schedule):
-        if lv.lifetime == "stream":
-            stream_owned |= set(owned_parameters(model, lv))
+    stream_owned = set(stream_weight_names(model, program.schedule))
+    stepped = {n for lv in program.schedule if lv.kind == "step"
+               for n in owned_parameters(model, lv)}
     for name, p in model.named_parameters():
-        # A stream level's weights are its own: no slower level trains their initial value.
-        p.requires_grad_(name not in stream_owned)
+        # A stream weight is W0 + Δ: the step level that owns W0 trains it like any other
+        # parameter; without such an owner W0 stays at its initial value.
+        p.requires_grad_(name not in stream_owned or name in stepped)
     optimizers = {lv.name: make_optimizer(lv, owned_parameters(model, lv), program.schedule)
                   for lv in program.schedule if lv.kind == "step"}
     if _wants_compile(cfg["compile"], device, program.schedule):
