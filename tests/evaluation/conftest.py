@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from nestgraph.runtime.program import load_program
 from nestgraph.runtime.progress import SilentReporter
@@ -31,26 +30,3 @@ def loaded(tiny_run):
     from nestgraph.evaluation.loaded import load
 
     return load(tiny_run)
-
-
-def reader_ready() -> bool:
-    """Whether `read_long` carries state and takes off/reset (the engine work of the same
-    issue); the tests that need it are skipped, and say so, until it does."""
-    from nestgraph.runtime.engine import StreamState
-    from nestgraph.runtime.reader import read_long
-
-    try:
-        read_long(torch.nn.Identity(), (), torch.zeros(1, 2, dtype=torch.long), seq_len=1,
-                  stream=StreamState(), carry=True)
-    except NotImplementedError:
-        return False
-    except Exception:  # noqa: BLE001 - an Identity model is no model: the stub is gone
-        return True
-    return True
-
-
-@pytest.fixture
-def carrying_reader():
-    """Skips, saying why, a test that needs the carrying reader while it is not there."""
-    if not reader_ready():
-        pytest.skip("read_long(carry/off/reset) is not implemented in this tree yet")

@@ -38,7 +38,7 @@ def test_a_task_writes_its_json_and_prints_its_table(run, task):
     assert (run / "eval" / f"{task}.png").is_file()
 
 
-def test_levels_through_the_cli(run, carrying_reader):
+def test_levels_through_the_cli(run):
     result = invoke("eval", run, "--task", "levels", "--batches", "1")
     assert result.exit_code == 0, result.output
     doc = json.loads((run / "eval" / "levels.json").read_text())
