@@ -31,9 +31,14 @@ def run(loaded: Loaded, *, batches: int = 2, threshold: float = THRESHOLD) -> di
                      "bpb": bpb, "delta": bpb - base, "flagged": abs(bpb - base) < threshold})
 
     for lv in levels:
-        add("off", lv.name, lv.kind, lv.lifetime, off=frozenset({lv.name}))
         if lv.lifetime == "stream":
+            # A stream level does not learn while held-out windows are read, so switching its
+            # updates off would change nothing by construction: what it contributes is the
+            # state it learned (reset) and what it learns at test time (learn).
             add("reset", lv.name, lv.kind, lv.lifetime, reset=frozenset({lv.name}))
+            add("learn", lv.name, lv.kind, lv.lifetime, learn_stream=True)
+        else:
+            add("off", lv.name, lv.kind, lv.lifetime, off=frozenset({lv.name}))
     curves = {"on": position_bpb(loaded, windows)}
     if levels:
         add("all off", ", ".join(lv.name for lv in levels), off=every)

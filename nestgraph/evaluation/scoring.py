@@ -12,12 +12,18 @@ from nestgraph.runtime.reader import read_long
 
 
 def read(loaded: Loaded, tokens: torch.Tensor, *, carry: bool,
-         off: frozenset[str] = frozenset(), reset: frozenset[str] = frozenset()):
-    """`read_long` on the run's model and a copy of its stream (evaluation never changes it)."""
+         off: frozenset[str] = frozenset(), reset: frozenset[str] = frozenset(),
+         stream=None):
+    """`read_long` on the run's model and a copy of its stream (evaluation never changes it).
+
+    Given `stream` (a copy the caller owns), stream levels learn from this read into it.
+    """
     import copy
 
+    learn = stream is not None
     return read_long(loaded.model, loaded.schedule, tokens, seq_len=loaded.seq_len,
-                     stream=copy.deepcopy(loaded.stream), carry=carry, off=off, reset=reset)
+                     stream=stream if learn else copy.deepcopy(loaded.stream), carry=carry,
+                     off=off, reset=reset, learn_stream=learn)
 
 
 def accuracy(loaded: Loaded, items: list[Item], *, batch: int = 8,
@@ -41,11 +47,20 @@ def accuracy(loaded: Loaded, items: list[Item], *, batch: int = 8,
             "carry": carry}
 
 
-def windows_bpb(loaded: Loaded, windows: list[torch.Tensor], **ablation) -> float:
-    """Mean next-byte loss in bits over held-out windows (each (B, seq_len + 1))."""
+def windows_bpb(loaded: Loaded, windows: list[torch.Tensor], *, learn_stream: bool = False,
+                **ablation) -> float:
+    """Mean next-byte loss in bits over held-out windows (each (B, seq_len + 1)).
+
+    ``learn_stream``: stream levels learn at test time, window after window, in one copy of
+    the run's stream, updating at their period as in training (a window's later positions
+    see what they learned at its earlier ones).
+    """
+    import copy
+
+    stream = copy.deepcopy(loaded.stream) if learn_stream else None
     total = count = 0.0
     for tokens in windows:
-        losses = read(loaded, tokens, carry=False, **ablation).losses
+        losses = read(loaded, tokens, carry=False, stream=stream, **ablation).losses
         total += float(losses.sum())
         count += losses.numel()
     return total / max(count, 1) / math.log(2)

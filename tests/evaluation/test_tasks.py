@@ -112,7 +112,7 @@ def test_the_ablatable_levels_of_cms(loaded):
 def test_levels_table_has_every_ablation(loaded):
     out = levels.run(loaded, batches=1)
     got = [(r["ablation"], r["level"]) for r in out["rows"]]
-    assert got == [("none", ""), ("off", "cms_fast"), ("off", "cms_mid"), ("off", "cms_slow"),
-                   ("reset", "cms_slow"), ("all off", "cms_fast, cms_mid, cms_slow")]
+    assert got == [("none", ""), ("off", "cms_fast"), ("off", "cms_mid"), ("reset", "cms_slow"),
+                   ("learn", "cms_slow"), ("all off", "cms_fast, cms_mid, cms_slow")]
     assert len(out["position_bpb"]["on"]) == loaded.seq_len == len(out["position_bpb"]["off"])
     assert all(r["flagged"] == (abs(r["delta"]) < out["threshold"]) for r in out["rows"][1:])
