@@ -78,10 +78,10 @@ class Scorer:
         tokens = torch.full((len(rows), width), PAD, dtype=torch.long)
         for i, row in enumerate(rows):
             tokens[i, :len(row)] = torch.tensor(row, dtype=torch.long)
+        # A learning stream changes in place: each read starts from the checkpoint's.
         stream = copy.deepcopy(self.stream) if self.learn_stream else self.stream
-        precision = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16 \
-            else nullcontext()
-        with precision:
+        bf16 = torch.autocast(self.device.type, dtype=torch.bfloat16)
+        with bf16 if self.bf16 else nullcontext():
             out = read_long(self.model, self.schedule, tokens.to(self.device),
                             seq_len=self.seq_len, stream=stream, carry=self.carry,
                             learn_stream=self.learn_stream)
