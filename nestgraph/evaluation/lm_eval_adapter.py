@@ -149,7 +149,8 @@ class Scorer:
         calls), which costs a read per byte: fine for the short answers of lm-eval's tasks.
         """
         done = [b""] * len(contexts)
-        for chosen, _ in self._batches([list(c) for c in contexts]):
+        contexts = [c or bytes([NEWLINE]) for c in contexts]
+        for chosen, _ in self._batches([list(c) for c in contexts] if max_bytes > 0 else []):
             lanes = {k: bytearray() for k in chosen}
             while lanes:
                 keys = list(lanes)
@@ -165,8 +166,7 @@ class Scorer:
         return done
 
     def _context_row(self, context: bytes) -> list[int]:
-        row = list(context or bytes([NEWLINE]))
-        return row if self.carry else row[-self.seq_len:]
+        return list(context) if self.carry else list(context[-self.seq_len:])
 
 
 def _cut(text: bytes, until: list[bytes]) -> bytes | None:

@@ -71,12 +71,16 @@ def test_the_greedy_continuation_is_greedy(scorer):
     assert is_greedy and not other
 
 
-def test_batched_scores_match_one_request_at_a_time(lm_run, scorer):
-    batched = Scorer(lm_run, carry=False, batch_size=3)
+@pytest.mark.parametrize("carry", [False, True])
+def test_batched_scores_match_one_request_at_a_time(lm_run, carry):
+    if carry and not _carrying_reader():
+        pytest.skip("read_long(carry=True) is not implemented in this tree yet")
+    pairs = [*PAIRS, (b"import os\n" * 6, b"import sys")]  # longer than a window
+    one, batched = (Scorer(lm_run, carry=carry, batch_size=n) for n in (1, 3))
     assert batched.batch_size == 3
-    for (one, g1), (many, g2) in zip(scorer.loglikelihood(PAIRS), batched.loglikelihood(PAIRS),
-                                     strict=True):
-        assert many == pytest.approx(one, rel=1e-5, abs=1e-5) and g1 == g2
+    for (a, g1), (b, g2) in zip(one.loglikelihood(pairs), batched.loglikelihood(pairs),
+                                strict=True):
+        assert b == pytest.approx(a, rel=1e-5, abs=1e-5) and g1 == g2
 
 
 def test_without_carry_the_model_sees_the_last_seq_len_bytes(scorer):
@@ -101,7 +105,7 @@ def test_rolling_scores_every_byte_once(scorer):
 
 
 def test_generation_is_greedy_sampling(lm_run, scorer):
-    contexts = [b"def ", b"import os\nimport ", b"x" * 50]
+    contexts = [b"def ", b"import os\nimport ", b"x" * 50, b""]
     batched = Scorer(lm_run, carry=False, batch_size=3)
     got = batched.generate(contexts, [[]] * len(contexts), max_bytes=4)
     for context, text in zip(contexts, got, strict=True):
@@ -114,6 +118,7 @@ def test_generation_stops_before_a_stop_string(scorer):
     stop = free[2:4]
     [cut] = scorer.generate([b"def "], [[stop]], max_bytes=6)
     assert cut == free[:free.find(stop)]
+    assert scorer.generate([b"def "], [[]], max_bytes=0) == [b""]
     assert adapter._cut(b"abcabc", [b"c", b"b"]) == b"a" and adapter._cut(b"abc", [b"z"]) is None
 
 
