@@ -28,19 +28,22 @@ PAIRS = [(b"def f(x):", b" return"), (b"", b"import"), (b"a", b"b"),
          (b"class P:\n    def __init__(self", b")")]  # each fits one window
 
 
-@pytest.fixture(scope="module")
-def lm_run(tmp_path_factory):
-    """A titans run trained two steps at tiny dims."""
+def _train(root: Path, spec: str, overrides) -> Path:
     from nestgraph.runtime.program import load_program
     from nestgraph.runtime.progress import SilentReporter
     from nestgraph.runtime.train import train
     from nestgraph.testing import compile_build
 
-    root = tmp_path_factory.mktemp("lmeval")
-    program = load_program(compile_build(root / "build", "titans", TINY))
+    program = load_program(compile_build(root / "build", spec, overrides))
     result = train(program, dict(program.train, steps=2), program.data, out=root / "runs",
                    reporter=SilentReporter())
     return result.run_dir
+
+
+@pytest.fixture(scope="module")
+def lm_run(tmp_path_factory):
+    """A titans run trained two steps at tiny dims."""
+    return _train(tmp_path_factory.mktemp("lmeval"), "titans", TINY)
 
 
 @pytest.fixture(scope="module")
@@ -141,6 +144,18 @@ def test_with_carry_a_long_context_is_read_once(lm_run):
     [(logprob, _)] = carried.loglikelihood([(context, continuation)])
     out = _read(carried, context + continuation, carry=True)
     assert logprob == pytest.approx(-float(out.losses[0, len(context) - 1:].sum()), rel=1e-6)
+
+
+def test_a_stream_level_reads_one_request_at_a_time_from_the_checkpoint(tmp_path):
+    run = _train(tmp_path, "cms", (*TINY[:3], "levels.cms_fast.every=8 tokens",
+                                   "levels.cms_mid.every=16 tokens",
+                                   "levels.cms_slow.every=64 tokens", *TINY[4:]))
+    learning = Scorer(run, carry=False, learn_stream=True, batch_size=4)
+    assert learning.batch_size == 1  # cms_slow's state is shared by the lanes of a batch
+    before = {k: v.clone() for k, v in learning.stream.accum.items()}
+    first = learning.loglikelihood(PAIRS)
+    assert learning.loglikelihood(PAIRS[::-1])[::-1] == first  # the order changes nothing
+    assert all(torch.equal(before[k], v) for k, v in learning.stream.accum.items())
 
 
 def test_model_arguments_are_checked(lm_run, tmp_path):
