@@ -328,24 +328,49 @@ def generate(
     temperature: Annotated[float, typer.Option("--temperature", metavar="T",
                                                help="sampling temperature")] = 0.8,
     seed: Annotated[int, typer.Option("--seed", metavar="N", help="random seed")] = 0,
+    learn: Annotated[bool, typer.Option(
+        "--learn", help="let stream-lifetime levels keep learning while the context is read "
+        "(test-time learning)")] = False,
+    state: Annotated[Path | None, typer.Option(
+        "--state", metavar="FILE", help="start from the stream state saved in FILE "
+        "[default: the run's checkpoint]")] = None,
+    save_state: Annotated[Path | None, typer.Option(
+        "--save-state", metavar="FILE", help="write the stream state to FILE afterwards")]
+    = None,
     trust_program: TrustOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """Sample from a trained run; in-context levels keep learning as they read.
 
-    The run's program.py must be what its spec.resolved.yaml compiles to (exit 5 otherwise;
-    --trust-program skips the check).
+    The context is read in windows of train.seq_len with the state carried. The run's
+    program.py must be what its spec.resolved.yaml compiles to (exit 5 otherwise;
+    --trust-program skips the check). A missing --state file exits 2, an unreadable or
+    mismatched one 5.
     Example: nestgraph generate runs/cms/20261122-101500 --prompt "def " --tokens 100
     """
     from nestgraph.build import load_run
 
+    if save_state is not None and not save_state.parent.is_dir():
+        raise UsageProblem(f"cannot write '{printable(str(save_state))}': its folder does not "
+                           "exist", "create the folder first, or pick another path")
     model, program, stream, cfg = load_run(run, trust=trust_program)
     from nestgraph.runtime.generate import sample
+    from nestgraph.runtime.state_file import load_state
+    from nestgraph.runtime.state_file import save_state as write_state
 
+    if state is not None:
+        stream = load_state(state, stream)
     text = sample(model, program.schedule, stream, prompt.encode(), tokens=tokens,
                   seq_len=cfg["seq_len"], temperature=temperature, seed=seed,
-                  bf16=cfg["precision"] == "bf16", threads=cfg.get("threads", "auto"))
+                  bf16=cfg["precision"] == "bf16", threads=cfg.get("threads", "auto"),
+                  learn=learn)
     typer.echo(prompt + text.decode("utf-8", errors="replace"))
+    if save_state is not None:
+        from nestgraph.runtime.fsutil import environment_errors
+
+        with environment_errors(save_state):
+            write_state(save_state, stream, program.name)
+        _status(f"wrote the stream state to {printable(str(save_state))}")
 
 
 @app.command("eval", cls=Command, short_help="Evaluate a run: continual, recall, copy, levels.")

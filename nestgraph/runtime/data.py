@@ -53,6 +53,7 @@ class Corpus:
     source: str  # what the bytes are, for logs and env.json
     sha256: str  # hex digest of all bytes used, before the split
     n_files: int
+    order: str = "random"  # data.order: how training windows are drawn (see `sample_batch`)
 
 
 def resolve_source(source: str | None, base: Path | str | None) -> str | None:
@@ -131,12 +132,15 @@ def check_vocab(corpus: Corpus, vocab: int) -> None:
 
 
 def sample_batch(
-    data: torch.Tensor, *, step: int, batch: int, seq_len: int, seed: int
+    data: torch.Tensor, *, step: int, batch: int, seq_len: int, seed: int,
+    order: str = "random",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Draw `batch` random windows; ``y`` is ``x`` shifted left by one byte.
+    """`batch` windows for a training step; ``y`` is ``x`` shifted left by one byte.
 
-    The generator is seeded from ``(seed, step)`` alone, never from a running stream, so the
-    batch for a step is the same whether the run got there directly or by resuming.
+    ``order="random"``: independent random windows. ``order="stream"``: lane ``i`` reads its
+    own contiguous part of the text, step after step (see `stream_starts`), so a stream-lifetime
+    level sees a continuing context. Either way the batch is a pure function of ``(data, seed,
+    step)``, so it is the same whether the run got there directly or by resuming.
     """
     _check_sizes(batch=batch, seq_len=seq_len)
     n = _length(data)
@@ -145,12 +149,24 @@ def sample_batch(
             f"training data has {n} bytes but seq_len={seq_len} needs at least {seq_len + 1}",
             "lower seq_len or give more data",
         )
+    if order == "stream":
+        return _windows(data, stream_starts(n, step=step, batch=batch, seq_len=seq_len),
+                        seq_len, wrap=True)
+    if order != "random":
+        raise ValueError(f"unknown data order {order!r}; expected 'random' or 'stream'")
     generator = torch.Generator(device="cpu")
     generator.manual_seed(_step_seed(seed, step))
     # Highest valid start is n - seq_len - 1 so the target window still fits; randint's bound
     # is exclusive.
     starts = torch.randint(0, n - seq_len, (batch,), generator=generator)
     return _windows(data, starts, seq_len)
+
+
+def stream_starts(n: int, *, step: int, batch: int, seq_len: int) -> torch.Tensor:
+    """Where each lane's window starts at ``step`` in stream order: lane ``i`` begins at
+    ``i * n // batch`` and moves ``seq_len`` bytes per step, wrapping at the end of the text."""
+    lanes = torch.arange(batch, dtype=torch.long)
+    return (lanes * n // batch + step * seq_len) % n
 
 
 def heldout_batches(
@@ -379,10 +395,14 @@ def _step_seed(seed: int, step: int) -> int:
 
 
 def _windows(
-    data: torch.Tensor, starts: torch.Tensor, length: int
+    data: torch.Tensor, starts: torch.Tensor, length: int, wrap: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rows of ``length + 1`` bytes from each start, split into inputs and next-byte targets."""
+    """Rows of ``length + 1`` bytes from each start, split into inputs and next-byte targets
+    (with ``wrap``, a row running past the end continues from the text's start)."""
     offsets = torch.arange(length + 1)
-    index = (starts[:, None] + offsets[None, :]).to(data.device)
+    index = starts[:, None] + offsets[None, :]
+    if wrap:
+        index = index % _length(data)
+    index = index.to(data.device)
     rows = data[index].long()
     return rows[:, :-1].contiguous(), rows[:, 1:].contiguous()

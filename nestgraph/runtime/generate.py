@@ -1,9 +1,14 @@
-"""Sampling from a trained run, with the in-context levels still learning as they read.
+"""Sampling from a trained run, with the in-context levels learning as they read.
 
-The context is re-read for every new byte (at most `seq_len` bytes of it), so every in-context
-level sees exactly what it would see in training: the same chunking, the same updates at the
-same positions. That costs a forward pass per byte, which is fine for the short samples this is
-for, and never lets sampling and training disagree.
+The context is read in windows of ``seq_len`` with the state carried (`engine.Carry`): each
+full window is read once and committed, and every new byte re-reads only the current partial
+window from the last committed state, never the whole context. A window is committed once all
+its targets are known, so every in-context level sees the same chunks, gradients and update
+positions as one read of the whole context would give it.
+
+Stream-lifetime levels are switched off unless ``learn`` is set; with it they keep learning
+from the committed windows (test-time learning) and the caller's stream is changed in place
+(``nestgraph generate --learn --save-state FILE`` keeps what they learned).
 """
 
 from __future__ import annotations
@@ -12,27 +17,51 @@ from contextlib import nullcontext
 
 import torch
 
-from nestgraph.runtime.engine import StreamState, in_context_levels, read_sequence
+from nestgraph.runtime.engine import Carry, StreamState
 from nestgraph.runtime.levels import LevelDef
+from nestgraph.runtime.reader import prepare_stream, read_window
 from nestgraph.runtime.threads import apply_threads
+
+
+class _Reader:
+    """The committed state of a context being read, and the reads that extend it."""
+
+    def __init__(self, model, schedule, stream, seq_len, learn, bf16):
+        self.model, self.schedule, self.seq_len, self.bf16 = model, schedule, seq_len, bf16
+        self.learn = learn
+        self.stream, self.off = prepare_stream(model, schedule, stream, learn, frozenset(),
+                                               frozenset())
+        self.carry, self.done = Carry(), 0  # committed state, and the tokens it has read
+
+    def next_logits(self, context: list[int]) -> torch.Tensor:
+        """Logits for the byte after `context`; commits every window whose targets are known."""
+        while len(context) - self.done > self.seq_len:
+            window = context[self.done:self.done + self.seq_len + 1]
+            self.carry = self._read(window[:-1], window[1:], self.carry, commit=True).carry
+            self.done += self.seq_len
+        part = context[self.done:]
+        out = self._read(part, part[1:] + [-1], self.carry, commit=False)
+        return out.logits[0, -1].detach().float()
+
+    def _read(self, x, y, carry, commit):
+        precision = torch.autocast("cpu", dtype=torch.bfloat16) if self.bf16 else nullcontext()
+        with precision:
+            return read_window(self.model, self.schedule, torch.tensor([x]), torch.tensor([y]),
+                               self.stream, carry, learn_stream=self.learn and commit,
+                               off=self.off, attention_window=self.seq_len)
 
 
 def sample(model: torch.nn.Module, schedule: tuple[LevelDef, ...], stream: StreamState,
            prompt: bytes, *, tokens: int, seq_len: int, temperature: float = 0.8,
-           seed: int = 0, bf16: bool = False, threads: int | str = "auto") -> bytes:
+           seed: int = 0, bf16: bool = False, threads: int | str = "auto",
+           learn: bool = False) -> bytes:
     """`tokens` bytes after `prompt`; `threads` is ``train.threads`` (see runtime.threads)."""
     apply_threads(threads)
     generator = torch.Generator().manual_seed(seed)
     context = list(prompt) or [10]  # an empty prompt starts from a newline
-    learning = bool(in_context_levels(schedule))
+    reader = _Reader(model, schedule, stream, seq_len, learn, bf16)
     for _ in range(tokens):
-        window = torch.tensor([context[-seq_len:]], dtype=torch.long)
-        targets = torch.cat([window[:, 1:], torch.full((1, 1), -1)], dim=1)
-        precision = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext()
-        with torch.enable_grad() if learning else torch.no_grad(), precision:
-            out = read_sequence(model, schedule, window, targets, stream, learn_stream=False,
-                                differentiable=False, keep_logits=True)
-        logits = out.logits[0, -1].detach().float()
+        logits = reader.next_logits(context)
         if temperature <= 0:
             nxt = int(logits.argmax())
         else:

@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from time import perf_counter
 
@@ -155,7 +155,7 @@ def train_step(state: _State, program: Program, cfg: dict, corpus: Corpus,
                device: torch.device) -> dict:
     """One step: forward with in-context learning, one backward, the step levels that fire."""
     x, y = sample_batch(corpus.train, step=state.step, batch=cfg["batch"],
-                        seq_len=cfg["seq_len"], seed=cfg["seed"])
+                        seq_len=cfg["seq_len"], seed=cfg["seed"], order=corpus.order)
     timeline: list = []
     with _autocast(cfg, device):
         result = read_sequence(state.model, program.schedule, x.to(device), y.to(device),
@@ -510,8 +510,9 @@ def _load_corpus(data_cfg: dict, base: Path | None = None, note=None) -> Corpus:
         limit = f" (at most {data_cfg['max_bytes']:,} bytes)" if data_cfg["max_bytes"] else ""
         held = f"; held out: '{heldout}'" if heldout else ""
         note(printable(f"reading data: {where}{limit}{held}"))
-    return load_corpus(source, heldout_fraction=data_cfg["heldout"],
-                       max_bytes=data_cfg["max_bytes"], heldout_path=heldout)
+    corpus = load_corpus(source, heldout_fraction=data_cfg["heldout"],
+                         max_bytes=data_cfg["max_bytes"], heldout_path=heldout)
+    return replace(corpus, order=data_cfg.get("order", "random"))
 
 
 def _loop(session: _Session, state: _State, log, sig, interrupt_at) -> list[dict]:

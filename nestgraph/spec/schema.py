@@ -559,6 +559,10 @@ class DataSpec(Strict):
     heldout_source: str | None = Field(
         None, description="a separate file or folder to evaluate on; none: the held-out part "
         "is the last `heldout` fraction of the training data")
+    order: Literal["random", "stream"] = Field(
+        "random", description="'random': independent random windows each step; 'stream': "
+        "lane i of the batch reads its own contiguous part of the text, step after step, so "
+        "stream-lifetime levels see a continuing context")
 
 
 class Spec(Strict):

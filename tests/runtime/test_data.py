@@ -310,3 +310,31 @@ def test_check_vocab() -> None:
     check_vocab(text, 256)
     with pytest.raises(DataError, match="model.vocab is 128.*byte value 200"):
         check_vocab(text, 128)
+
+
+def test_stream_order_reads_each_lane_contiguously() -> None:
+    n = 1000
+    data = torch.arange(n, dtype=torch.int32)  # each byte's value is its position
+    rows = [sample_batch(data, step=s, batch=4, seq_len=16, seed=0, order="stream")
+            for s in range(3)]
+    for lane in range(4):
+        start = lane * n // 4
+        for s, (x, y) in enumerate(rows):
+            assert x[lane].tolist() == list(range(start + 16 * s, start + 16 * s + 16))
+            assert torch.equal(y[lane], x[lane] + 1)
+        # The next step continues exactly where this one stopped.
+        assert int(rows[1][0][lane, 0]) == int(rows[0][0][lane, -1]) + 1
+
+
+def test_stream_order_wraps_and_ignores_the_seed() -> None:
+    data = torch.arange(100, dtype=torch.int32)
+    x, y = sample_batch(data, step=6, batch=1, seq_len=16, seed=0, order="stream")
+    assert x[0].tolist() == [(96 + i) % 100 for i in range(16)]  # past the end: the start
+    assert y[0].tolist() == [(97 + i) % 100 for i in range(16)]
+    other = sample_batch(data, step=6, batch=1, seq_len=16, seed=5, order="stream")
+    assert torch.equal(x, other[0])  # a pure function of (data, step)
+
+
+def test_unknown_order_is_refused() -> None:
+    with pytest.raises(ValueError, match="order"):
+        sample_batch(_ramp(), step=0, batch=1, seq_len=4, seed=0, order="sorted")

@@ -235,3 +235,29 @@ def test_nested_chain_restarts_the_faster_block_from_its_learned_start():
     assert not torch.allclose(nested[8], plain[8])
     assert not torch.allclose(nested[8], initial)
     assert not torch.allclose(nested[12], nested[8])  # and it steps on from there
+
+
+def test_stream_weight_is_trained_initial_value_plus_in_context_change():
+    # W0 (the module's parameter) gets the ordinary gradient through W0 + Δ; Δ moves in context.
+    model = tiny_model()
+    levels = cms_levels(lifetime="stream", slow=4)
+    stream = init_stream(model, levels)
+    name = "layers.0.blocks.cms.body.blocks.slow.w1"
+    assert torch.equal(stream.weights[name], torch.zeros_like(model.get_parameter(name)))
+    x, y = batch()
+    loss = read_sequence(model, levels, x, y, stream).loss
+    grad, = torch.autograd.grad(loss, [model.get_parameter(name)])
+    assert bool(grad.abs().sum() > 0)
+    assert bool(stream.weights[name].abs().sum() > 0)
+    # Reading again from Δ = 0 with W0 moved by the change gives the same first prediction as
+    # W0 unchanged with the learned Δ: the weight used is their sum.
+    moved = read_sequence(model, levels, x, y, stream.copy(), keep_logits=True,
+                          learn_stream=False, differentiable=False)
+    with torch.no_grad():
+        model.get_parameter(name).add_(stream.weights[name])
+    shifted = stream.copy()
+    shifted.reset({name})
+    shifted.accum[name] = stream.accum[name].clone()
+    same = read_sequence(model, levels, x, y, shifted, keep_logits=True, learn_stream=False,
+                         differentiable=False)
+    torch.testing.assert_close(moved.logits[:, :4], same.logits[:, :4])

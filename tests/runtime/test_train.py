@@ -30,8 +30,9 @@ def final_state(run_dir):
     return weights, state["stream"], meta
 
 
-def test_interrupted_run_resumes_bitwise(tmp_path):
-    program = small_program(tmp_path)
+@pytest.mark.parametrize("order", ["random", "stream"])
+def test_interrupted_run_resumes_bitwise(tmp_path, order):
+    program = small_program(tmp_path, [f"data.order={order}"])
     whole = run(program, tmp_path / "a", steps=12)
     with pytest.raises(Interrupted) as stop:
         run(program, tmp_path / "b", steps=12, interrupt_at=6)
@@ -47,8 +48,8 @@ def test_interrupted_run_resumes_bitwise(tmp_path):
     for name in s1["weights"]:
         assert torch.equal(s1["weights"][name], s2["weights"][name]), name
     # The stream level fired (every 128 tokens = every 2 steps), so equality is not vacuous.
-    initial = program.build_model().state_dict()
-    assert any(not torch.equal(s1["weights"][n], initial[n]) for n in s1["weights"])
+    # The stream holds each weight's in-context change Δ (it starts at 0).
+    assert any(bool(s1["weights"][n].abs().sum() > 0) for n in s1["weights"])
     steps = [r["step"] for r in read_metrics(resumed.run_dir / "metrics.jsonl") if "loss" in r]
     assert steps == list(range(1, 13))  # no step logged twice across the interruption
 
