@@ -268,7 +268,7 @@ def check_periods(g: nx.DiGraph) -> None:
                f"multiple of the {_shown(g, bad)} of the faster level '{bad}'",
                level_path(g, slow, "every"),
                f"nested levels need periods that divide: try "
-               f"{_multiple(tokens[slow], math.lcm(*faster))} tokens", "E-PERIOD",
+               f"{_suggested(g, slow, math.lcm(*faster), seq_len)} tokens", "E-PERIOD",
                (f"a step reads train.seq_len = {seq_len} tokens per sequence",))
     _check_memory_chunks(g, reported)
     for lv in levels(g):
@@ -348,6 +348,19 @@ def _check_memory_chunks(g: nx.DiGraph, reported: set[str]) -> None:
 def _shown(g: nx.DiGraph, name: str) -> str:
     lv = g.nodes[f"level:{name}"]["level"]
     return f"{lv.period} {lv.unit}{'s' if lv.period != 1 else ''}"
+
+
+def _suggested(g: nx.DiGraph, name: str, base: int, seq_len: int) -> int:
+    """The multiple of `base` to suggest for level `name`. A sequence-lifetime level must stay
+    shorter than a sequence (the check below), so it gets the largest multiple of `base` that
+    divides seq_len and is smaller, when there is one."""
+    lv, value = g.nodes[f"level:{name}"]["level"], g.graph["tokens"][name]
+    near = _multiple(value, base)
+    if (lv.lifetime != "sequence" or near < seq_len
+            or not never_updates(g.graph["kinds"][name], lv.lifetime, near, seq_len)):
+        return near
+    fits = [m for m in range((seq_len - 1) // base * base, 0, -base) if seq_len % m == 0]
+    return fits[0] if fits else near
 
 
 def _multiple(value: int, base: int) -> int:

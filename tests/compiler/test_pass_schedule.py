@@ -195,7 +195,7 @@ def test_periods_one_bad_level_is_not_held_against_slower_ones() -> None:
     d = only(run(data))
     assert (d.code, d.path) == ("E-PERIOD", ("levels", MID, "every"))
     assert "of the 16 tokens of the faster level 'cms_fast'" in d.message
-    assert d.hint.endswith("try 256 tokens")
+    assert d.hint.endswith("try 128 tokens")  # 256 = seq_len would be refused
 
 
 def test_periods_equal_periods_are_fine() -> None:

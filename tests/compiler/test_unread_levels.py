@@ -163,3 +163,13 @@ def test_cli_compile_prints_the_warning_once(tmp_path: Path) -> None:
                                                     "-o", str(tmp_path / "b")])
     assert result.exit_code == 0, result.output
     assert result.stderr.count("warning[W-PERIOD]: level 'cms_slow' never updates") == 1
+
+
+def test_the_nesting_hint_never_suggests_a_refused_period() -> None:
+    data = shipped_data("cms")
+    level_of(data, "cms_mid")["every"] = "250 tokens"  # nearest multiple of 16: 256 = seq_len
+    (d,) = diagnostics_of(validated_graph(data))
+    assert d.path == ("levels", MID, "every")
+    assert d.hint == "nested levels need periods that divide: try 128 tokens"
+    level_of(data, "cms_mid")["every"] = "128 tokens"
+    assert diagnostics_of(validated_graph(data)) == []
