@@ -79,6 +79,19 @@ def check_document(data, source=None) -> tuple[Spec, nx.DiGraph]:
     return spec, g
 
 
+def show_warnings(g: nx.DiGraph | None, source) -> None:
+    """Print the graph's warnings to standard error, positioned like errors.
+
+    Called by the commands a user runs on a spec (validate, compile), not by check_document
+    itself: `train` recompiles a build's resolved spec to check its program, and that must
+    stay quiet."""
+    from nestgraph.build import status
+    from nestgraph.spec.source import format_diagnostics
+
+    if g is not None and g.graph["warnings"]:
+        status(format_diagnostics(g.graph["warnings"], source, noun="warning"))
+
+
 def validate_graph(spec: Spec, index: list[int] | None = None, gone: Lost | None = None):
     g = build_ir(spec, index)
     g.graph["lost"] = gone or Lost()

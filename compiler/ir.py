@@ -57,7 +57,8 @@ def build_ir(spec: Spec, level_index: list[int] | None = None) -> nx.DiGraph:
     """Spec -> graph. `level_index` maps each level to its position in the source document."""
     if level_index is None:
         level_index = list(range(len(spec.levels)))
-    g = nx.MultiDiGraph(name=spec.name, spec=spec, diagnostics=[], level_index=level_index)
+    g = nx.MultiDiGraph(name=spec.name, spec=spec, diagnostics=[], warnings=[],
+                        level_index=level_index)
     used = {b.module for b in spec.model.block}
     for name, mspec in spec.modules.items():
         g.add_node(f"module:{name}", module=ModuleInfo(name, mspec, name in used))

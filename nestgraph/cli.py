@@ -149,7 +149,7 @@ def validate(
 
     Example: nestgraph validate specs/cms.yaml train.steps=50 --format json
     """
-    from nestgraph.compiler import check_document
+    from nestgraph.compiler import check_document, show_warnings
     from nestgraph.spec import read_document
     from nestgraph.spec.source import diagnostics_as_json
 
@@ -158,6 +158,7 @@ def validate(
     try:
         data, source = read_document(spec_arg, overrides)
         spec, g = check_document(data, source)
+        show_warnings(g, source)
     except SpecError as err:
         if as_json:
             typer.echo(json.dumps(diagnostics_as_json(err.diagnostics, err.source), indent=2))
@@ -221,12 +222,13 @@ def _compile_into(spec_arg: str, overrides: list[str], out: Path | None) -> Path
         write_build,
         write_level_diagram,
     )
-    from nestgraph.compiler import compile_spec
+    from nestgraph.compiler import compile_spec, show_warnings
     from nestgraph.spec import find_spec_file, read_document
 
     overrides = absolute_data_overrides(overrides)
     data, source = read_document(spec_arg, overrides)
     result = compile_spec(data, source)
+    show_warnings(result.graph, source)
     folder = write_build(result, source, overrides, out,
                          spec_folder=find_spec_file(spec_arg).parent)
     mark_latest(folder)

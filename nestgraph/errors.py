@@ -32,6 +32,8 @@ class Diagnostic:
     # Which part of the entry to underline: "key" for a misspelled key, "value" otherwise.
     part: str = "value"
     notes: tuple[str, ...] = field(default=())
+    # "warning" for a choice that may be deliberate: printed, but the spec is accepted.
+    severity: str = "error"
 
 
 class NestgraphError(Exception):

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 
@@ -31,5 +32,23 @@ def nesting_violations(tokens: dict[str, int],
 
 
 def never_updates(kind: str, lifetime: str, period: int, seq_len: int) -> bool:
-    """A level reset every sequence whose period is longer than one never takes effect."""
-    return kind in ("in_context", "memory") and lifetime == "sequence" and period > seq_len
+    """A level reset every sequence whose period is not shorter than one never takes effect.
+
+    Its first update would come after the sequence's last token (period == seq_len) or never
+    (period > seq_len); either way the state is reset before any prediction reads it.
+    """
+    return kind in ("in_context", "memory") and lifetime == "sequence" and period >= seq_len
+
+
+def never_fires(period_tokens: int, steps: int, seq_len: int) -> bool:
+    """A level whose period is longer than a whole run (`steps` sequences per lane) never
+    updates in it. Only a warning: a resumed or extended run may reach the period."""
+    return steps > 0 and period_tokens > steps * seq_len
+
+
+def shorter_period(seq_len: int) -> int:
+    """The period to suggest for a sequence-lifetime level: the largest proper divisor of
+    `seq_len` (seq_len/2 when it is even), so the level updates inside the sequence at regular
+    places. Trial division stops at the square root, so a huge seq_len stays fast."""
+    factor = next((f for f in range(2, math.isqrt(seq_len) + 1) if seq_len % f == 0), seq_len)
+    return seq_len // factor

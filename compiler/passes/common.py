@@ -30,6 +30,13 @@ def report(g: nx.DiGraph, message: str, path: tuple, hint: str = "", code: str =
     g.graph["diagnostics"].append(Diagnostic(message, path, hint, code, "value", notes))
 
 
+def warn(g: nx.DiGraph, message: str, path: tuple, hint: str = "", code: str = "",
+         notes: tuple[str, ...] = ()) -> None:
+    """A choice that may be deliberate: shown with its place and a hint, the spec accepted."""
+    g.graph.setdefault("warnings", []).append(
+        Diagnostic(message, path, hint, code, "value", notes, severity="warning"))
+
+
 def did_you_mean(word: str, options) -> str:
     close = difflib.get_close_matches(word, sorted(options), n=1, cutoff=0.6)
     return f"did you mean '{close[0]}'?" if close else ""

@@ -16,8 +16,14 @@ import math
 import networkx as nx
 
 from nestgraph.compiler.ir import edges_of, levels, owned_by, owner_of, parts
-from nestgraph.compiler.passes.common import level_path, lost, report
-from nestgraph.periods import in_tokens, nesting_violations, never_updates
+from nestgraph.compiler.passes.common import level_path, lost, report, warn
+from nestgraph.periods import (
+    in_tokens,
+    nesting_violations,
+    never_fires,
+    never_updates,
+    shorter_period,
+)
 
 MEMORY_RULES = ("titans", "dgd")
 OPTIMIZER_RULES = ("momentum", "deep_momentum", "second_moment")
@@ -262,16 +268,43 @@ def check_periods(g: nx.DiGraph) -> None:
                f"multiple of the {_shown(g, bad)} of the faster level '{bad}'",
                level_path(g, slow, "every"),
                f"nested levels need periods that divide: try "
-               f"{_multiple(tokens[slow], math.lcm(*faster))} tokens", "E-PERIOD",
+               f"{_suggested(g, slow, math.lcm(*faster), seq_len)} tokens", "E-PERIOD",
                (f"a step reads train.seq_len = {seq_len} tokens per sequence",))
     _check_memory_chunks(g, reported)
     for lv in levels(g):
         if never_updates(g.graph["kinds"][lv.name], lv.lifetime, lv.period, seq_len):
-            report(g, f"level '{lv.name}' would never update: its period {lv.period} tokens is "
-                   f"longer than a sequence ({seq_len} tokens) and its state resets every "
-                   "sequence", level_path(g, lv.name, "every"),
-                   "shorten the period, lengthen train.seq_len, or use 'lifetime: stream'",
-                   "E-PERIOD")
+            _refuse_unread(g, lv, seq_len)
+    _warn_never_fires(g)
+
+
+def _refuse_unread(g: nx.DiGraph, lv, seq_len: int) -> None:
+    """A sequence-lifetime level needs an update that some prediction of the sequence reads."""
+    when = ("after the sequence's last token" if lv.period == seq_len
+            else "after the sequence has ended")
+    short = shorter_period(seq_len)
+    report(g, f"level '{lv.name}' would never change a prediction: its first update, at "
+           f"token {lv.period}, comes {when} ({seq_len} tokens), and its state resets every "
+           "sequence", level_path(g, lv.name, "every"),
+           f"a sequence-lifetime level needs a period shorter than train.seq_len: try "
+           f"'every: {short} token{'s' if short != 1 else ''}' (it divides {seq_len}), or "
+           "'lifetime: stream' to keep its state across sequences", "E-PERIOD")
+
+
+def _warn_never_fires(g: nx.DiGraph) -> None:
+    """A level slower than the whole run never updates in it (a sequence-lifetime one is
+    refused above). Only a warning: `train --steps` or a resumed run may reach the period."""
+    spec = g.graph["spec"]
+    steps, seq_len = spec.train.steps, spec.train.seq_len
+    for lv in levels(g):
+        tokens = g.graph["tokens"][lv.name]
+        if lv.lifetime == "sequence" or not never_fires(tokens, steps, seq_len):
+            continue
+        need = -(-tokens // seq_len)  # steps, rounded up
+        warn(g, f"level '{lv.name}' never updates in this run: it fires every {tokens} "
+             f"tokens per lane, and {steps} steps of {seq_len} tokens read {steps * seq_len}",
+             level_path(g, lv.name, "every"),
+             f"train for at least {need} steps (train.steps={need}), or shorten its period",
+             "W-PERIOD")
 
 
 def _check_memory_chunks(g: nx.DiGraph, reported: set[str]) -> None:
@@ -315,6 +348,19 @@ def _check_memory_chunks(g: nx.DiGraph, reported: set[str]) -> None:
 def _shown(g: nx.DiGraph, name: str) -> str:
     lv = g.nodes[f"level:{name}"]["level"]
     return f"{lv.period} {lv.unit}{'s' if lv.period != 1 else ''}"
+
+
+def _suggested(g: nx.DiGraph, name: str, base: int, seq_len: int) -> int:
+    """The multiple of `base` to suggest for level `name`. A sequence-lifetime level must stay
+    shorter than a sequence (the check below), so it gets the largest multiple of `base` that
+    divides seq_len and is smaller, when there is one."""
+    lv, value = g.nodes[f"level:{name}"]["level"], g.graph["tokens"][name]
+    near = _multiple(value, base)
+    if (lv.lifetime != "sequence" or near < seq_len
+            or not never_updates(g.graph["kinds"][name], lv.lifetime, near, seq_len)):
+        return near
+    fits = [m for m in range((seq_len - 1) // base * base, 0, -base) if seq_len % m == 0]
+    return fits[0] if fits else near
 
 
 def _multiple(value: int, base: int) -> int:

@@ -118,7 +118,7 @@ def is_document_path(path: SpecPath) -> bool:
 
 
 def _label(d: Diagnostic) -> str:
-    return f"error[{d.code}]" if d.code else "error"
+    return f"{d.severity}[{d.code}]" if d.code else d.severity
 
 
 def _trailer(d: Diagnostic, indent: int) -> list[str]:
@@ -200,11 +200,12 @@ def _unique_sorted(
     return unique
 
 
-def format_diagnostics(diags: Iterable[Diagnostic], source: SourceFile | None) -> str:
-    """All diagnostics in reading order, duplicates dropped, then ``N errors``."""
+def format_diagnostics(diags: Iterable[Diagnostic], source: SourceFile | None,
+                       noun: str = "error") -> str:
+    """All diagnostics in reading order, duplicates dropped, then ``N errors`` (or warnings)."""
     unique = _unique_sorted(diags, source)
     count = len(unique)
-    summary = f"{count} error{'' if count == 1 else 's'}"
+    summary = f"{count} {noun}{'' if count == 1 else 's'}"
     return "\n\n".join([text for _, text in unique] + [summary])
 
 
@@ -216,7 +217,7 @@ def _as_json(d: Diagnostic, source: SourceFile | None) -> dict[str, Any]:
         "line": span.line if span else None,
         "col": span.col if span else None,
         "end_col": span.end_col if span else None,
-        "severity": "error",
+        "severity": d.severity,
         "code": d.code,
         "message": d.message,
         "hint": d.hint,

@@ -56,7 +56,7 @@ def test_the_program_compiles(name: str) -> None:
 def test_the_plan_orders_the_cms_levels_fastest_first() -> None:
     plan = cms().plan
     assert [lv["name"] for lv in plan["levels"]] == CMS_ORDER
-    assert [lv["tokens"] for lv in plan["levels"]] == [1, 16, 256, 256, 4096]
+    assert [lv["tokens"] for lv in plan["levels"]] == [1, 16, 128, 256, 4096]
     assert [lv["kind"] for lv in plan["levels"]] == [
         "nonparametric", "in_context", "in_context", "step", "in_context"]
     assert plan["chunk"] == 16  # gcd of the in-context periods

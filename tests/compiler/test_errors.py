@@ -55,15 +55,15 @@ levels:
     every: 16 tokens
     context: tokens
     objective: next_token
-    rule: {type: gd, lr: 1.0e-2, clip: 1.0}
+    rule: {type: gd, lr: 1.0e-2}
     lifetime: sequence
     meta: first_order
   - name: cms_mid
     owns: cms.mid
-    every: 256 tokens
+    every: 128 tokens
     context: output of attention
     objective: next_token
-    rule: {type: gd, lr: 3.0e-3, clip: 1.0}
+    rule: {type: gd, lr: 3.0e-3}
     lifetime: sequence
     meta: first_order
   - name: cms_slow
@@ -71,7 +71,7 @@ levels:
     every: 4000 tokens
     context: tokens
     objective: next_token
-    rule: {type: gd, lr: 1.0e-3, clip: 1.0}
+    rule: {type: gd, lr: 1.0e-3}
     lifetime: stream
   - name: outer
     owns: [attn, embedding, norms]
@@ -95,7 +95,7 @@ EXPECTED = [
     (27, 14, "E-FLOW", "context flow cycle: attention -> cms_mid -> attention",
      "output of cms_mid"),
     (49, 12, "E-PERIOD", "level 'cms_slow' updates every 4000 tokens, which is not a multiple "
-     "of the 256 tokens of the faster level 'cms_mid'", "4000 tokens"),
+     "of the 128 tokens of the faster level 'cms_mid'", "4000 tokens"),
     (66, 3, "E-SCHEMA", "unknown key 'log_evry' in train", "log_evry"),
 ]
 

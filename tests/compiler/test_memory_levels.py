@@ -84,7 +84,7 @@ def test_a_memory_chunk_longer_than_a_sequence_is_refused():
     d = data()
     d["train"]["seq_len"] = 8
     (diag,) = errors(d)
-    assert diag.path == ("levels", 0, "every") and "would never update" in diag.message
+    assert diag.path == ("levels", 0, "every") and "would never change a pred" in diag.message
 
 
 def test_a_produced_rate_on_a_gradient_level_is_not_run_yet():

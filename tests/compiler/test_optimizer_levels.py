@@ -102,7 +102,7 @@ def test_every_optimizer_trains_hope(optimizer: str, tmp_path) -> None:
 
     spec = tmp_path / f"hope-{optimizer}.yaml"
     spec.write_text(yaml.safe_dump(_hope_with(optimizer), sort_keys=False))
-    overrides = [*FAST, "train.seq_len=64", "model.layers=1", "levels.cms_mid.every=64 tokens",
+    overrides = [*FAST, "train.seq_len=64", "model.layers=1", "levels.cms_mid.every=32 tokens",
                  "levels.cms_slow.every=128 tokens"]
     if optimizer == "m3":
         overrides.append("levels.slow_momentum.every=2 steps")

@@ -136,20 +136,25 @@ def test_classify_nadaraya_watson_needs_the_closed_form_rule() -> None:
 
 def test_order_by_tokens_ties_by_document_order() -> None:
     g = run(cms())
-    assert g.graph["tokens"] == {"attention": 1, "cms_fast": 16, "cms_mid": 256,
+    assert g.graph["tokens"] == {"attention": 1, "cms_fast": 16, "cms_mid": 128,
                                  "cms_slow": 4096, "outer": 256}
-    # outer (1 step = 256 tokens) ties with cms_mid; cms_mid comes first in the file.
     assert g.graph["order"] == ["attention", "cms_fast", "cms_mid", "outer", "cms_slow"]
+    data = cms()
+    level(data, "cms_slow")["every"] = "256 tokens"
+    g = run(data)
+    # outer (1 step = 256 tokens) ties with cms_slow; cms_slow comes first in the file.
+    assert g.graph["order"] == ["attention", "cms_fast", "cms_mid", "cms_slow", "outer"]
 
 
 def test_order_tie_follows_the_document_when_it_changes() -> None:
     data = cms()
+    level(data, "cms_slow")["every"] = "256 tokens"
     outer = level(data, "outer")
     data["levels"].remove(outer)
     data["levels"].insert(1, outer)
     g = run(data)
     assert diagnostics(g) == []
-    assert g.graph["order"] == ["attention", "cms_fast", "outer", "cms_mid", "cms_slow"]
+    assert g.graph["order"] == ["attention", "cms_fast", "cms_mid", "outer", "cms_slow"]
 
 
 def test_order_a_step_counts_seq_len_tokens() -> None:
@@ -179,7 +184,7 @@ def test_periods_that_do_not_divide_suggest_the_nearest_multiple() -> None:
     assert (d.code, d.path) == ("E-PERIOD", ("levels", SLOW, "every"))
     assert entry(data, d.path) == "4000 tokens"
     assert d.message == ("level 'cms_slow' updates every 4000 tokens, which is not a multiple of "
-                         "the 256 tokens of the faster level 'cms_mid'")
+                         "the 128 tokens of the faster level 'cms_mid'")
     assert d.hint == "nested levels need periods that divide: try 4096 tokens"
     assert d.notes == ("a step reads train.seq_len = 256 tokens per sequence",)
 
@@ -190,7 +195,7 @@ def test_periods_one_bad_level_is_not_held_against_slower_ones() -> None:
     d = only(run(data))
     assert (d.code, d.path) == ("E-PERIOD", ("levels", MID, "every"))
     assert "of the 16 tokens of the faster level 'cms_fast'" in d.message
-    assert d.hint.endswith("try 256 tokens")
+    assert d.hint.endswith("try 128 tokens")  # 256 = seq_len would be refused
 
 
 def test_periods_equal_periods_are_fine() -> None:
@@ -216,8 +221,9 @@ def test_periods_sequence_level_longer_than_a_sequence() -> None:
     g = run(data)
     d = only(g)
     assert (d.code, d.path) == ("E-PERIOD", ("levels", MID, "every"))
-    assert d.message == ("level 'cms_mid' would never update: its period 512 tokens is longer "
-                         "than a sequence (256 tokens) and its state resets every sequence")
+    assert d.message == ("level 'cms_mid' would never change a prediction: its first update, "
+                         "at token 512, comes after the sequence has ended (256 tokens), and "
+                         "its state resets every sequence")
     assert g.graph["order"] == ["attention", "cms_fast", "outer", "cms_mid", "cms_slow"]
 
 

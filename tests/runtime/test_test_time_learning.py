@@ -33,7 +33,7 @@ def trained(tmp_path_factory):
         "model.dim=32", "model.layers=1", f"train.seq_len={2 * HALF}",
         "levels.memory.every=8 tokens", "levels.memory.rule.max_lr=0.1",
         "levels.cms_fast.every=8 tokens", "levels.cms_fast.rule.lr=0.5",
-        "levels.cms_fast.rule.clip=0", f"levels.cms_mid.every={2 * HALF} tokens",
+        "levels.cms_fast.rule.clip=0", f"levels.cms_mid.every={HALF} tokens",
         f"levels.cms_slow.every={8 * HALF} tokens"]))
     torch.manual_seed(0)
     model, levels = program.build_model(), program.schedule
