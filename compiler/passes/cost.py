@@ -166,9 +166,15 @@ def _tensors_of(g: nx.DiGraph, level: str) -> list[str]:
 
 
 def initial_states(g: nx.DiGraph) -> list[str]:
-    """Parts whose initial state the slowest step level meta-learns (sequence-lifetime levels)."""
+    """Parts whose initial state the slowest step level meta-learns.
+
+    Sequence-lifetime levels restart from it every sequence; a stream-lifetime level's weight
+    is that initial state plus what the stream has learned (W0 + Δ, `runtime.engine`), so the
+    outer level trains W0 through the ordinary backward, as it would any weight.
+    """
     out = []
     for lv in levels(g):
-        if g.graph["kinds"][lv.name] in ("in_context", "memory") and lv.lifetime == "sequence":
+        if g.graph["kinds"][lv.name] in ("in_context", "memory") \
+                and lv.lifetime in ("sequence", "stream"):
             out.extend(p.name for p in owned_by(g, lv.name))
     return out

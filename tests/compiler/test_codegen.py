@@ -62,15 +62,14 @@ def test_the_plan_orders_the_cms_levels_fastest_first() -> None:
     assert plan["chunk"] == 16  # gcd of the in-context periods
 
 
-def test_outer_learns_the_initial_states_of_sequence_levels_only() -> None:
+def test_outer_learns_the_initial_states_of_every_in_context_level() -> None:
     levels = by_name(cms().plan)
     outer = levels["outer"]
     assert outer["owns"] == ["attn", "embedding", "norms"]
-    assert outer["initial_states"] == ["cms.fast", "cms.mid"]  # cms_slow lives for the stream
-    for path in FAST_PATHS + MID_PATHS:
+    # cms_slow lives for the stream: its weight is W0 + what the stream learned, W0 is outer's.
+    assert outer["initial_states"] == ["cms.fast", "cms.mid", "cms.slow"]
+    for path in FAST_PATHS + MID_PATHS + SLOW_PATHS:
         assert path in outer["modules"]
-    for path in SLOW_PATHS:
-        assert path not in outer["modules"]
     assert levels["cms_slow"]["modules"] == SLOW_PATHS
     assert levels["cms_fast"]["modules"] == FAST_PATHS
     assert levels["attention"]["modules"] == []  # a cache holds no weights
@@ -85,7 +84,8 @@ def test_the_plan_counts_every_weight_once() -> None:
     levels = by_name(plan)
     owned = sum(lv["params"] for lv in levels.values())
     assert owned == plan["totals"]["params"]
-    assert levels["outer"]["initial_state_params"] == params["cms.fast"] + params["cms.mid"]
+    assert levels["outer"]["initial_state_params"] == \
+        params["cms.fast"] + params["cms.mid"] + params["cms.slow"]
 
 
 def test_the_plan_records_the_spec_it_came_from() -> None:
