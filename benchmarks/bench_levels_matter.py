@@ -7,8 +7,9 @@ the same tokens; sizes within 10% of Hope's, checked before training), then scor
 * (a) held-out bits per byte at the end of training;
 * (b) the continual stream: two standard-library packages and Tiny Shakespeare trained one after
   the other from the trained weights, every domain scored after each phase (BWT, forgetting);
-* (c) recall (MQAR, one needle, four keyed needles) at 1x and 4x the training length, the
-  longer contexts read in windows with all state carried;
+* (c) recall (MQAR, one needle, four keyed needles) at 1x and 4x the training length, after a
+  short fine-tune on the probes' format, the longer contexts read in windows with all state
+  carried;
 * (d) the levels table: held-out bpb with each level that learns in context switched off.
 
     python benchmarks/bench_levels_matter.py --shakespeare PATH/tinyshakespeare.txt \
@@ -66,7 +67,7 @@ def train_run(spec: str, overrides: list[str], data: str, steps: int, seed: int,
     return result.run_dir, result.heldout_bpb, time.perf_counter() - start
 
 
-def score(run: Path, shakespeare: str, phase_steps: int, samples: int) -> dict:
+def score(run: Path, shakespeare: str, phase_steps: int, samples: int, finetune: int) -> dict:
     from nestgraph.evaluation import continual, levels, recall
     from nestgraph.evaluation.loaded import load
 
@@ -74,7 +75,7 @@ def score(run: Path, shakespeare: str, phase_steps: int, samples: int) -> dict:
     domains = continual.stdlib_domains(2, 100_000) + \
         [continual.file_domain(Path(shakespeare), 100_000)]
     stream = continual.run(loaded, domains=domains, steps=phase_steps, batches=2)
-    rec = recall.run(loaded, lengths=(1.0, 4.0), samples=samples)
+    rec = recall.run(loaded, lengths=(1.0, 4.0), samples=samples, finetune_steps=finetune)
     table = levels.run(loaded, batches=2)
     by_length: dict[str, list[float]] = {}
     for row in rec["rows"]:
@@ -123,6 +124,8 @@ def main() -> None:
     parser.add_argument("--phase-steps", type=int, default=20)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--samples", type=int, default=8)
+    parser.add_argument("--recall-finetune", type=int, default=20,
+                        help="steps on the recall probes' format before they are scored")
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--out", default="benchmarks/results/levels_matter.json")
     args = parser.parse_args()
@@ -148,7 +151,8 @@ def main() -> None:
                                                   Path(tmp) / corpus / label)
                     tick = time.perf_counter()
                     runs.append({"seed": seed, "heldout_bpb": bpb, "train_seconds": seconds,
-                                 **score(run, shakespeare, args.phase_steps, args.samples),
+                                 **score(run, shakespeare, args.phase_steps, args.samples,
+                                          args.recall_finetune),
                                  "score_seconds": time.perf_counter() - tick})
                 results[corpus][label] = {"spec": spec, "overrides": overrides,
                                           "params": params[label], "runs": runs,
@@ -157,7 +161,8 @@ def main() -> None:
                       flush=True)
     write(args.out, {"benchmark": "levels that matter: equal size, equal tokens",
                      "steps": args.steps, "phase_steps": args.phase_steps,
-                     "seeds": args.seeds, "samples": args.samples, "machine": machine(),
+                     "seeds": args.seeds, "samples": args.samples,
+                     "recall_finetune": args.recall_finetune, "machine": machine(),
                      "results": results})
 
 
