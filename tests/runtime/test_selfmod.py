@@ -99,8 +99,9 @@ def test_hope_depth_four_trains_200_steps_without_a_non_finite_value(tmp_path):
     from nestgraph.testing import train_records
 
     records = train_records(tmp_path, "hope", [
-        "model.layers=4", "model.dim=16", "modules.selfmod.heads=2", "train.batch=1",
-        "train.seq_len=64", "levels.cms_mid.every=32 tokens", "levels.cms_slow.every=128 tokens",
+        "model.layers=4", "model.dim=16", "modules.selfmod.heads=2", "train.batch=2",
+        "train.seq_len=32", "levels.memory.every=16 tokens", "levels.cms_fast.every=16 tokens",
+        "levels.cms_mid.every=16 tokens", "levels.cms_slow.every=128 tokens",
         "train.eval_every=100", "train.eval_batches=1", "data.max_bytes=200000"], steps=200)
     values = [r[k] for r in records for k in ("loss", "heldout_bpb") if k in r]
     assert len(values) > 20 and all(v == v and abs(v) < 1e6 for v in values)
