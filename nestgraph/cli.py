@@ -158,7 +158,8 @@ def validate(
     try:
         data, source = read_document(spec_arg, overrides)
         spec, g = check_document(data, source)
-        show_warnings(g, source)
+        if not as_json:  # JSON carries its warnings on stdout, with the verdict
+            show_warnings(g, source)
     except SpecError as err:
         if as_json:
             typer.echo(json.dumps(diagnostics_as_json(err.diagnostics, err.source), indent=2))
@@ -166,7 +167,9 @@ def validate(
         raise
     order = list(g.graph["order"])
     if as_json:
-        typer.echo(json.dumps({"ok": True, "spec": spec.name, "levels": order}, indent=2))
+        warnings = diagnostics_as_json(g.graph["warnings"], source)
+        typer.echo(json.dumps({"ok": True, "spec": spec.name, "levels": order,
+                               "warnings": warnings}, indent=2))
         return
     typer.echo(printable(f"spec OK: {spec.name} ({len(spec.levels)} levels, fastest first: "
                          f"{', '.join(order)})"))

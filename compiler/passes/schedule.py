@@ -301,7 +301,8 @@ def _warn_never_fires(g: nx.DiGraph) -> None:
             continue
         need = -(-tokens // seq_len)  # steps, rounded up
         warn(g, f"level '{lv.name}' never updates in this run: it fires every {tokens} "
-             f"tokens per lane, and {steps} steps of {seq_len} tokens read {steps * seq_len}",
+             f"tokens per lane, and {steps} step{'s' if steps != 1 else ''} of {seq_len} tokens "
+             f"read {steps * seq_len}",
              level_path(g, lv.name, "every"),
              f"train for at least {need} steps (train.steps={need}), or shorten its period",
              "W-PERIOD")

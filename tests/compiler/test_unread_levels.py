@@ -158,6 +158,16 @@ def test_the_warning_in_json_says_its_severity() -> None:
     assert json.dumps(entry)
 
 
+def test_cli_validate_json_carries_the_warnings_on_stdout() -> None:
+    result = CliRunner().invoke(nestgraph.cli.app,
+                                ["validate", "cms", "train.steps=10", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.stdout)
+    assert answer["ok"] is True
+    assert [w["code"] for w in answer["warnings"]] == ["W-PERIOD"]
+    assert "warning[" not in result.stderr  # said once, in the JSON
+
+
 def test_cli_compile_prints_the_warning_once(tmp_path: Path) -> None:
     result = CliRunner().invoke(nestgraph.cli.app, ["compile", "cms", "train.steps=10",
                                                     "-o", str(tmp_path / "b")])
