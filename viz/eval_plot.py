@@ -10,8 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from nestgraph.runtime.fsutil import environment_errors
-from nestgraph.viz.plot import _pyplot
+from nestgraph.viz.plot import _pyplot, save_figure
 
 
 def plot_eval(run: Path, task: str, doc: dict, out: Path | None = None) -> Path:
@@ -25,13 +24,7 @@ def plot_eval(run: Path, task: str, doc: dict, out: Path | None = None) -> Path:
         fig, ax = plt.subplots(figsize=(6.5, 4), constrained_layout=True)
         {"continual": _continual, "recall": _accuracy, "copy": _accuracy}[task](ax, results)
     fig.suptitle(f"{doc.get('spec', '')} at step {doc.get('checkpoint_step', '?')}: {task}")
-    out = out or run / "eval" / f"{task}.png"
-    try:
-        with environment_errors(out):
-            fig.savefig(out, dpi=110)
-    finally:
-        plt.close(fig)
-    return out
+    return save_figure(plt, fig, out or run / "eval" / f"{task}.png")
 
 
 def plot_evals(run: Path) -> list[Path]:

@@ -67,7 +67,11 @@ def plot_run(run: Path, out: Path | None = None) -> Path:
     for ax in (loss_ax, bpb_ax, speed_ax, updates_ax):
         _widen(ax)
     fig.suptitle(f"{run.parent.name} / {run.name}")
-    out = out or run / "curves.png"
+    return save_figure(plt, fig, out or run / "curves.png")
+
+
+def save_figure(plt, fig, out: Path) -> Path:
+    """Write `fig` to `out` (a full disk is the machine's problem: exit 6), then free it."""
     try:
         with environment_errors(out):
             fig.savefig(out, dpi=110)

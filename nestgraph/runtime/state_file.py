@@ -8,7 +8,6 @@ crash leaves the old file or the new one, never a mix.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import safetensors
@@ -18,7 +17,7 @@ from nestgraph.errors import UsageProblem
 from nestgraph.escape import printable
 from nestgraph.runtime.checkpoint import CheckpointError
 from nestgraph.runtime.engine import StreamState
-from nestgraph.runtime.fsutil import fsync_dir
+from nestgraph.runtime.fsutil import atomic_write_bytes
 
 FORMAT = "nestgraph-stream-state"
 VERSION = "1"
@@ -32,17 +31,7 @@ def save_state(path: Path, stream: StreamState, spec_name: str) -> None:
                for table in _TABLES for name, t in getattr(stream, table).items()}
     meta = {"format": FORMAT, "version": VERSION, "position": str(stream.position),
             "spec": spec_name}
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(safetensors.torch.save(tensors, metadata=meta))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
+    atomic_write_bytes(path, safetensors.torch.save(tensors, metadata=meta))
 
 
 def load_state(path: Path, like: StreamState) -> StreamState:
