@@ -14,28 +14,19 @@ import torch
 
 from nestgraph.evaluation.loaded import Loaded
 from nestgraph.runtime.data import Corpus
-from nestgraph.runtime.engine import in_context_levels
-from nestgraph.runtime.levels import make_optimizer, owned_parameters
 
 
 class Trainer:
     """A forked run and its optimizers; `steps` runs on one text at a time."""
 
     def __init__(self, loaded: Loaded, total_steps: int) -> None:
-        from nestgraph.runtime.train import _State
+        from nestgraph.runtime.train import _State, step_optimizers
 
         self.loaded = loaded.fork()
         self.cfg = dict(loaded.cfg, steps=max(total_steps, 1), device="cpu")
         model = self.loaded.model
         model.train()
-        stream_owned = set()
-        for lv in in_context_levels(loaded.schedule):
-            if lv.lifetime == "stream":
-                stream_owned |= set(owned_parameters(model, lv))
-        for name, p in model.named_parameters():
-            p.requires_grad_(name not in stream_owned)  # as runtime.train.build_state does
-        optimizers = {lv.name: make_optimizer(lv, owned_parameters(model, lv), loaded.schedule)
-                      for lv in loaded.schedule if lv.kind == "step"}
+        optimizers = step_optimizers(model, loaded.schedule)  # as training builds them
         self.state = _State(model, self.loaded.stream, optimizers)
 
     def steps(self, text: torch.Tensor, count: int) -> list[float]:

@@ -367,7 +367,7 @@ def read_sequence(model: torch.nn.Module, levels: tuple[LevelDef, ...], x: torch
             # reset before any prediction reads it: neither its gradient nor its step is needed.
             wasted = carry is None and end == seq_len
             acting = [lv for lv in fast.levels if lv.name not in off
-                      and not (wasted and _resets_at_end(lv))]
+                      and not (wasted and lv.lifetime == "sequence")]
             fast.accumulate(loss_sum, inputs, batch, _needed(fast, acting))
             _fire_levels(fast, acting, stream, offset, end, timeline)
         if trace is not None:
@@ -382,10 +382,6 @@ def read_sequence(model: torch.nn.Module, levels: tuple[LevelDef, ...], x: torch
                           {k: _detached(v) for k, v in cache.items() if k not in _CONTROL})
     return SequenceResult(loss, torch.cat(all_logits, dim=1) if keep_logits else None, counted,
                           new_carry)
-
-
-def _resets_at_end(lv: LevelDef) -> bool:
-    return lv.lifetime == "sequence"
 
 
 def _needed(fast: _Fast, acting: list[LevelDef]) -> list[str]:

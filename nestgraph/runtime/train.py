@@ -118,19 +118,23 @@ def build_state(program: Program, cfg: dict, device: torch.device) -> _State:
     model = program.build_model().to(device)
     if cfg["precision"] == "fp64":
         model = model.double()
-    stream_owned = set(stream_weight_names(model, program.schedule))
-    stepped = {n for lv in program.schedule if lv.kind == "step"
-               for n in owned_parameters(model, lv)}
-    for name, p in model.named_parameters():
-        # A stream weight is W0 + Δ: the step level that owns W0 trains it like any other
-        # parameter; without such an owner W0 stays at its initial value.
-        p.requires_grad_(name not in stream_owned or name in stepped)
-    optimizers = {lv.name: make_optimizer(lv, owned_parameters(model, lv), program.schedule)
-                  for lv in program.schedule if lv.kind == "step"}
+    optimizers = step_optimizers(model, program.schedule)
     if _wants_compile(cfg["compile"], device, program.schedule):
         for layer in model.layers:
             layer.compile()
     return _State(model, init_stream(model, program.schedule), optimizers)
+
+
+def step_optimizers(model: torch.nn.Module, schedule) -> dict[str, torch.optim.Optimizer]:
+    """One fresh optimizer per step level, after marking which weights a backward trains."""
+    stream_owned = set(stream_weight_names(model, schedule))
+    stepped = {n for lv in schedule if lv.kind == "step" for n in owned_parameters(model, lv)}
+    for name, p in model.named_parameters():
+        # A stream weight is W0 + Δ: the step level that owns W0 trains it like any other
+        # parameter; without such an owner W0 stays at its initial value.
+        p.requires_grad_(name not in stream_owned or name in stepped)
+    return {lv.name: make_optimizer(lv, owned_parameters(model, lv), schedule)
+            for lv in schedule if lv.kind == "step"}
 
 
 def _wants_compile(choice: str, device: torch.device, schedule) -> bool:
