@@ -41,9 +41,9 @@ def peak_bytes() -> int:
 
 def one_length(seq_len: int, batch: int, steps: int) -> dict:
     """Train Hope at one sequence length in this process; return its figures."""
-    from nestgraph.runtime.data import load_corpus
     from nestgraph.runtime.program import load_program
-    from nestgraph.runtime.train import build_state, resolve_device, train_step
+    from nestgraph.runtime.train.data import load_corpus
+    from nestgraph.runtime.train.loop import build_state, resolve_device, train_step
     from nestgraph.testing import compile_build
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
-from nestgraph.runtime.data import load_corpus
 from nestgraph.runtime.program import load_program
-from nestgraph.runtime.train import build_state, resolve_device, train_step
+from nestgraph.runtime.train.data import load_corpus
+from nestgraph.runtime.train.loop import build_state, resolve_device, train_step
 from nestgraph.testing import compile_build
 
 CONFIGS = {

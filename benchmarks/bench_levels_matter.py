@@ -52,8 +52,8 @@ def sizes() -> dict[str, int]:
 def train_run(spec: str, overrides: list[str], data: str, steps: int, seed: int,
               out: Path) -> tuple[Path, float, float]:
     from nestgraph.runtime.program import load_program
-    from nestgraph.runtime.progress import SilentReporter
-    from nestgraph.runtime.train import train
+    from nestgraph.runtime.train.loop import train
+    from nestgraph.runtime.train.progress import SilentReporter
     from nestgraph.testing import compile_build
 
     build = compile_build(out / "build" / f"{spec}-{seed}", spec, [

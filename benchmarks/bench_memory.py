@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from nestgraph.runtime.memory import init_weights, memory_scan
-from nestgraph.runtime.memory_reference import memory_scan_reference
+from nestgraph.runtime.ops.memory import init_weights, memory_scan
+from nestgraph.runtime.ops.memory_naive import memory_scan_reference
 
 SHAPES = [(1, 128), (4, 32)]  # (heads, dim per head): model width 128 either way
 CHUNKS = [16, 64]

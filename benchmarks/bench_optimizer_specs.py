@@ -18,8 +18,8 @@ import torch
 from report import machine, write
 
 from nestgraph.runtime.program import load_program
-from nestgraph.runtime.progress import SilentReporter
-from nestgraph.runtime.train import train
+from nestgraph.runtime.train.loop import train
+from nestgraph.runtime.train.progress import SilentReporter
 from nestgraph.spec import shipped_specs
 from nestgraph.testing import compile_build
 

@@ -32,9 +32,9 @@ MODELS = {  # label -> (shipped spec, overrides that bring it to Hope's size)
 def train_one(spec: str, overrides: list[str], data: str, steps: int, seed: int,
               out: Path) -> dict:
     from nestgraph.runtime.program import load_program
-    from nestgraph.runtime.progress import SilentReporter
-    from nestgraph.runtime.runs import read_metrics
-    from nestgraph.runtime.train import train
+    from nestgraph.runtime.train.loop import train
+    from nestgraph.runtime.train.progress import SilentReporter
+    from nestgraph.runtime.train.runs import read_metrics
     from nestgraph.testing import compile_build
 
     build = compile_build(out / "build" / f"{spec}-{seed}", spec, [

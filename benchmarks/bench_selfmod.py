@@ -21,7 +21,7 @@ import time
 import torch
 from report import machine, write
 
-from nestgraph.runtime.selfmod_layer import SelfModifyingTitans
+from nestgraph.runtime.layers.selfmod import SelfModifyingTitans
 
 # (heads, dim per head), model width 128. One head of 128 is left out: the per-token reference
 # keeps every token's weights of all five memories for its backward pass, which at batch 8 and

@@ -34,8 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nestgraph.runtime.memory import memory_read
-from nestgraph.runtime.titans import NeuralMemory
+from nestgraph.runtime.layers.titans import NeuralMemory
+from nestgraph.runtime.ops.memory import memory_read
 
 try:
     import titans_pytorch

@@ -114,12 +114,15 @@ def emit_program(plan: dict, spec, memory_levels: dict | None = None) -> str:
 
 
 def _header(plan: dict, spec, title: str) -> str:
-    modules = [("layers", "L"), ("levels", "lv")]
+    modules = [("layers.core", "L"), ("levels", "lv")]
     if any(m.type in ("neural_memory", "memory_as_gate") for m in spec.modules.values()):
-        modules.append(("titans", "T"))
+        modules.append(("layers.titans", "T"))
     if any(m.type == "self_modifying_titans" for m in spec.modules.values()):
-        modules.append(("selfmod_layer", "S"))
-    imports = [f"from nestgraph.runtime import {m} as {alias}" for m, alias in modules]
+        modules.append(("layers.selfmod", "S"))
+    imports = []
+    for path, alias in modules:
+        parent, _, leaf = f"nestgraph.runtime.{path}".rpartition(".")
+        imports.append(f"from {parent} import {leaf} as {alias}")
     imports.append("from nestgraph.runtime.program import main")
     return HEADER.format(title=title, name=plan["name"], sha=plan["sha256"][:16],
                          name_repr=repr(plan["name"]), sha_repr=repr(plan["sha256"]),

@@ -45,7 +45,7 @@ def write_build(result, source, overrides: list[str], out: Path | None,
     ``data.source`` in a spec means "next to the spec", wherever `train` is run from.
     A folder that cannot be written is an `EnvironmentProblem` (exit 6) naming the path.
     """
-    from nestgraph.runtime.fsutil import atomic_write_text
+    from nestgraph.fsutil import atomic_write_text
 
     folder = out or BUILD_ROOT / result.spec.name
     # The spec as given keeps its language: spec.ng for a .ng file, spec.yaml otherwise.
@@ -72,7 +72,7 @@ def write_build(result, source, overrides: list[str], out: Path | None,
 
 def mark_latest(folder: Path) -> None:
     """Record `folder` as the most recent build (`nestgraph train` with no BUILD trains it)."""
-    from nestgraph.runtime.fsutil import atomic_write_text
+    from nestgraph.fsutil import atomic_write_text
 
     try:
         BUILD_ROOT.mkdir(exist_ok=True)
@@ -83,7 +83,7 @@ def mark_latest(folder: Path) -> None:
 
 def write_level_diagram(plan: dict, spec, folder: Path) -> str:
     """levels.dot always; levels.svg too when Graphviz's `dot` is installed. Says which."""
-    from nestgraph.runtime.fsutil import atomic_write_text
+    from nestgraph.fsutil import atomic_write_text
     from nestgraph.viz.render import have_dot, render
     from nestgraph.viz.views import text
 
@@ -359,9 +359,9 @@ def train_config(program, overrides: list[str], *, steps: int | None, data: str 
 
 def load_run(run: Path, *, trust: bool = False):
     """The model, program, stream state and settings of a run's latest checkpoint."""
-    from nestgraph.runtime import checkpoint as ckpt
     from nestgraph.runtime.engine import init_stream
     from nestgraph.runtime.program import load_program
+    from nestgraph.runtime.train import checkpoint as ckpt
 
     if not (run / "program.py").is_file():
         raise UsageProblem(f"'{printable(str(run))}' is not a run folder (no program.py in it)",

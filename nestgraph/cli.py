@@ -299,7 +299,7 @@ def train(
         folder = find_build(words)
         check_program(folder, trust=trust_program)
     from nestgraph.runtime.program import load_program
-    from nestgraph.runtime.train import train as run_training
+    from nestgraph.runtime.train.loop import train as run_training
 
     program = load_program(folder)
     cfg, data_cfg = train_config(program, overrides, steps=steps, data=data,
@@ -371,7 +371,7 @@ def generate(
                   learn=learn)
     typer.echo(prompt + text.decode("utf-8", errors="replace"))
     if save_state is not None:
-        from nestgraph.runtime.fsutil import environment_errors
+        from nestgraph.fsutil import environment_errors
 
         with environment_errors(save_state):
             write_state(save_state, stream, program.name)
@@ -434,7 +434,7 @@ def eval_cmd(
     check(options)
     from nestgraph.evaluation.loaded import load
     from nestgraph.evaluation.report import show
-    from nestgraph.runtime.threads import apply_threads
+    from nestgraph.runtime.train.threads import apply_threads
 
     loaded = load(run, trust=trust_program)
     apply_threads(loaded.cfg.get("threads", "auto"))
@@ -479,7 +479,7 @@ def fmt(
 
     Comments are kept. Example: nestgraph fmt specs/hope.yaml --to ng
     """
-    from nestgraph.spec.fmt_files import FormatRequest, format_files
+    from nestgraph.fmt.files import FormatRequest, format_files
 
     if to is not None and to not in ("yaml", "ng"):
         raise typer.BadParameter(f"--to must be 'yaml' or 'ng', not '{printable(to)}'")

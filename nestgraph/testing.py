@@ -51,13 +51,13 @@ def stream_average_worker(rank: int, world: int, init_file: str, out: str) -> No
     import torch
     import torch.distributed as dist
 
-    from nestgraph.runtime.distributed import (
+    from nestgraph.runtime.engine import StreamState
+    from nestgraph.runtime.train.distributed import (
         all_equal,
         average_stream,
         current_rank,
         shared_run_dir,
     )
-    from nestgraph.runtime.engine import StreamState
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
                             world_size=world)
@@ -137,9 +137,9 @@ def spec_errors(data: dict) -> list:
 def train_records(folder: Path, spec: str, overrides, steps: int) -> list[dict]:
     """Compile `spec` into `folder`, train it `steps` steps quietly, return its metrics."""
     from nestgraph.runtime.program import load_program
-    from nestgraph.runtime.progress import SilentReporter
-    from nestgraph.runtime.runs import read_metrics
-    from nestgraph.runtime.train import train
+    from nestgraph.runtime.train.loop import train
+    from nestgraph.runtime.train.progress import SilentReporter
+    from nestgraph.runtime.train.runs import read_metrics
 
     program = load_program(compile_build(folder / "build", spec, overrides))
     result = train(program, dict(program.train, steps=steps), program.data, out=folder / "runs",

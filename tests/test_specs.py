@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from nestgraph.compiler import compile_spec
+from nestgraph.fmt.format import convert
 from nestgraph.runtime.program import load_program
-from nestgraph.runtime.progress import SilentReporter
-from nestgraph.runtime.train import train
+from nestgraph.runtime.train.loop import train
+from nestgraph.runtime.train.progress import SilentReporter
 from nestgraph.spec import load_spec, read_document, shipped_specs
-from nestgraph.spec.fmt import convert
 from nestgraph.testing import compile_build
 
 GOLDEN = Path(__file__).resolve().parent / "golden"

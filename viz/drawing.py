@@ -50,7 +50,7 @@ def _check(request: DrawRequest) -> None:
 def draw(arg: str, overrides: list[str], request: DrawRequest,
          out: Path | None) -> Iterator[str]:
     """Write the drawing; yield what to print (the text itself when it goes to stdout)."""
-    from nestgraph.runtime.fsutil import atomic_write_text
+    from nestgraph.fsutil import atomic_write_text
 
     _check(request)
     if out is not None and str(out) == "-":  # as for fmt: '-' is standard output

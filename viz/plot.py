@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 from nestgraph.errors import EnvironmentProblem, UsageProblem
-from nestgraph.runtime.fsutil import environment_errors
+from nestgraph.fsutil import environment_errors
 
 INSTALL = "pip install 'nestgraph[plot]' (or: pip install matplotlib)"
 
@@ -38,7 +38,7 @@ def _series(records: list[dict], key: str) -> tuple[list[int], list[float]]:
 
 def plot_run(run: Path, out: Path | None = None) -> Path:
     """Draw the run's curves to `out` (PNG or SVG by suffix; default RUN/curves.png)."""
-    from nestgraph.runtime.runs import read_metrics
+    from nestgraph.runtime.train.runs import read_metrics
 
     metrics = run / "metrics.jsonl"
     if not metrics.is_file():

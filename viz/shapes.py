@@ -7,7 +7,7 @@ for the runtime's module classes that only record the parameters each constructo
 in the order `torch.nn.Module.named_parameters` yields them: a module's own parameters first,
 then its submodules, each in the order assigned.
 
-The stand-ins mirror the constructors of `nestgraph.runtime.layers`, `titans` and
+The stand-ins mirror the constructors of `nestgraph.runtime.layers.core`, `titans` and
 `selfmod_layer`; `tests/cli/test_graph_without_torch.py` checks that every shipped spec gets exactly the
 names and shapes the shapes pass finds. Anything the stand-ins do not know (a new module type,
 an argument they refuse) makes `param_shapes` return None, and the caller falls back to torch.
@@ -68,7 +68,7 @@ def _divisible(dim: int, heads: int) -> None:
         raise ValueError(f"dim {dim} is not divisible by heads {heads}")
 
 
-# ----------------------------------------------------------------- nestgraph.runtime.layers
+# ----------------------------------------------------------------- nestgraph.runtime.layers.core
 
 
 def make_norm(kind: str, dim: int) -> _Module:
@@ -131,7 +131,7 @@ def NestedLM(vocab: int, dim: int, layers: list[_Module], final_norm: _Module,  
     return m
 
 
-# ----------------------------------------------------------------- nestgraph.runtime.titans
+# ----------------------------------------------------------------- nestgraph.runtime.layers.titans
 
 
 def _conv(channels: int, window: int) -> _Module:
@@ -180,7 +180,7 @@ def MemoryAsGate(attn: _Module, mem: _Module) -> _Module:  # noqa: N802
     return m
 
 
-# ---------------------------------------------------------- nestgraph.runtime.selfmod_layer
+# ---------------------------------------------------------- nestgraph.runtime.layers.selfmod
 
 
 def SelfModifyingTitans(dim: int, heads: int, kind: str = "mlp", hidden: int = 32,  # noqa: N802

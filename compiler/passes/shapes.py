@@ -18,7 +18,9 @@ from nestgraph.errors import CompileError
 def infer_shapes(g: nx.DiGraph) -> None:
     import torch
 
-    from nestgraph.runtime import layers, selfmod_layer, titans
+    from nestgraph.runtime.layers import core as layers
+    from nestgraph.runtime.layers import selfmod as selfmod_layer
+    from nestgraph.runtime.layers import titans
 
     spec = g.graph["spec"]
     namespace = {"L": layers, "T": titans, "S": selfmod_layer}

@@ -37,7 +37,7 @@ def split_domain(name: str, raw: bytes) -> Domain:
 
 def stdlib_groups(root: Path | None = None) -> dict[str, list[Path]]:
     """The stdlib's .py files (as the built-in corpus reads them) by top-level package."""
-    from nestgraph.runtime.data import _stdlib_files
+    from nestgraph.runtime.train.data import _stdlib_files
 
     root = root or Path(sysconfig.get_paths()["stdlib"])
     groups: dict[str, list[Path]] = {}

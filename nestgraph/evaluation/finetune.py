@@ -13,14 +13,14 @@ import hashlib
 import torch
 
 from nestgraph.evaluation.loaded import Loaded
-from nestgraph.runtime.data import Corpus
+from nestgraph.runtime.train.data import Corpus
 
 
 class Trainer:
     """A forked run and its optimizers; `steps` runs on one text at a time."""
 
     def __init__(self, loaded: Loaded, total_steps: int) -> None:
-        from nestgraph.runtime.train import _State, step_optimizers
+        from nestgraph.runtime.train.loop import _State, step_optimizers
 
         self.loaded = loaded.fork()
         self.cfg = dict(loaded.cfg, steps=max(total_steps, 1), device="cpu")
@@ -31,7 +31,7 @@ class Trainer:
 
     def steps(self, text: torch.Tensor, count: int) -> list[float]:
         """`count` training steps on random windows of `text` (1-D uint8); their losses."""
-        from nestgraph.runtime.train import train_step
+        from nestgraph.runtime.train.loop import train_step
 
         corpus = Corpus(train=text, heldout=text[:2], source="eval", n_files=1,
                         sha256=hashlib.sha256(text.numpy().tobytes()).hexdigest())

@@ -52,7 +52,7 @@ class Scorer:
                  trust: bool = False) -> None:
         from nestgraph.build import load_run
         from nestgraph.runtime.engine import in_context_levels
-        from nestgraph.runtime.threads import apply_threads
+        from nestgraph.runtime.train.threads import apply_threads
 
         model, program, stream, cfg = load_run(Path(run), trust=trust)
         self.device = torch.device(device or "cpu")

@@ -18,7 +18,7 @@ def document(task: str, loaded, settings: dict, results: dict, seconds: float) -
 
 def write(run: Path, task: str, doc: dict) -> Path:
     from nestgraph.build import _cannot_write
-    from nestgraph.runtime.fsutil import atomic_write_text
+    from nestgraph.fsutil import atomic_write_text
 
     path = run / "eval" / f"{task}.json"
     try:

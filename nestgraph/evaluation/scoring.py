@@ -76,7 +76,7 @@ def heldout_windows(data: torch.Tensor, *, seq_len: int, batch: int,
                     batches: int) -> list[torch.Tensor]:
     """Evenly spread, non-overlapping windows of ``seq_len + 1`` bytes, as training's held-out
     evaluation takes them (`runtime.data.heldout_batches`)."""
-    from nestgraph.runtime.data import heldout_batches
+    from nestgraph.runtime.train.data import heldout_batches
 
     out = []
     for x, y in heldout_batches(data, batch=batch, seq_len=seq_len, max_batches=batches):

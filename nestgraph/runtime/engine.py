@@ -47,7 +47,7 @@ class StreamState:
     ``weights`` holds each stream weight's in-context change ``Δ`` (its value is the module's
     parameter ``W0`` plus ``Δ``), so "reset to the initial value" is ``Δ = 0`` and the trained
     ``W0`` is not copied here. Shared by the sequences of a batch (and, under data parallelism,
-    averaged across ranks by `nestgraph.runtime.distributed.average_stream`), saved with every
+    averaged across ranks by `nestgraph.runtime.train.distributed.average_stream`), saved with every
     checkpoint.
     """
 

@@ -20,7 +20,7 @@ import torch
 from nestgraph.runtime.engine import Carry, StreamState
 from nestgraph.runtime.levels import LevelDef
 from nestgraph.runtime.reader import prepare_stream, read_window
-from nestgraph.runtime.threads import apply_threads
+from nestgraph.runtime.train.threads import apply_threads
 
 
 class _Reader:

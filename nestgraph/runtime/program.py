@@ -59,7 +59,7 @@ def main(module_name: str) -> None:
     """``python program.py [--steps N] [--data PATH] [--out DIR] [--resume auto|never|PATH]``."""
     from nestgraph.errors import NestgraphError
     from nestgraph.escape import printable
-    from nestgraph.runtime.train import Interrupted, train
+    from nestgraph.runtime.train.loop import Interrupted, train
 
     module = sys.modules[module_name]
     parser = argparse.ArgumentParser(description=f"Train the nestgraph program '{module.SPEC_NAME}'.")

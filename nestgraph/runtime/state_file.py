@@ -15,9 +15,9 @@ import safetensors.torch
 
 from nestgraph.errors import UsageProblem
 from nestgraph.escape import printable
-from nestgraph.runtime.checkpoint import CheckpointError
+from nestgraph.fsutil import atomic_write_bytes
 from nestgraph.runtime.engine import StreamState
-from nestgraph.runtime.fsutil import atomic_write_bytes
+from nestgraph.runtime.train.checkpoint import CheckpointError
 
 FORMAT = "nestgraph-stream-state"
 VERSION = "1"

@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nestgraph.errors import NestgraphError, SpecError
+from nestgraph.fmt.emit import Unwritable
 from nestgraph.spec import shipped_specs
 from nestgraph.spec.comments import Attached
-from nestgraph.spec.emit import Unwritable
 from nestgraph.spec.source import diagnostics_as_json, format_diagnostics
 
 HOSTILE_VALUES: list[Any] = [
@@ -92,8 +92,8 @@ def parse(text: str, form: str, filename: str):
 
 
 def render(data: dict, form: str) -> str:
-    from nestgraph.spec.emit_ng import to_ng
-    from nestgraph.spec.emit_yaml import to_yaml
+    from nestgraph.fmt.emit_ng import to_ng
+    from nestgraph.fmt.emit_yaml import to_yaml
 
     return to_ng(data, Attached()) if form == "ng" else to_yaml(data, Attached())
 

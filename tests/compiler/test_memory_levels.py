@@ -36,7 +36,7 @@ def test_titans_plan_and_program():
     assert "layers.0.blocks.mem.body.memory" in outer["modules"]
     assert "T.NeuralMemory(dim=64, heads=4, kind='mlp'" in result.program
     assert "chunk=16, objective='l2', lr=None, forget=None, momentum=None" in result.program
-    assert "from nestgraph.runtime import titans as T" in result.program
+    assert "from nestgraph.runtime.layers import titans as T" in result.program
 
 
 def test_unstable_step_size_is_refused_with_a_safe_bound():

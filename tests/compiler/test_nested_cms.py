@@ -31,8 +31,8 @@ def test_a_stream_level_in_a_nested_chain_is_not_run():
 
 def test_a_nested_chain_trains(tmp_path):
     from nestgraph.runtime.program import load_program
-    from nestgraph.runtime.progress import SilentReporter
-    from nestgraph.runtime.train import train
+    from nestgraph.runtime.train.loop import train
+    from nestgraph.runtime.train.progress import SilentReporter
     from nestgraph.testing import compile_build
 
     program = load_program(compile_build(tmp_path / "build", "hope-attention", [

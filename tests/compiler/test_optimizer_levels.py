@@ -9,8 +9,8 @@ import torch
 from nestgraph.optim.composed import ComposedMemories
 from nestgraph.runtime.levels import make_optimizer, owned_parameters
 from nestgraph.runtime.program import load_program
-from nestgraph.runtime.progress import SilentReporter
-from nestgraph.runtime.train import Interrupted, train
+from nestgraph.runtime.train.loop import Interrupted, train
+from nestgraph.runtime.train.progress import SilentReporter
 from nestgraph.testing import (
     compile_build,
     compiled_plan,
@@ -113,7 +113,7 @@ def test_every_optimizer_trains_hope(optimizer: str, tmp_path) -> None:
 
 
 def test_an_optimizer_written_as_levels_resumes_bitwise(tmp_path) -> None:
-    from nestgraph.runtime import checkpoint as ckpt
+    from nestgraph.runtime.train import checkpoint as ckpt
 
     program = load_program(compile_build(tmp_path / "b", "optimizers/m3",
                                          [*FAST, "levels.slow_momentum.every=2 steps"]))

@@ -25,7 +25,7 @@ def test_hope_plan_and_program():
     # Each memory takes its chunk and rates from the level that owns it.
     assert "self_values=True, chunk=32, proj_chunk=8" in result.program
     assert "max_lr=0.03, proj_lr=None, proj_forget=None, proj_max_lr=0.1" in result.program
-    assert "from nestgraph.runtime import selfmod_layer as S" in result.program
+    assert "from nestgraph.runtime.layers import selfmod as S" in result.program
     assert "values: self" in result.resolved_yaml
 
 

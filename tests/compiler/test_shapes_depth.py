@@ -7,7 +7,7 @@ import pytest
 from nestgraph.compiler import compile_spec
 from nestgraph.compiler.codegen import model_source
 from nestgraph.compiler.ir import memory_levels
-from nestgraph.runtime import layers as runtime_layers
+from nestgraph.runtime.layers import core as runtime_layers
 from nestgraph.spec import read_document
 
 
@@ -49,7 +49,8 @@ def test_the_shapes_are_those_of_the_whole_network(spec: str) -> None:
     out = _compiled(spec, 3)
     g = out.graph
     namespace = {"L": runtime_layers}
-    from nestgraph.runtime import selfmod_layer, titans
+    from nestgraph.runtime.layers import selfmod as selfmod_layer
+    from nestgraph.runtime.layers import titans
 
     namespace.update(T=titans, S=selfmod_layer)
     exec(compile(model_source(out.spec, memory_levels(g)), "<m>", "exec"), namespace)  # noqa: S102

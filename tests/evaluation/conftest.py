@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from nestgraph.runtime.program import load_program
-from nestgraph.runtime.progress import SilentReporter
-from nestgraph.runtime.train import train
+from nestgraph.runtime.train.loop import train
+from nestgraph.runtime.train.progress import SilentReporter
 from nestgraph.testing import compile_build
 
 TINY = ("model.dim=16", "train.batch=2", "train.seq_len=32", "levels.cms_fast.every=8 tokens",

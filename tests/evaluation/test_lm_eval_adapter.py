@@ -30,8 +30,8 @@ PAIRS = [(b"def f(x):", b" return"), (b"", b"import"), (b"a", b"b"),
 
 def _train(root: Path, spec: str, overrides) -> Path:
     from nestgraph.runtime.program import load_program
-    from nestgraph.runtime.progress import SilentReporter
-    from nestgraph.runtime.train import train
+    from nestgraph.runtime.train.loop import train
+    from nestgraph.runtime.train.progress import SilentReporter
     from nestgraph.testing import compile_build
 
     program = load_program(compile_build(root / "build", spec, overrides))

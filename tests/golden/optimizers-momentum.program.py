@@ -9,7 +9,7 @@ Train it on its own:  python program.py --steps 20
 
 from __future__ import annotations
 
-from nestgraph.runtime import layers as L
+from nestgraph.runtime.layers import core as L
 from nestgraph.runtime import levels as lv
 from nestgraph.runtime.program import main
 

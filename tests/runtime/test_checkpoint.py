@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from nestgraph.runtime.checkpoint import (
+from nestgraph.runtime.train.checkpoint import (
     CheckpointError,
     latest_checkpoint,
     load_checkpoint,
@@ -209,7 +209,7 @@ def test_a_bit_flip_in_the_state_is_refused(tmp_path: Path) -> None:
     (lambda m: m.update(train=[]), "'train' is"),
 ])
 def test_training_meta_entries_are_checked(tmp_path: Path, change, words) -> None:
-    from nestgraph.runtime.checkpoint import read_training_meta
+    from nestgraph.runtime.train.checkpoint import read_training_meta
 
     meta = {"steps": 4, "data_sha256": "0" * 64, "spec_sha256": "1" * 64,
             "train": {}, "data": {}}

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from nestgraph.errors import TrainingError
-from nestgraph.runtime import data as data_mod
-from nestgraph.runtime.data import (
+from nestgraph.runtime.train import data as data_mod
+from nestgraph.runtime.train.data import (
     Corpus,
     DataError,
     heldout_batches,
@@ -293,7 +293,7 @@ def test_separate_heldout_source(tmp_path: Path) -> None:
 
 
 def test_resolve_source_against_a_base_folder(tmp_path: Path) -> None:
-    from nestgraph.runtime.data import resolve_source
+    from nestgraph.runtime.train.data import resolve_source
 
     assert resolve_source("data/x.txt", tmp_path) == str(tmp_path / "data" / "x.txt")
     assert resolve_source("/abs/x.txt", tmp_path) == "/abs/x.txt"
@@ -303,7 +303,7 @@ def test_resolve_source_against_a_base_folder(tmp_path: Path) -> None:
 
 
 def test_check_vocab() -> None:
-    from nestgraph.runtime.data import check_vocab
+    from nestgraph.runtime.train.data import check_vocab
 
     text = Corpus(train=torch.tensor([65, 66], dtype=torch.uint8),
                   heldout=torch.tensor([200], dtype=torch.uint8), source="t", sha256="", n_files=1)

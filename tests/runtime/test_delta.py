@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nestgraph.runtime.delta import delta_scan
-from nestgraph.runtime.delta_reference import delta_scan_reference
-from nestgraph.runtime.memory import init_weights, memory_read
+from nestgraph.runtime.ops.delta import delta_scan
+from nestgraph.runtime.ops.delta_naive import delta_scan_reference
+from nestgraph.runtime.ops.memory import init_weights, memory_read
 
 F64 = torch.float64
 CASES = [pytest.param(kind, objective, self_values, id=f"{kind}-{objective}-"

@@ -8,8 +8,8 @@ from pathlib import Path
 import torch
 import torch.multiprocessing as mp
 
-from nestgraph.runtime.distributed import average_stream, current_rank
 from nestgraph.runtime.engine import StreamState
+from nestgraph.runtime.train.distributed import average_stream, current_rank
 from nestgraph.testing import stream_average_worker
 
 

@@ -7,7 +7,6 @@ import dataclasses
 import pytest
 import torch
 
-from nestgraph.runtime import layers as L
 from nestgraph.runtime.engine import (
     Carry,
     StreamState,
@@ -15,8 +14,9 @@ from nestgraph.runtime.engine import (
     init_stream,
     read_sequence,
 )
+from nestgraph.runtime.engine_naive import read_sequence_reference
+from nestgraph.runtime.layers import core as L
 from nestgraph.runtime.levels import ClosedFormRule, GDRule, LevelDef
-from nestgraph.runtime.reference import read_sequence_reference
 
 DIM = 8
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nestgraph.runtime import memory
-from nestgraph.runtime.memory import chunk_coefficients, init_weights, memory_read, memory_scan
-from nestgraph.runtime.memory_reference import memory_scan_reference
+from nestgraph.runtime.ops import memory
+from nestgraph.runtime.ops.memory import chunk_coefficients, init_weights, memory_read, memory_scan
+from nestgraph.runtime.ops.memory_naive import memory_scan_reference
 
 BATCH, HEADS, DIM, HIDDEN = 2, 2, 4, 6
 F64 = torch.float64

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from nestgraph.runtime.checkpoint import CheckpointError
-from nestgraph.runtime.runs import (
+from nestgraph.runtime.train.checkpoint import CheckpointError
+from nestgraph.runtime.train.runs import (
     MetricsLog,
     atomic_write_text,
     latest_run_dir,

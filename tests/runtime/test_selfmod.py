@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 
-from nestgraph.runtime.selfmod_layer import SelfModifyingTitans
+from nestgraph.runtime.layers.selfmod import SelfModifyingTitans
 
 F64 = torch.float64
 

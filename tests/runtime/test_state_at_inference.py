@@ -9,12 +9,12 @@ from typer.testing import CliRunner
 
 from nestgraph.cli import app
 from nestgraph.errors import UsageProblem
-from nestgraph.runtime.checkpoint import CheckpointError
 from nestgraph.runtime.engine import init_stream
 from nestgraph.runtime.generate import _Reader
 from nestgraph.runtime.program import load_program
 from nestgraph.runtime.reader import read_long
 from nestgraph.runtime.state_file import load_state, save_state
+from nestgraph.runtime.train.checkpoint import CheckpointError
 from nestgraph.testing import SMALL_CMS, compile_build
 
 W = 16

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nestgraph.runtime.titans import NeuralMemory
+from nestgraph.runtime.layers.titans import NeuralMemory
 
 
 def layer(**kw) -> NeuralMemory:
@@ -58,8 +58,8 @@ def test_long_deep_stack_stays_finite():
 
 
 def test_memory_as_gate_reads_in_calls_as_at_once():
-    from nestgraph.runtime.layers import Attention
-    from nestgraph.runtime.titans import MemoryAsGate
+    from nestgraph.runtime.layers.core import Attention
+    from nestgraph.runtime.layers.titans import MemoryAsGate
 
     torch.manual_seed(0)
     mag = MemoryAsGate(Attention(8, 2, window=5), layer(gate=False)).double()

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from nestgraph.errors import TrainingError
-from nestgraph.runtime import checkpoint as ckpt
 from nestgraph.runtime.program import load_program
-from nestgraph.runtime.progress import SilentReporter
-from nestgraph.runtime.runs import read_metrics
-from nestgraph.runtime.train import Interrupted, train
+from nestgraph.runtime.train import checkpoint as ckpt
+from nestgraph.runtime.train.loop import Interrupted, train
+from nestgraph.runtime.train.progress import SilentReporter
+from nestgraph.runtime.train.runs import read_metrics
 from nestgraph.testing import SMALL_CMS, compile_build
 
 
@@ -125,7 +125,7 @@ def test_non_finite_loss_is_a_training_error(tmp_path):
 def test_crashed_run_resumes_from_its_last_checkpoint_bitwise(tmp_path, monkeypatch):
     # A hard crash (no checkpoint at the moment of death): the run continues from the last
     # periodic checkpoint and replays the lost steps exactly.
-    import nestgraph.runtime.train as loop
+    import nestgraph.runtime.train.loop as loop
 
     program = small_program(tmp_path, ["train.checkpoint_every=5"])
     whole = run(program, tmp_path / "a", steps=12)

@@ -12,15 +12,15 @@ import sys
 import pytest
 import torch
 
-import nestgraph.runtime.train as loop
+import nestgraph.runtime.train.loop as loop
 from nestgraph.errors import EnvironmentProblem, TrainingError
-from nestgraph.runtime import checkpoint as ckpt
-from nestgraph.runtime.checkpoint import CheckpointError
 from nestgraph.runtime.program import load_program
-from nestgraph.runtime.progress import Reporter
-from nestgraph.runtime.runs import LOCK_FILE, read_metrics
-from nestgraph.runtime.threads import Threads, resolve_threads
-from nestgraph.runtime.train import Interrupted, train
+from nestgraph.runtime.train import checkpoint as ckpt
+from nestgraph.runtime.train.checkpoint import CheckpointError
+from nestgraph.runtime.train.loop import Interrupted, train
+from nestgraph.runtime.train.progress import Reporter
+from nestgraph.runtime.train.runs import LOCK_FILE, read_metrics
+from nestgraph.runtime.train.threads import Threads, resolve_threads
 from nestgraph.testing import compile_build
 
 TINY = ("model.dim=16", "model.layers=1", "train.batch=2", "train.seq_len=32",
@@ -74,7 +74,7 @@ def interrupted(program, out, steps, at, data, **kw):
 
 
 def test_auto_threads_take_the_free_cores(monkeypatch):
-    import nestgraph.runtime.threads as threads
+    import nestgraph.runtime.train.threads as threads
 
     monkeypatch.setattr(threads, "usable_cores", lambda: 2)
     monkeypatch.setattr(threads, "load_average", lambda: 1.9)

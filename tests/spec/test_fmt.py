@@ -9,8 +9,8 @@ from typer.testing import CliRunner
 
 from nestgraph.cli import app
 from nestgraph.errors import SpecError
+from nestgraph.fmt.format import convert
 from nestgraph.spec import shipped_specs
-from nestgraph.spec.fmt import convert
 from nestgraph.spec.source import format_diagnostics
 from nestgraph.spec.yaml_front import load_yaml
 from nestgraph.testing import MINIMAL_SPEC

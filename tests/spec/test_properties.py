@@ -16,11 +16,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nestgraph.errors import SpecError
+from nestgraph.fmt.emit_ng import to_ng
+from nestgraph.fmt.emit_yaml import to_yaml
 from nestgraph.spec import load_spec, shipped_specs
 from nestgraph.spec.comments import Attached
 from nestgraph.spec.dsl_front import load_dsl
-from nestgraph.spec.emit_ng import to_ng
-from nestgraph.spec.emit_yaml import to_yaml
 from nestgraph.spec.schema import Spec
 from nestgraph.spec.source import format_diagnostics
 from nestgraph.spec.yaml_front import load_yaml

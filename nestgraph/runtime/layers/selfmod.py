@@ -33,10 +33,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nestgraph.runtime.delta import delta_scan
-from nestgraph.runtime.delta_reference import delta_scan_reference
-from nestgraph.runtime.selfmod import Derived, projection_scan, projection_scan_reference
-from nestgraph.runtime.titans import CausalDepthwiseConv, MemoryInit, is_off, split_heads
+from nestgraph.runtime.layers.titans import CausalDepthwiseConv, MemoryInit, is_off, split_heads
+from nestgraph.runtime.ops.delta import delta_scan
+from nestgraph.runtime.ops.delta_naive import delta_scan_reference
+from nestgraph.runtime.ops.selfmod import Derived, projection_scan, projection_scan_reference
 
 FORGET_START = -6.0  # sigmoid(-6) ≈ 0.0025: start by keeping almost everything
 

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from nestgraph.errors import EnvironmentProblem
-from nestgraph.runtime.fsutil import atomic_write_text
-from nestgraph.runtime.runs import MetricsLog, read_metrics
+from nestgraph.fsutil import atomic_write_text
+from nestgraph.runtime.train.runs import MetricsLog, read_metrics
 
 CSV_FILE = "metrics.csv"
 TENSORBOARD_DIR = "tensorboard"

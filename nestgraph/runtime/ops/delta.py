@@ -1,6 +1,6 @@
 """Delta Gradient Descent (DGD) on an associative memory, trained chunk-parallel (NL Eq. 88).
 
-The memory and its objectives are those of `nestgraph.runtime.memory` (``linear`` or the
+The memory and its objectives are those of `nestgraph.runtime.ops.memory` (``linear`` or the
 residual ``mlp``; ``l2`` or ``dot``). The rule is the one the self-modifying Titans uses for
 every one of its memories::
 
@@ -41,7 +41,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from nestgraph.runtime.memory import (
+from nestgraph.runtime.ops.memory import (
     _check_args,
     _grad_factors,
     _output_grad,

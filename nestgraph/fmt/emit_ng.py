@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from nestgraph.fmt.emit import BLANK, WIDTH, Line, Unwritable, number, quoted, render
 from nestgraph.spec.comments import Attached
-from nestgraph.spec.emit import BLANK, WIDTH, Line, Unwritable, number, quoted, render
 from nestgraph.spec.source import SpecPath
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

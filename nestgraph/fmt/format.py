@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nestgraph.fmt.emit import Unwritable
+from nestgraph.fmt.emit_ng import to_ng
+from nestgraph.fmt.emit_yaml import to_yaml
 from nestgraph.spec.comments import Attached, attach, yaml_comments
-from nestgraph.spec.emit import Unwritable
-from nestgraph.spec.emit_ng import to_ng
-from nestgraph.spec.emit_yaml import to_yaml
 from nestgraph.spec.source import SourceFile
 
 FORMS = {"yaml": ".yaml", "ng": ".ng"}

@@ -23,9 +23,9 @@ from typing import NamedTuple
 
 import torch
 
-from nestgraph.runtime.delta import delta_step
-from nestgraph.runtime.delta_reference import token_update
-from nestgraph.runtime.memory import _check_args, _forward, memory_read, read_chunk
+from nestgraph.runtime.ops.delta import delta_step
+from nestgraph.runtime.ops.delta_naive import token_update
+from nestgraph.runtime.ops.memory import _check_args, _forward, memory_read, read_chunk
 
 Tensor = torch.Tensor
 

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nestgraph.runtime.delta import delta_scan
-from nestgraph.runtime.memory import memory_scan
+from nestgraph.runtime.ops.delta import delta_scan
+from nestgraph.runtime.ops.memory import memory_scan
 
 
 class CausalDepthwiseConv(nn.Module):

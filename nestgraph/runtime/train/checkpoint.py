@@ -31,7 +31,7 @@ import torch
 
 from nestgraph.errors import TrainingError
 from nestgraph.escape import printable
-from nestgraph.runtime.fsutil import atomic_write_text, fsync_dir, fsync_file
+from nestgraph.fsutil import atomic_write_text, fsync_dir, fsync_file
 
 WEIGHTS_FILE = "model.safetensors"
 STATE_FILE = "state.pt"

@@ -27,16 +27,7 @@ from nestgraph.errors import (
     TrainingError,
 )
 from nestgraph.escape import printable
-from nestgraph.runtime import checkpoint as ckpt
-from nestgraph.runtime.data import (
-    Corpus,
-    check_vocab,
-    heldout_batches,
-    load_corpus,
-    resolve_source,
-    sample_batch,
-)
-from nestgraph.runtime.distributed import average_stream, current_rank, shared_run_dir
+from nestgraph.fsutil import environment_errors
 from nestgraph.runtime.engine import (
     StreamState,
     in_context_levels,
@@ -44,7 +35,6 @@ from nestgraph.runtime.engine import (
     read_sequence,
     stream_weight_names,
 )
-from nestgraph.runtime.fsutil import environment_errors
 from nestgraph.runtime.levels import (
     AdamWRule,
     LevelDef,
@@ -54,11 +44,21 @@ from nestgraph.runtime.levels import (
     owned_parameters,
     schedule_factor,
 )
-from nestgraph.runtime.loggers import Loggers, require_loggers
 from nestgraph.runtime.program import Program
-from nestgraph.runtime.progress import LogFileReporter, Reporter
-from nestgraph.runtime.resume import find_resume
-from nestgraph.runtime.runs import (
+from nestgraph.runtime.train import checkpoint as ckpt
+from nestgraph.runtime.train.data import (
+    Corpus,
+    check_vocab,
+    heldout_batches,
+    load_corpus,
+    resolve_source,
+    sample_batch,
+)
+from nestgraph.runtime.train.distributed import average_stream, current_rank, shared_run_dir
+from nestgraph.runtime.train.loggers import Loggers, require_loggers
+from nestgraph.runtime.train.progress import LogFileReporter, Reporter
+from nestgraph.runtime.train.resume import find_resume
+from nestgraph.runtime.train.runs import (
     ENV_FILE,
     RunLock,
     atomic_write_text,
@@ -67,7 +67,7 @@ from nestgraph.runtime.runs import (
     remove_stale_temporaries,
     write_env_json,
 )
-from nestgraph.runtime.threads import Threads, apply_threads
+from nestgraph.runtime.train.threads import Threads, apply_threads
 
 TRAIN_LOG = "train.log"
 STOP_MESSAGE = b"\nstopping after this step; Ctrl-C again to stop now\n"

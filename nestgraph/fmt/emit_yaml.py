@@ -13,8 +13,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from nestgraph.fmt.emit import BLANK, WIDTH, Line, number, quoted, render
 from nestgraph.spec.comments import Attached
-from nestgraph.spec.emit import BLANK, WIDTH, Line, number, quoted, render
 from nestgraph.spec.source import SpecPath
 from nestgraph.spec.yaml_front import reads_as_string
 

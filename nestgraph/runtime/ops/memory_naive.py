@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from nestgraph.runtime.memory import _check_args, _initial_momentum, memory_read
+from nestgraph.runtime.ops.memory import _check_args, _initial_momentum, memory_read
 
 Tensor = torch.Tensor
 

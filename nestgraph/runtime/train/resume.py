@@ -17,9 +17,9 @@ from pathlib import Path
 
 from nestgraph.errors import TrainingError, UsageProblem
 from nestgraph.escape import printable
-from nestgraph.runtime import checkpoint as ckpt
 from nestgraph.runtime.program import Program
-from nestgraph.runtime.runs import run_dirs
+from nestgraph.runtime.train import checkpoint as ckpt
+from nestgraph.runtime.train.runs import run_dirs
 
 
 @dataclass(frozen=True)

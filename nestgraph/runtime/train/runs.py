@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from nestgraph.escape import printable
-from nestgraph.runtime.fsutil import atomic_write_text
+from nestgraph.fsutil import atomic_write_text
 
 __all__ = [
     "LOCK_FILE",
@@ -137,7 +137,7 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     A broken line anywhere else means the file was damaged, not cut short: that is a
     CheckpointError naming the file and the line, since resuming trims this log.
     """
-    from nestgraph.runtime.checkpoint import CheckpointError
+    from nestgraph.runtime.train.checkpoint import CheckpointError
 
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()

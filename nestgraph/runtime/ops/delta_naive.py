@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from nestgraph.runtime.memory import _check_args, memory_read
+from nestgraph.runtime.ops.memory import _check_args, memory_read
 
 Tensor = torch.Tensor
 

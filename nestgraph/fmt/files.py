@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nestgraph.errors import UsageProblem
-from nestgraph.runtime.fsutil import atomic_write_text
-from nestgraph.spec.fmt import FORMS, form_of, read_text, write_text
+from nestgraph.fmt.format import FORMS, form_of, read_text, write_text
+from nestgraph.fsutil import atomic_write_text
 
 
 @dataclass(frozen=True)
