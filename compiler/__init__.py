@@ -85,7 +85,7 @@ def show_warnings(g: nx.DiGraph | None, source) -> None:
     Called by the commands a user runs on a spec (validate, compile), not by check_document
     itself: `train` recompiles a build's resolved spec to check its program, and that must
     stay quiet."""
-    from nestgraph.build import status
+    from nestgraph.console import status
     from nestgraph.spec.source import format_diagnostics
 
     if g is not None and g.graph["warnings"]:

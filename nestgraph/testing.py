@@ -35,8 +35,8 @@ SMALL_CMS = (
 
 def compile_build(folder: Path, spec: str, overrides=()) -> Path:
     """Compile a spec (a shipped name or a path) into `folder`, as `nestgraph compile -o` does."""
-    from nestgraph.build import write_build
     from nestgraph.compiler import compile_spec
+    from nestgraph.compiler.buildfolder import write_build
     from nestgraph.spec import read_document
 
     data, source = read_document(spec, list(overrides))

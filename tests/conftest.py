@@ -19,9 +19,9 @@ def pytest_addoption(parser):
 def _builds_stay_in_tmp(monkeypatch, tmp_path):
     # Every `compile` records its folder as the most recent build under build/ of the working
     # folder; tests keep that record (and default build folders) in their own tmp_path.
-    import nestgraph.build
+    import nestgraph.compiler.buildfolder
 
-    monkeypatch.setattr(nestgraph.build, "BUILD_ROOT", tmp_path / "build")
+    monkeypatch.setattr(nestgraph.compiler.buildfolder, "BUILD_ROOT", tmp_path / "build")
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from nestgraph.errors import UsageProblem
+from nestgraph.compiler.buildfolder import cannot_write
+from nestgraph.errors import EnvironmentProblem, UsageProblem
+from nestgraph.escape import printable
+from nestgraph.fsutil import atomic_write_text
 from nestgraph.viz import sources, views
 from nestgraph.viz.render import PICTURES, have_dot, render
 
@@ -50,7 +53,6 @@ def _check(request: DrawRequest) -> None:
 def draw(arg: str, overrides: list[str], request: DrawRequest,
          out: Path | None) -> Iterator[str]:
     """Write the drawing; yield what to print (the text itself when it goes to stdout)."""
-    from nestgraph.fsutil import atomic_write_text
 
     _check(request)
     if out is not None and str(out) == "-":  # as for fmt: '-' is standard output
@@ -75,3 +77,27 @@ def draw(arg: str, overrides: list[str], request: DrawRequest,
         atomic_write_text(dot_file, text)  # the drawing is never lost for want of Graphviz
     target.write_bytes(render(text, fmt, dot_file))
     yield f"wrote {target}"
+
+
+def write_level_diagram(plan: dict, spec, folder: Path) -> str:
+    """levels.dot always; levels.svg too when Graphviz's `dot` is installed. Says which."""
+    from nestgraph.viz.views import text
+
+    dot_text = text(plan, spec, "levels", "dot")
+    try:
+        atomic_write_text(folder / "levels.dot", dot_text)
+    except OSError as err:
+        raise cannot_write(folder / "levels.dot", err) from None
+    shown = printable(str(folder))
+    if not have_dot():
+        return (f"diagram: {shown}/levels.dot (no levels.svg: Graphviz's 'dot' is not "
+                "installed; install it, or run: dot -Tsvg levels.dot -o levels.svg)")
+    try:
+        svg = render(dot_text, "svg")
+    except EnvironmentProblem as err:
+        return f"diagram: {shown}/levels.dot (no levels.svg: {err.message})"
+    try:
+        atomic_write_text(folder / "levels.svg", svg.decode("utf-8"))
+    except OSError as err:
+        raise cannot_write(folder / "levels.svg", err) from None
+    return f"diagram: {shown}/levels.dot, levels.svg"

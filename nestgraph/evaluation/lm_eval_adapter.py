@@ -50,7 +50,7 @@ class Scorer:
     def __init__(self, run: Path, *, carry: bool = True, learn_stream: bool = False,
                  batch_size: int = DEFAULT_BATCH, device: str | None = None,
                  trust: bool = False) -> None:
-        from nestgraph.build import load_run
+        from nestgraph.compiler.buildfolder import load_run
         from nestgraph.runtime.engine import in_context_levels
         from nestgraph.runtime.train.threads import apply_threads
 

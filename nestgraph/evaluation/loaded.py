@@ -37,7 +37,7 @@ class Loaded:
 
 def load(run: Path, *, trust: bool = False) -> Loaded:
     """The run's latest checkpoint, as `nestgraph generate` loads it (`build.load_run`)."""
-    from nestgraph.build import load_run
+    from nestgraph.compiler.buildfolder import load_run
     from nestgraph.runtime.train import checkpoint as ckpt
 
     model, program, stream, cfg = load_run(run, trust=trust)
@@ -49,7 +49,7 @@ def load(run: Path, *, trust: bool = False) -> Loaded:
 
 def heldout_corpus(loaded: Loaded):
     """The run's own corpus (train and held-out parts), read as training read it."""
-    from nestgraph.build import spec_folder_of
+    from nestgraph.compiler.buildfolder import spec_folder_of
     from nestgraph.runtime.train.data import load_corpus, resolve_source
 
     data = loaded.data_cfg

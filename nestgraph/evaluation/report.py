@@ -17,7 +17,7 @@ def document(task: str, loaded, settings: dict, results: dict, seconds: float) -
 
 
 def write(run: Path, task: str, doc: dict) -> Path:
-    from nestgraph.build import _cannot_write
+    from nestgraph.compiler.buildfolder import cannot_write
     from nestgraph.fsutil import atomic_write_text
 
     path = run / "eval" / f"{task}.json"
@@ -25,7 +25,7 @@ def write(run: Path, task: str, doc: dict) -> Path:
         path.parent.mkdir(exist_ok=True)
         atomic_write_text(path, json.dumps(doc, indent=2) + "\n")
     except OSError as err:
-        raise _cannot_write(path, err) from None
+        raise cannot_write(path, err) from None
     return path
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import nestgraph.build as build
+import nestgraph.cli.summary as summary
 from nestgraph.cli import app
 from nestgraph.testing import SMALL_CMS
 
@@ -35,7 +35,7 @@ def _plan(**level):
 
 def test_the_table_in_a_pipe_is_plain_and_complete(capsys):
     out = io.StringIO()  # not a terminal
-    build.print_summary(_plan(), Path("build/hope"), out)
+    summary.print_summary(_plan(), Path("build/hope"), out)
     text = out.getvalue()
     assert "32,768,000" in text and "262,144,000" in text and "projections" in text
     assert "adamw" in text and "…" not in text
@@ -44,7 +44,7 @@ def test_the_table_in_a_pipe_is_plain_and_complete(capsys):
 
 
 def test_plain_table_widens_columns_to_the_widest_cell():
-    text = build.plain_table([("a" * 30, "1,000,000")], ("level", "params"))
+    text = summary.plain_table([("a" * 30, "1,000,000")], ("level", "params"))
     header, row = text.splitlines()
     assert row.startswith("a" * 30) and row.endswith("1,000,000")
     assert len(header) == len(row)
@@ -52,7 +52,7 @@ def test_plain_table_widens_columns_to_the_widest_cell():
 
 def test_user_strings_in_the_summary_are_escaped():
     out = io.StringIO()
-    build.print_summary(_plan(name="evil\x1b[2J", owns=["x\x1b]0;t\x07"]), Path("b"), out)
+    summary.print_summary(_plan(name="evil\x1b[2J", owns=["x\x1b]0;t\x07"]), Path("b"), out)
     text = out.getvalue()
     assert "\x1b" not in text and "\\x1b" in text and "\x07" not in text
 
@@ -187,7 +187,7 @@ class _Terminal(io.StringIO):
 def test_a_terminal_never_gets_cut_cells(monkeypatch, columns):
     monkeypatch.setenv("COLUMNS", columns)
     out = _Terminal()
-    build.print_summary(_plan(), Path("build/hope"), out)
+    summary.print_summary(_plan(), Path("build/hope"), out)
     text = out.getvalue()
     assert "32,768,000" in text and "262,144,000" in text and "projections" in text
     assert "…" not in text

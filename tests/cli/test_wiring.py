@@ -8,7 +8,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-import nestgraph.build as build
+import nestgraph.compiler.buildfolder as build
 from nestgraph.cli import app
 from nestgraph.spec import find_spec_file
 from nestgraph.testing import SMALL_CMS

@@ -85,7 +85,7 @@ def test_cli_validate_shows_the_refusal_at_its_place(tmp_path: Path) -> None:
 
 
 def test_train_refuses_a_seq_len_that_makes_a_level_unreadable(tmp_path: Path) -> None:
-    from nestgraph.build import train_config
+    from nestgraph.compiler.train_config import train_config
     from nestgraph.runtime.program import load_program
     from nestgraph.testing import compile_build
 

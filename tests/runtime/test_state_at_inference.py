@@ -129,6 +129,6 @@ def test_generate_saves_loads_and_forks_stream_state(tmp_path, monkeypatch):
 
 
 def _run_stream(run):
-    from nestgraph.build import load_run
+    from nestgraph.compiler.buildfolder import load_run
 
     return load_run(run)[2]

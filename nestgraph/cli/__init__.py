@@ -19,8 +19,8 @@ from typing import Annotated
 import typer
 
 from nestgraph import __version__
-from nestgraph.build import status as _status  # one stream for log lines: stderr
-from nestgraph.cli_help import Command
+from nestgraph.cli.help import Command
+from nestgraph.console import status as _status  # one stream for log lines: stderr
 from nestgraph.errors import (
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
@@ -200,7 +200,7 @@ def compile_cmd(
     The folder becomes the most recent build, wherever it is. Example:
     nestgraph compile specs/cms.yaml model.dim=128 && nestgraph train
     """
-    from nestgraph.build import emit_stage
+    from nestgraph.compiler.show import emit_stage
 
     spec_arg, overrides = _one_spec(args)
     if emit is not None and emit not in STAGES:
@@ -218,15 +218,11 @@ def compile_cmd(
 
 def _compile_into(spec_arg: str, overrides: list[str], out: Path | None) -> Path:
     """Compile, write the build folder, print the level table, mark it the latest build."""
-    from nestgraph.build import (
-        absolute_data_overrides,
-        mark_latest,
-        print_summary,
-        write_build,
-        write_level_diagram,
-    )
+    from nestgraph.cli.summary import print_summary
     from nestgraph.compiler import compile_spec, show_warnings
+    from nestgraph.compiler.buildfolder import absolute_data_overrides, mark_latest, write_build
     from nestgraph.spec import find_spec_file, read_document
+    from nestgraph.viz.drawing import write_level_diagram
 
     overrides = absolute_data_overrides(overrides)
     data, source = read_document(spec_arg, overrides)
@@ -285,7 +281,8 @@ def train(
     nestgraph train build/cms --steps 50 train.batch=4;
     nestgraph train specs/cms.yaml model.dim=32 --steps 20
     """
-    from nestgraph.build import RESOLVED, check_program, find_build, spec_folder_of, train_config
+    from nestgraph.compiler.buildfolder import RESOLVED, check_program, find_build, spec_folder_of
+    from nestgraph.compiler.train_config import train_config
 
     words, overrides = _split_args(args)
     if len(words) > 1:
@@ -353,7 +350,7 @@ def generate(
     mismatched one 5.
     Example: nestgraph generate runs/cms/20261122-101500 --prompt "def " --tokens 100
     """
-    from nestgraph.build import load_run
+    from nestgraph.compiler.buildfolder import load_run
 
     if save_state is not None and not save_state.parent.is_dir():
         raise UsageProblem(f"cannot write '{printable(str(save_state))}': its folder does not "
