@@ -12,7 +12,9 @@ from __future__ import annotations
 import ast
 import math
 
-from nestgraph.compiler.registry import module_source
+from nestgraph.compiler.kinds import call, rule_kind
+from nestgraph.compiler.kinds.calls import source
+from nestgraph.compiler.kinds.network import imports, layer_call, model_kwargs
 from nestgraph.errors import CompileError
 
 HEADER = '''"""{title}
@@ -34,31 +36,30 @@ SPEC_SHA256 = {sha_repr}
 
 
 def model_source(spec, memory_levels: dict | None = None) -> str:
-    """``build_layer`` and ``build_model``: the network, one constructor call per module.
+    """``build_layer`` and ``build_model``: the network, one constructor call per module, each
+    argument on a line of its own.
 
     `memory_levels` maps a memory module's name to the levels that own its memories.
     """
-    m, memory_levels = spec.model, memory_levels or {}
+    m = spec.model
     for name, module in spec.modules.items():
         _check_finite(module.model_dump(), f"modules.{name}")
-    blocks = []
-    for entry in m.block:
-        body = module_source(spec.modules[entry.module], m.dim, memory_levels.get(entry.module))
-        blocks.append(f"        {entry.module!r}: L.Residual(L.make_norm({entry.norm!r}, "
-                      f"{m.dim!r}), {body}, residual={entry.residual!r}),")
+    layer = source(layer_call(spec, memory_levels or {}), literal, "model.block", depth=1)
+    kwargs = model_kwargs(spec)
+    args = [f"        {k}={source(v, literal, f'model.{k}', depth=2)}," for k, v in kwargs.items()
+            if k != "final_norm"]
+    args.insert(2, f"        layers=[build_layer() for _ in range({m.layers!r})],")
+    args.insert(3, f"        final_norm={source(kwargs['final_norm'], literal, 'model', 2)},")
     return "\n".join([
         "def build_layer() -> L.Layer:",
         '    """One layer: each module of model.block as x + module(norm(x)), in order."""',
-        "    return L.Layer({",
-        *blocks,
-        "    })",
+        f"    return {layer}",
         "",
         "",
         "def build_model() -> L.NestedLM:",
-        f"    return L.NestedLM(vocab={m.vocab!r}, dim={m.dim!r},",
-        f"                      layers=[build_layer() for _ in range({m.layers!r})],",
-        f"                      final_norm=L.make_norm({m.final_norm!r}, {m.dim!r}),",
-        f"                      tie_embeddings={m.tie_embeddings!r})",
+        "    return L.NestedLM(",
+        *args,
+        "    )",
     ])
 
 
@@ -114,19 +115,12 @@ def emit_program(plan: dict, spec, memory_levels: dict | None = None) -> str:
 
 
 def _header(plan: dict, spec, title: str) -> str:
-    modules = [("layers.core", "L"), ("levels", "lv")]
-    if any(m.type in ("neural_memory", "memory_as_gate") for m in spec.modules.values()):
-        modules.append(("layers.titans", "T"))
-    if any(m.type == "self_modifying_titans" for m in spec.modules.values()):
-        modules.append(("layers.selfmod", "S"))
-    imports = []
-    for path, alias in modules:
-        parent, _, leaf = f"nestgraph.runtime.{path}".rpartition(".")
-        imports.append(f"from {parent} import {leaf} as {alias}")
-    imports.append("from nestgraph.runtime.program import main")
+    lines = [_import_line(path, alias) for alias, path in sorted(
+        {"lv": "nestgraph.runtime.levels", **imports(spec)}.items(), key=lambda kv: kv[1])]
+    lines.append("from nestgraph.runtime.program import main")
     return HEADER.format(title=title, name=plan["name"], sha=plan["sha256"][:16],
                          name_repr=repr(plan["name"]), sha_repr=repr(plan["sha256"]),
-                         imports="\n".join(imports))
+                         imports="\n".join(lines))
 
 
 def _schedule_table(plan: dict) -> str:
@@ -163,14 +157,15 @@ def _schedule_source(plan: dict) -> str:
     return "\n".join(lines)
 
 
+def _import_line(path: str, alias: str) -> str:
+    parent, _, leaf = path.rpartition(".")
+    return f"from {parent} import {leaf} as {alias}"
+
+
 def _rule_source(rule: dict, level: str) -> str:
-    cls = {"gd": "GDRule", "adamw": "AdamWRule", "closed_form": "ClosedFormRule",
-           "titans": "TitansRule", "dgd": "DGDRule", "memories": "MemoriesRule",
-           "momentum": "MomentumRule", "deep_momentum": "DeepMomentumRule",
-           "second_moment": "SecondMomentRule"}[rule["type"]]
-    args = ", ".join(f"{k}={literal(tuple(v) if isinstance(v, list) else v, f'levels.{level}.rule.{k}')}"
-                     for k, v in rule.items() if k != "type")
-    return f"lv.{cls}({args})"
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in rule.items() if k != "type"}
+    return source(call(f"lv.{rule_kind(rule['type']).runtime}", **fields), literal,
+                  f"levels.{level}.rule", depth=2)
 
 
 def _dict_source(d: dict, where: str) -> str:

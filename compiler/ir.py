@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from nestgraph.compiler.registry import Ownable, model_ownables, module_ownables
+from nestgraph.compiler.kinds import Ownable, module_kind
+from nestgraph.compiler.kinds.network import model_ownables
 from nestgraph.spec.schema import Level, Spec, context_source, period_of
 
 
@@ -62,7 +63,7 @@ def build_ir(spec: Spec, level_index: list[int] | None = None) -> nx.DiGraph:
     used = {b.module for b in spec.model.block}
     for name, mspec in spec.modules.items():
         g.add_node(f"module:{name}", module=ModuleInfo(name, mspec, name in used))
-        for part in module_ownables(name, mspec, spec.model):
+        for part in module_kind(mspec.type).ownables(name, mspec, spec.model):
             _add_part(g, part)
             g.add_edge(f"module:{name}", f"part:{part.name}", key="has", kind="has")
     for part in model_ownables(spec.model):

@@ -153,3 +153,13 @@ def compiled_plan(spec: str, overrides: tuple[str, ...] = ()):
     from nestgraph.viz.sources import from_spec
 
     return from_spec(spec, list(overrides))
+
+
+def flat(program: str) -> str:
+    """A generated program with every call on one line (``f(a=1, b=2)``), so that a test can
+    look for a run of arguments whatever the layout the code generator writes them in."""
+    import re
+
+    text = re.sub(r",\n\s*([)}\]])", r"\1", program)
+    text = re.sub(r"([({\[])\n\s*", r"\1", text)
+    return re.sub(r",\n\s+", ", ", text)

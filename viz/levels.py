@@ -13,6 +13,7 @@ one node per layer, ``depth=0`` the levels alone.
 
 from __future__ import annotations
 
+from nestgraph.compiler.kinds import rule_kind
 from nestgraph.viz.diagram import (
     Cluster,
     Diagram,
@@ -40,18 +41,13 @@ def call_text(model) -> str:
     return f"{kind}({args})" if args else kind
 
 
-# An optimizer level's objective is over the gradients g it reads (NL §4.2-4.5).
-_OPTIMIZER_TEXT = {("momentum", "dot"): "⟨m, −g⟩ (value-less)",
-                   ("momentum", "l2"): "‖m·ĝ − g‖² (delta rule)",
-                   ("second_moment", "dot"): "⟨v, −g²⟩ (value-less)",
-                   ("deep_momentum", "l2"): "‖m(g_{t−1}) − g_t‖²"}
-
-
 def objective_text(level_spec) -> str:
     objective = level_spec.objective
-    key = (level_spec.rule.type, objective.type)
-    if key in _OPTIMIZER_TEXT:
-        return _OPTIMIZER_TEXT[key]
+    # An optimizer level's objective is over the gradients g it reads (NL §4.2-4.5): its
+    # rule's record has the text.
+    optimizer_text = rule_kind(level_spec.rule.type).objectives.get(objective.type)
+    if optimizer_text is not None:
+        return optimizer_text
     text = _OBJECTIVE_TEXT.get(objective.type, objective.type)
     if getattr(objective, "values", "given") == "self":
         text = text.replace("v", "M(v)", 1) if objective.type in ("l2", "dot") else text

@@ -18,8 +18,9 @@ import re
 import networkx as nx
 
 from nestgraph.compiler.ir import levels, owned_by
+from nestgraph.compiler.kinds import rule_kind
+from nestgraph.compiler.kinds.network import forward_flops
 from nestgraph.compiler.passes.common import report
-from nestgraph.compiler.registry import forward_flops
 from nestgraph.errors import EnvironmentProblem
 
 # Overrides the physical memory the estimate is held to: bytes, or a number with K, M, G or T
@@ -139,22 +140,14 @@ def _trained(cost: dict, name: str) -> int:
 
 def _optimizer_state(g: nx.DiGraph, lv, cost: dict) -> int:
     kind, rule = g.graph["kinds"][lv.name], lv.rule
+    state = rule_kind(rule.type).state
     if kind == "step":
-        if rule.type == "adamw":
-            return 2 * _trained(cost, lv.name)
-        if rule.type == "gd" and rule.momentum:
-            return _trained(cost, lv.name)
-        return 0  # 'memories': the state is counted at the optimizer levels that read it
+        return state(rule, _trained(cost, lv.name), 0, 0, 0)
     if kind != "optimizer" or f"level:{lv.source}" not in g:
         return 0
     read = _trained(cost, lv.source)
     chunk = read if lv.period > 1 else 0  # the gradients summed since it last fired
-    if rule.type == "second_moment":
-        return read + chunk
-    if rule.type == "momentum":
-        return 2 * read + chunk  # the memory and its read-out
-    tensors = len(_tensors_of(g, lv.source))
-    return 2 * read + chunk + tensors * (3 * rule.hidden + 1)  # deep: previous, read-out, MLP
+    return state(rule, 0, read, chunk, len(_tensors_of(g, lv.source)))
 
 
 def _tensors_of(g: nx.DiGraph, level: str) -> list[str]:

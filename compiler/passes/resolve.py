@@ -10,8 +10,8 @@ from __future__ import annotations
 import networkx as nx
 
 from nestgraph.compiler.ir import levels, owner_of, parts
+from nestgraph.compiler.kinds import module_kind
 from nestgraph.compiler.passes.common import did_you_mean, level_path, lost, report
-from nestgraph.compiler.registry import produces
 
 
 def resolve(g: nx.DiGraph) -> None:
@@ -126,7 +126,7 @@ def _resolve_rates(g: nx.DiGraph) -> None:
                        "module", level_path(g, lv.name, "rule", key),
                        did_you_mean(module, spec.modules), "E-NAME")
                 continue
-            offered = produces(spec.modules[module])
+            offered = module_kind(spec.modules[module].type).produces
             if produced not in offered:
                 hint = did_you_mean(produced, offered) or (
                     f"module '{module}' produces {', '.join(offered)}" if offered

@@ -16,6 +16,7 @@ import math
 import networkx as nx
 
 from nestgraph.compiler.ir import edges_of, levels, owned_by, owner_of, parts
+from nestgraph.compiler.kinds import module_kind, rule_kind
 from nestgraph.compiler.passes.common import level_path, lost, report, warn
 from nestgraph.periods import (
     in_tokens,
@@ -24,14 +25,6 @@ from nestgraph.periods import (
     never_updates,
     shorter_period,
 )
-
-MEMORY_RULES = ("titans", "dgd")
-OPTIMIZER_RULES = ("momentum", "deep_momentum", "second_moment")
-# What each optimizer rule may minimise over the gradients it reads.
-OPTIMIZER_OBJECTIVES = {"momentum": ("dot", "l2"), "deep_momentum": ("l2",),
-                        "second_moment": ("dot",)}
-# The per-token rates each memory rule reads.
-RATE_KEYS = {"titans": ("lr", "forget", "momentum"), "dgd": ("lr", "forget")}
 
 
 def classify(g: nx.DiGraph) -> None:
@@ -44,15 +37,13 @@ def classify(g: nx.DiGraph) -> None:
 
 
 def _kind(lv) -> str:
-    if lv.context == "gradients" or lv.rule.type in OPTIMIZER_RULES:
+    """The rule's record decides (optimizer, memory, nonparametric), else the level's unit."""
+    made = rule_kind(lv.rule.type).level_kind
+    if lv.context == "gradients" or made == "optimizer":
         return "optimizer"
     if lv.unit == "step":
         return "step"
-    if lv.rule.type == "closed_form":
-        return "nonparametric"
-    if lv.rule.type in MEMORY_RULES:
-        return "memory"
-    return "in_context"
+    return made or "in_context"
 
 
 def _check_kind(g: nx.DiGraph, lv, kind: str) -> None:
@@ -67,15 +58,17 @@ def _check_kind(g: nx.DiGraph, lv, kind: str) -> None:
     if kind == "optimizer":
         _check_optimizer_level(g, lv, bad)
         return
-    if lv.rule.type == "memories" and kind != "step":
-        bad("rule", "rule 'memories' updates a step level's weights from its optimizer levels",
+    rule = rule_kind(lv.rule.type)
+    if rule.reads_memories and kind != "step":
+        bad("rule", f"rule '{rule.tag}' updates a step level's weights from its optimizer levels",
             "use it on a level every N steps, with levels whose context is 'gradients of' it")
     if kind == "step":
         if lv.lifetime != "run":
             bad("lifetime", f"a level updated every {lv.period} step(s) keeps its weights for the "
                 "whole run", "write 'lifetime: run'")
-        if lv.rule.type == "closed_form":
-            bad("rule", "a closed-form rule needs an in-context level", "use adamw or gd")
+        if not rule.step:
+            bad("rule", f"a {rule.tag.replace('_', '-')} rule needs an in-context level",
+                "use adamw or gd")
         if lv.context != "corpus" and not lv.source:
             bad("context", "a level updated between steps learns from the corpus",
                 "write 'context: corpus'")
@@ -85,8 +78,9 @@ def _check_kind(g: nx.DiGraph, lv, kind: str) -> None:
         if lv.lifetime == "run":
             bad("lifetime", "an in-context level's state lives for a sequence or for the stream",
                 "write 'lifetime: sequence' (reset every sequence) or 'lifetime: stream'")
-        if lv.rule.type == "adamw":
-            bad("rule", "adamw drives step levels; in context the rule is gd", "use type: gd")
+        if not rule.in_context:
+            bad("rule", f"{rule.tag} drives step levels; in context the rule is gd",
+                "use type: gd")
         for part in owned_by(g, lv.name):
             if not part.fast:
                 bad("owns", f"'{part.name}' ({part.type}) cannot be updated in context",
@@ -117,14 +111,15 @@ def _check_optimizer_level(g: nx.DiGraph, lv, bad) -> None:
         bad("context", f"an optimizer rule ({lv.rule.type}) learns from a level's gradients",
             "write 'context: gradients of LEVEL', LEVEL a level with rule 'memories'")
         return
-    if lv.rule.type not in OPTIMIZER_RULES:
+    rule = rule_kind(lv.rule.type)
+    if rule.level_kind != "optimizer":
         bad("rule", "a level that reads gradients is a memory of them: its rule is momentum, "
             "deep_momentum or second_moment", "e.g. rule: {type: momentum, beta: 0.9}")
         return
-    if lv.objective not in OPTIMIZER_OBJECTIVES[lv.rule.type]:
-        allowed = " or ".join(OPTIMIZER_OBJECTIVES[lv.rule.type])
-        bad("objective", f"a {lv.rule.type} memory minimises {allowed} over the gradients",
-            f"write 'objective: {OPTIMIZER_OBJECTIVES[lv.rule.type][0]}'")
+    if lv.objective not in rule.objectives:
+        allowed = " or ".join(rule.objectives)
+        bad("objective", f"a {rule.tag} memory minimises {allowed} over the gradients",
+            f"write 'objective: {next(iter(rule.objectives))}'")
     if lv.unit != "step" or lv.lifetime != "run":
         bad("every", "an optimizer level updates every N steps and lives for the run",
             "write e.g. 'every: 1 step' and 'lifetime: run'")
@@ -135,7 +130,7 @@ def _check_optimizer_level(g: nx.DiGraph, lv, bad) -> None:
     if node not in g:
         return  # the flow pass reports the unknown level
     source = g.nodes[node]["level"]
-    if source.rule.type != "memories":
+    if not rule_kind(source.rule.type).reads_memories:
         bad("context", f"level '{source.name}' is updated by its own rule "
             f"({source.rule.type}), so nothing reads this memory",
             f"give level '{source.name}' rule: {{type: memories, lr: ...}}")
@@ -172,7 +167,7 @@ def check_memory_readers(g: nx.DiGraph) -> None:
     """A step level with rule 'memories' needs at least one optimizer level reading it."""
     readers = {lv.source for lv in levels(g) if lv.context == "gradients"}
     for lv in levels(g):
-        if lv.rule.type == "memories" and lv.name not in readers:
+        if rule_kind(lv.rule.type).reads_memories and lv.name not in readers:
             report(g, f"level '{lv.name}' is updated from the memories of its gradients, but "
                    "no level reads them", level_path(g, lv.name, "rule"),
                    f"add a level with 'context: gradients of {lv.name}' and rule: "
@@ -192,11 +187,12 @@ def _check_memory_level(g: nx.DiGraph, lv, bad) -> None:
             "own NAME.memory of a neural_memory module")
     modules = {part.module for part in owned if part.memory}
     for part in owned:
-        if part.type == "self_modifying_titans" and lv.rule.type != "dgd":
-            bad("rule", f"'{part.name}' is written by Delta Gradient Descent (NL Eq. 88)",
-                "use rule: {type: dgd, lr: ..., forget: ...}")
+        allowed = _memory_rules(g, part)
+        if allowed and lv.rule.type not in allowed:
+            bad("rule", f"'{part.name}' is written by {rule_kind(allowed[0]).title}",
+                f"use rule: {{type: {allowed[0]}, lr: ..., forget: ...}}")
     _check_memory_stability(g, lv, bad)
-    for key in RATE_KEYS[lv.rule.type]:
+    for key in rule_kind(lv.rule.type).rates:
         value = getattr(lv.rule, key)
         if isinstance(value, str) and value.split(".")[0] not in modules:
             bad("rule", f"its {key} comes from '{value.split('.')[0]}', but it owns the memory "
@@ -242,11 +238,12 @@ def check_memories_owned(g: nx.DiGraph) -> None:
                 report(g, f"the {what} of module '{part.module}' has no memory level",
                        ("modules", part.module),
                        f"add a level with owns: {part.name}, every: N tokens, objective: l2, "
-                       f"rule: {{type: {_rule_for(part)}, lr: ...}}", "E-LEVEL")
+                       f"rule: {{type: {_memory_rules(g, part)[0]}, lr: ...}}", "E-LEVEL")
 
 
-def _rule_for(part) -> str:
-    return "dgd" if part.type == "self_modifying_titans" else "titans"
+def _memory_rules(g: nx.DiGraph, part) -> tuple[str, ...]:
+    """The rules that may write a memory: its module kind's record says."""
+    return module_kind(g.nodes[f"module:{part.module}"]["module"].spec.type).memory_rules
 
 
 def order_levels(g: nx.DiGraph) -> None:

@@ -10,29 +10,26 @@ from __future__ import annotations
 
 import networkx as nx
 
-from nestgraph.compiler.codegen import model_source
 from nestgraph.compiler.ir import IRError, memory_levels, parts
+from nestgraph.compiler.kinds import call
+from nestgraph.compiler.kinds.calls import build
+from nestgraph.compiler.kinds.network import imports, layer_call, model_kwargs
 from nestgraph.errors import CompileError
 
 
 def infer_shapes(g: nx.DiGraph) -> None:
     import torch
 
-    from nestgraph.runtime.layers import core as layers
-    from nestgraph.runtime.layers import selfmod as selfmod_layer
-    from nestgraph.runtime.layers import titans
-
     spec = g.graph["spec"]
-    namespace = {"L": layers, "T": titans, "S": selfmod_layer}
+    aliases = imports(spec)
     # Every layer is made by the same build_layer(): the network is built and run with one,
     # and the other layers' weights are that one's under their own index. The pass costs the
-    # same for 1 layer or 1,024 (it grew with depth: 168 s for Hope at 1,024 layers).
-    one_layer = spec.model_copy(update={"model": spec.model.model_copy(update={"layers": 1})})
-    source = model_source(one_layer, memory_levels(g))
-    exec(compile(source, "<nestgraph model>", "exec"), namespace)  # noqa: S102
+    # same for 1 layer or 1,024 (it grew with depth: 168 s for Hope at 1,024 layers). The
+    # calls are the ones the code generator writes into program.py.
     with torch.device("meta"):
         try:
-            model = namespace["build_model"]()
+            layer = build(layer_call(spec, memory_levels(g)), aliases)
+            model = build(call("L.NestedLM", layers=[layer], **model_kwargs(spec)), aliases)
             tokens = torch.zeros(2, min(spec.train.seq_len, 8), dtype=torch.long)
             logits = model(tokens, {})
         except (RuntimeError, ValueError) as err:

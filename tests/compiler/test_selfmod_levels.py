@@ -6,8 +6,8 @@ import copy
 
 from nestgraph.compiler import compile_spec
 from nestgraph.spec import read_document
+from nestgraph.testing import flat, shipped_data
 from nestgraph.testing import level_of as level
-from nestgraph.testing import shipped_data
 from nestgraph.testing import spec_errors as errors
 
 
@@ -21,11 +21,11 @@ def test_hope_plan_and_program():
     assert kinds["projections"] == kinds["memory"] == "memory"
     outer = next(lv for lv in result.plan["levels"] if lv["name"] == "outer")
     assert {"selfmod.memory", "selfmod.projections"} <= set(outer["initial_states"])
-    assert "S.SelfModifyingTitans(dim=64, heads=4, kind='mlp'" in result.program
+    assert "S.SelfModifyingTitans(dim=64, heads=4, kind='mlp'" in flat(result.program)
     # Each memory takes its chunk and rates from the level that owns it.
-    assert "self_values=True, chunk=32, proj_chunk=8" in result.program
-    assert "max_lr=0.03, proj_lr=None, proj_forget=None, proj_max_lr=0.1" in result.program
-    assert "from nestgraph.runtime.layers import selfmod as S" in result.program
+    assert "self_values=True, chunk=32, proj_chunk=8" in flat(result.program)
+    assert "max_lr=0.03, proj_lr=None, proj_forget=None, proj_max_lr=0.1" in flat(result.program)
+    assert "from nestgraph.runtime.layers import selfmod as S" in flat(result.program)
     assert "values: self" in result.resolved_yaml
 
 
@@ -76,4 +76,4 @@ def test_dgd_drives_a_neural_memory_too():
                                   "max_lr": 0.05}
     level(d, "memory")["objective"] = {"type": "l2", "values": "self"}
     result = compile_spec(d)
-    assert "rule='dgd', self_values=True" in result.program
+    assert "rule='dgd', self_values=True" in flat(result.program)

@@ -45,7 +45,12 @@ SCHEDULE = (
         period=16,
         unit='token',
         lifetime='sequence',
-        rule=lv.GDRule(lr=0.03, momentum=0.0, weight_decay=0.0, clip=0.0),
+        rule=lv.GDRule(
+            lr=0.03,
+            momentum=0.0,
+            weight_decay=0.0,
+            clip=0.0,
+        ),
         modules=(
             'layers.0.blocks.cms.body.blocks.fast',
             'layers.1.blocks.cms.body.blocks.fast',
@@ -60,7 +65,12 @@ SCHEDULE = (
         period=128,
         unit='token',
         lifetime='sequence',
-        rule=lv.GDRule(lr=0.01, momentum=0.0, weight_decay=0.0, clip=0.0),
+        rule=lv.GDRule(
+            lr=0.01,
+            momentum=0.0,
+            weight_decay=0.0,
+            clip=0.0,
+        ),
         modules=(
             'layers.0.blocks.cms.body.blocks.mid',
             'layers.1.blocks.cms.body.blocks.mid',
@@ -75,7 +85,16 @@ SCHEDULE = (
         period=1,
         unit='step',
         lifetime='run',
-        rule=lv.AdamWRule(lr=0.003, betas=(0.9, 0.95), eps=1e-08, weight_decay=0.1, warmup=20, schedule='cosine', min_lr_ratio=0.1, clip=1.0),
+        rule=lv.AdamWRule(
+            lr=0.003,
+            betas=(0.9, 0.95),
+            eps=1e-08,
+            weight_decay=0.1,
+            warmup=20,
+            schedule='cosine',
+            min_lr_ratio=0.1,
+            clip=1.0,
+        ),
         modules=(
             'layers.0.blocks.attn.body',
             'layers.1.blocks.attn.body',
@@ -102,7 +121,12 @@ SCHEDULE = (
         period=4096,
         unit='token',
         lifetime='stream',
-        rule=lv.GDRule(lr=0.0003, momentum=0.0, weight_decay=0.0, clip=0.0),
+        rule=lv.GDRule(
+            lr=0.0003,
+            momentum=0.0,
+            weight_decay=0.0,
+            clip=0.0,
+        ),
         modules=(
             'layers.0.blocks.cms.body.blocks.slow',
             'layers.1.blocks.cms.body.blocks.slow',
@@ -141,17 +165,55 @@ DATA = {
 
 def build_layer() -> L.Layer:
     """One layer: each module of model.block as x + module(norm(x)), in order."""
-    return L.Layer({
-        'attn': L.Residual(L.make_norm('rms', 64), L.Attention(dim=64, heads=4, window=0, use_rope=True, rope_base=10000.0), residual=True),
-        'cms': L.Residual(L.make_norm('rms', 64), L.MLPChain({'fast': L.MLP(dim=64, hidden=128, activation='gelu'), 'mid': L.MLP(dim=64, hidden=128, activation='gelu'), 'slow': L.MLP(dim=64, hidden=128, activation='gelu')}, variant='sequential'), residual=True),
-    })
+    return L.Layer(
+        {
+            'attn': L.Residual(
+                L.make_norm('rms', 64),
+                L.Attention(
+                    dim=64,
+                    heads=4,
+                    window=0,
+                    use_rope=True,
+                    rope_base=10000.0,
+                ),
+                residual=True,
+            ),
+            'cms': L.Residual(
+                L.make_norm('rms', 64),
+                L.MLPChain(
+                    {
+                        'fast': L.MLP(
+                            dim=64,
+                            hidden=128,
+                            activation='gelu',
+                        ),
+                        'mid': L.MLP(
+                            dim=64,
+                            hidden=128,
+                            activation='gelu',
+                        ),
+                        'slow': L.MLP(
+                            dim=64,
+                            hidden=128,
+                            activation='gelu',
+                        ),
+                    },
+                    variant='sequential',
+                ),
+                residual=True,
+            ),
+        },
+    )
 
 
 def build_model() -> L.NestedLM:
-    return L.NestedLM(vocab=256, dim=64,
-                      layers=[build_layer() for _ in range(2)],
-                      final_norm=L.make_norm('rms', 64),
-                      tie_embeddings=True)
+    return L.NestedLM(
+        vocab=256,
+        dim=64,
+        layers=[build_layer() for _ in range(2)],
+        final_norm=L.make_norm('rms', 64),
+        tie_embeddings=True,
+    )
 
 
 if __name__ == "__main__":

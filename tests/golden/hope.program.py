@@ -10,8 +10,8 @@ Train it on its own:  python program.py --steps 20
 from __future__ import annotations
 
 from nestgraph.runtime.layers import core as L
-from nestgraph.runtime import levels as lv
 from nestgraph.runtime.layers import selfmod as S
+from nestgraph.runtime import levels as lv
 from nestgraph.runtime.program import main
 
 SPEC_NAME = 'hope'
@@ -34,7 +34,11 @@ SCHEDULE = (
         period=8,
         unit='token',
         lifetime='sequence',
-        rule=lv.DGDRule(lr='selfmod.lr', forget='selfmod.forget', max_lr=0.1),
+        rule=lv.DGDRule(
+            lr='selfmod.lr',
+            forget='selfmod.forget',
+            max_lr=0.1,
+        ),
         modules=(
             'layers.0.blocks.selfmod.body.projections',
             'layers.1.blocks.selfmod.body.projections',
@@ -49,7 +53,11 @@ SCHEDULE = (
         period=32,
         unit='token',
         lifetime='sequence',
-        rule=lv.DGDRule(lr='selfmod.lr', forget='selfmod.forget', max_lr=0.03),
+        rule=lv.DGDRule(
+            lr='selfmod.lr',
+            forget='selfmod.forget',
+            max_lr=0.03,
+        ),
         modules=(
             'layers.0.blocks.selfmod.body.memory',
             'layers.1.blocks.selfmod.body.memory',
@@ -64,7 +72,12 @@ SCHEDULE = (
         period=32,
         unit='token',
         lifetime='sequence',
-        rule=lv.GDRule(lr=0.03, momentum=0.0, weight_decay=0.0, clip=0.0),
+        rule=lv.GDRule(
+            lr=0.03,
+            momentum=0.0,
+            weight_decay=0.0,
+            clip=0.0,
+        ),
         modules=(
             'layers.0.blocks.cms.body.blocks.fast',
             'layers.1.blocks.cms.body.blocks.fast',
@@ -79,7 +92,12 @@ SCHEDULE = (
         period=128,
         unit='token',
         lifetime='sequence',
-        rule=lv.GDRule(lr=0.01, momentum=0.0, weight_decay=0.0, clip=0.0),
+        rule=lv.GDRule(
+            lr=0.01,
+            momentum=0.0,
+            weight_decay=0.0,
+            clip=0.0,
+        ),
         modules=(
             'layers.0.blocks.cms.body.blocks.mid',
             'layers.1.blocks.cms.body.blocks.mid',
@@ -94,7 +112,16 @@ SCHEDULE = (
         period=1,
         unit='step',
         lifetime='run',
-        rule=lv.AdamWRule(lr=0.003, betas=(0.9, 0.95), eps=1e-08, weight_decay=0.1, warmup=20, schedule='cosine', min_lr_ratio=0.1, clip=1.0),
+        rule=lv.AdamWRule(
+            lr=0.003,
+            betas=(0.9, 0.95),
+            eps=1e-08,
+            weight_decay=0.1,
+            warmup=20,
+            schedule='cosine',
+            min_lr_ratio=0.1,
+            clip=1.0,
+        ),
         modules=(
             'layers.0.blocks.selfmod.body.proj',
             'layers.1.blocks.selfmod.body.proj',
@@ -125,7 +152,12 @@ SCHEDULE = (
         period=4096,
         unit='token',
         lifetime='stream',
-        rule=lv.GDRule(lr=0.0003, momentum=0.0, weight_decay=0.0, clip=0.0),
+        rule=lv.GDRule(
+            lr=0.0003,
+            momentum=0.0,
+            weight_decay=0.0,
+            clip=0.0,
+        ),
         modules=(
             'layers.0.blocks.cms.body.blocks.slow',
             'layers.1.blocks.cms.body.blocks.slow',
@@ -164,17 +196,67 @@ DATA = {
 
 def build_layer() -> L.Layer:
     """One layer: each module of model.block as x + module(norm(x)), in order."""
-    return L.Layer({
-        'selfmod': L.Residual(L.make_norm('rms', 64), S.SelfModifyingTitans(dim=64, heads=4, kind='mlp', hidden=32, conv=4, adaptive_q=False, gate=True, objective='l2', self_values=True, chunk=32, proj_chunk=8, lr=None, forget=None, max_lr=0.03, proj_lr=None, proj_forget=None, proj_max_lr=0.1), residual=True),
-        'cms': L.Residual(L.make_norm('rms', 64), L.MLPChain({'fast': L.MLP(dim=64, hidden=128, activation='gelu'), 'mid': L.MLP(dim=64, hidden=128, activation='gelu'), 'slow': L.MLP(dim=64, hidden=128, activation='gelu')}, variant='sequential'), residual=True),
-    })
+    return L.Layer(
+        {
+            'selfmod': L.Residual(
+                L.make_norm('rms', 64),
+                S.SelfModifyingTitans(
+                    dim=64,
+                    heads=4,
+                    kind='mlp',
+                    hidden=32,
+                    conv=4,
+                    adaptive_q=False,
+                    gate=True,
+                    objective='l2',
+                    self_values=True,
+                    chunk=32,
+                    proj_chunk=8,
+                    lr=None,
+                    forget=None,
+                    max_lr=0.03,
+                    proj_lr=None,
+                    proj_forget=None,
+                    proj_max_lr=0.1,
+                ),
+                residual=True,
+            ),
+            'cms': L.Residual(
+                L.make_norm('rms', 64),
+                L.MLPChain(
+                    {
+                        'fast': L.MLP(
+                            dim=64,
+                            hidden=128,
+                            activation='gelu',
+                        ),
+                        'mid': L.MLP(
+                            dim=64,
+                            hidden=128,
+                            activation='gelu',
+                        ),
+                        'slow': L.MLP(
+                            dim=64,
+                            hidden=128,
+                            activation='gelu',
+                        ),
+                    },
+                    variant='sequential',
+                ),
+                residual=True,
+            ),
+        },
+    )
 
 
 def build_model() -> L.NestedLM:
-    return L.NestedLM(vocab=256, dim=64,
-                      layers=[build_layer() for _ in range(2)],
-                      final_norm=L.make_norm('rms', 64),
-                      tie_embeddings=True)
+    return L.NestedLM(
+        vocab=256,
+        dim=64,
+        layers=[build_layer() for _ in range(2)],
+        final_norm=L.make_norm('rms', 64),
+        tie_embeddings=True,
+    )
 
 
 if __name__ == "__main__":

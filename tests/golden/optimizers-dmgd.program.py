@@ -43,7 +43,15 @@ SCHEDULE = (
         period=1,
         unit='step',
         lifetime='run',
-        rule=lv.MemoriesRule(lr=0.05, weight_decay=0.0, eps=1e-08, warmup=20, schedule='cosine', min_lr_ratio=0.1, clip=0.0),
+        rule=lv.MemoriesRule(
+            lr=0.05,
+            weight_decay=0.0,
+            eps=1e-08,
+            warmup=20,
+            schedule='cosine',
+            min_lr_ratio=0.1,
+            clip=0.0,
+        ),
         modules=(
             'layers.0.blocks.attn.body',
             'layers.1.blocks.attn.body',
@@ -66,7 +74,12 @@ SCHEDULE = (
         period=1,
         unit='step',
         lifetime='run',
-        rule=lv.DeepMomentumRule(hidden=16, inner_lr=0.05, alpha=0.99, weight=1.0),
+        rule=lv.DeepMomentumRule(
+            hidden=16,
+            inner_lr=0.05,
+            alpha=0.99,
+            weight=1.0,
+        ),
         modules=(
         ),
         context='gradients of outer',
@@ -104,17 +117,40 @@ DATA = {
 
 def build_layer() -> L.Layer:
     """One layer: each module of model.block as x + module(norm(x)), in order."""
-    return L.Layer({
-        'attn': L.Residual(L.make_norm('rms', 64), L.Attention(dim=64, heads=4, window=0, use_rope=True, rope_base=10000.0), residual=True),
-        'mlp': L.Residual(L.make_norm('rms', 64), L.MLP(dim=64, hidden=256, activation='gelu'), residual=True),
-    })
+    return L.Layer(
+        {
+            'attn': L.Residual(
+                L.make_norm('rms', 64),
+                L.Attention(
+                    dim=64,
+                    heads=4,
+                    window=0,
+                    use_rope=True,
+                    rope_base=10000.0,
+                ),
+                residual=True,
+            ),
+            'mlp': L.Residual(
+                L.make_norm('rms', 64),
+                L.MLP(
+                    dim=64,
+                    hidden=256,
+                    activation='gelu',
+                ),
+                residual=True,
+            ),
+        },
+    )
 
 
 def build_model() -> L.NestedLM:
-    return L.NestedLM(vocab=256, dim=64,
-                      layers=[build_layer() for _ in range(2)],
-                      final_norm=L.make_norm('rms', 64),
-                      tie_embeddings=True)
+    return L.NestedLM(
+        vocab=256,
+        dim=64,
+        layers=[build_layer() for _ in range(2)],
+        final_norm=L.make_norm('rms', 64),
+        tie_embeddings=True,
+    )
 
 
 if __name__ == "__main__":

@@ -10,8 +10,8 @@ Train it on its own:  python program.py --steps 20
 from __future__ import annotations
 
 from nestgraph.runtime.layers import core as L
-from nestgraph.runtime import levels as lv
 from nestgraph.runtime.layers import titans as T
+from nestgraph.runtime import levels as lv
 from nestgraph.runtime.program import main
 
 SPEC_NAME = 'titans'
@@ -30,7 +30,13 @@ SCHEDULE = (
         period=16,
         unit='token',
         lifetime='sequence',
-        rule=lv.TitansRule(lr='mem.lr', forget='mem.forget', momentum='mem.momentum', max_lr=0.005, max_momentum=0.9),
+        rule=lv.TitansRule(
+            lr='mem.lr',
+            forget='mem.forget',
+            momentum='mem.momentum',
+            max_lr=0.005,
+            max_momentum=0.9,
+        ),
         modules=(
             'layers.0.blocks.mem.body.memory',
             'layers.1.blocks.mem.body.memory',
@@ -45,7 +51,16 @@ SCHEDULE = (
         period=1,
         unit='step',
         lifetime='run',
-        rule=lv.AdamWRule(lr=0.003, betas=(0.9, 0.95), eps=1e-08, weight_decay=0.1, warmup=20, schedule='cosine', min_lr_ratio=0.1, clip=1.0),
+        rule=lv.AdamWRule(
+            lr=0.003,
+            betas=(0.9, 0.95),
+            eps=1e-08,
+            weight_decay=0.1,
+            warmup=20,
+            schedule='cosine',
+            min_lr_ratio=0.1,
+            clip=1.0,
+        ),
         modules=(
             'layers.0.blocks.mem.body.proj',
             'layers.1.blocks.mem.body.proj',
@@ -94,17 +109,51 @@ DATA = {
 
 def build_layer() -> L.Layer:
     """One layer: each module of model.block as x + module(norm(x)), in order."""
-    return L.Layer({
-        'mem': L.Residual(L.make_norm('rms', 64), T.NeuralMemory(dim=64, heads=4, kind='mlp', hidden=32, conv=4, qk_norm=True, gate=True, chunk=16, objective='l2', lr=None, forget=None, momentum=None, max_lr=0.005, max_momentum=0.9, rule='titans', self_values=False), residual=True),
-        'mlp': L.Residual(L.make_norm('rms', 64), L.MLP(dim=64, hidden=256, activation='gelu'), residual=True),
-    })
+    return L.Layer(
+        {
+            'mem': L.Residual(
+                L.make_norm('rms', 64),
+                T.NeuralMemory(
+                    dim=64,
+                    heads=4,
+                    kind='mlp',
+                    hidden=32,
+                    conv=4,
+                    qk_norm=True,
+                    gate=True,
+                    chunk=16,
+                    objective='l2',
+                    lr=None,
+                    forget=None,
+                    momentum=None,
+                    max_lr=0.005,
+                    max_momentum=0.9,
+                    rule='titans',
+                    self_values=False,
+                ),
+                residual=True,
+            ),
+            'mlp': L.Residual(
+                L.make_norm('rms', 64),
+                L.MLP(
+                    dim=64,
+                    hidden=256,
+                    activation='gelu',
+                ),
+                residual=True,
+            ),
+        },
+    )
 
 
 def build_model() -> L.NestedLM:
-    return L.NestedLM(vocab=256, dim=64,
-                      layers=[build_layer() for _ in range(2)],
-                      final_norm=L.make_norm('rms', 64),
-                      tie_embeddings=True)
+    return L.NestedLM(
+        vocab=256,
+        dim=64,
+        layers=[build_layer() for _ in range(2)],
+        final_norm=L.make_norm('rms', 64),
+        tie_embeddings=True,
+    )
 
 
 if __name__ == "__main__":

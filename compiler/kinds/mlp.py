@@ -1,0 +1,63 @@
+"""The MLP and the chain of MLPs (the Continuum Memory System, NL Eq. 70)."""
+
+from __future__ import annotations
+
+from nestgraph.compiler.kinds.attention import CORE
+from nestgraph.compiler.kinds.base import Flow, ModuleKind, Ownable, bodies, call, hidden_of
+
+
+def mlp_call(dim: int, expand: float, activation: str):
+    return call("L.MLP", dim=dim, hidden=hidden_of(dim, expand), activation=activation)
+
+
+def _mlp_ownables(name: str, spec, model) -> list[Ownable]:
+    return [Ownable(name, "param", name, tuple(bodies(name, model)), True, "mlp")]
+
+
+def _mlp_flops(ownable: Ownable, spec, model, seq_len: int) -> int:
+    return len(ownable.paths) * 2 * 2 * model.dim * hidden_of(model.dim, spec.expand)
+
+
+MLP = ModuleKind("mlp", _mlp_ownables,
+                 lambda spec, dim, owners: mlp_call(dim, spec.expand, spec.activation),
+                 _mlp_flops, (CORE,))
+
+
+def _chain_ownables(name: str, spec, model) -> list[Ownable]:
+    paths = bodies(name, model)
+    parts = [Ownable(f"{name}.{block}", "param", name,
+                     tuple(f"{b}.blocks.{block}" for b in paths), True, "mlp_chain")
+             for block in spec.blocks]
+    if spec.variant == "independent":
+        parts.append(Ownable(f"{name}.mix", "param", name, tuple(f"{b}.mix" for b in paths),
+                             False, "mlp_chain"))
+    return parts
+
+
+def _chain_constructor(spec, dim: int, owners: dict):
+    blocks = {name: mlp_call(dim, b.expand, b.activation) for name, b in spec.blocks.items()}
+    return call("L.MLPChain", blocks, variant=spec.variant)
+
+
+def _chain_flops(ownable: Ownable, spec, model, seq_len: int) -> int:
+    block = ownable.name.split(".", 1)[1]
+    if block == "mix":
+        return 0
+    return len(ownable.paths) * 2 * 2 * model.dim * hidden_of(model.dim,
+                                                               spec.blocks[block].expand)
+
+
+def _chain_flow(name: str, spec, present: list[str]) -> Flow:
+    have = set(present)
+    blocks = [f"{name}.{b}" for b in spec.blocks if f"{name}.{b}" in have]
+    if spec.variant == "independent":
+        mix = f"{name}.mix"
+        if mix in have:
+            return Flow(blocks, [mix], [(b, mix, "data", "") for b in blocks])
+        return Flow(blocks, blocks)
+    chain = [(a, b, "data", "") for a, b in zip(blocks, blocks[1:], strict=False)]
+    return Flow(blocks[:1], blocks[-1:], chain)
+
+
+MLP_CHAIN = ModuleKind("mlp_chain", _chain_ownables, _chain_constructor, _chain_flops, (CORE,),
+                       _chain_flow)

@@ -1,0 +1,52 @@
+"""The self-modifying Titans (NL §8.1, Eqs. 79-93): every projection is a memory."""
+
+from __future__ import annotations
+
+from nestgraph.compiler.kinds.attention import CORE
+from nestgraph.compiler.kinds.base import Flow, ModuleKind, Ownable, bodies, call, hidden_of, rate
+from nestgraph.compiler.kinds.titans import memory_width
+
+SELFMOD = ("nestgraph.runtime.layers.selfmod", "S")
+
+
+def _ownables(name: str, spec, model) -> list[Ownable]:
+    paths = bodies(name, model)
+    kind = "self_modifying_titans"
+    return [Ownable(name, "param", name, tuple(f"{b}.proj" for b in paths), False, kind),
+            Ownable(f"{name}.memory", "param", name, tuple(f"{b}.memory" for b in paths),
+                    False, kind, memory=True),
+            Ownable(f"{name}.projections", "param", name,
+                    tuple(f"{b}.projections" for b in paths), False, kind, memory=True)]
+
+
+def _constructor(spec, dim: int, owners: dict):
+    memory, projections = owners["memory"], owners["projections"]
+    main, proj = memory.rule, projections.rule
+    return call("S.SelfModifyingTitans", dim=dim, heads=spec.heads, kind=spec.memory.kind,
+                hidden=hidden_of(dim // spec.heads, spec.memory.expand), conv=spec.conv,
+                adaptive_q=spec.adaptive_q, gate=spec.gate, objective=memory.objective,
+                self_values=memory.values == "self", chunk=memory.period,
+                proj_chunk=projections.period, lr=rate(main.lr), forget=rate(main.forget),
+                max_lr=main.max_lr, proj_lr=rate(proj.lr), proj_forget=rate(proj.forget),
+                proj_max_lr=proj.max_lr)
+
+
+def _flops(ownable: Ownable, spec, model, seq_len: int) -> int:
+    d, layers = model.dim, len(ownable.paths)
+    width = memory_width(spec, d)
+    if ownable.name.endswith(".projections"):  # P memories: read x, k, v, then the gradient
+        return layers * (5 if spec.adaptive_q else 4) * 4 * 2 * d * width
+    if ownable.name.endswith(".memory"):  # read q, k, v, then the gradient
+        return layers * 4 * 2 * d * width
+    return layers * 2 * 3 * d * d  # static q, gate, out
+
+
+def _flow(name: str, spec, present: list[str]) -> Flow:
+    return Flow([name], [name], [
+        (name, f"{name}.projections", "data", "x"),
+        (f"{name}.projections", f"{name}.memory", "values", "k, v, η, α"),
+        (f"{name}.memory", name, "data", "o = M(q)")])
+
+
+KIND = ModuleKind("self_modifying_titans", _ownables, _constructor, _flops, (CORE, SELFMOD),
+                  _flow, produces=("lr", "forget"), memory_rules=("dgd",))

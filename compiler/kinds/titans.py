@@ -1,0 +1,92 @@
+"""Titans' neural long-term memory (LMM) and MAG, its memory-as-gate pairing with attention."""
+
+from __future__ import annotations
+
+from nestgraph.compiler.kinds.attention import CORE, attention_call
+from nestgraph.compiler.kinds.attention import flops as attention_flops
+from nestgraph.compiler.kinds.base import Flow, ModuleKind, Ownable, bodies, call, hidden_of, rate
+
+TITANS = ("nestgraph.runtime.layers.titans", "T")
+
+
+def memory_width(spec, dim: int) -> int:
+    """The width a read and a gradient of the memory cost per head, summed over heads."""
+    head_dim = dim // spec.heads
+    return head_dim if spec.memory.kind == "linear" else 2 * hidden_of(head_dim,
+                                                                       spec.memory.expand)
+
+
+def memory_call(spec, dim: int, level, gate: bool):
+    """`T.NeuralMemory`, with the chunk, objective and rule of the level owning its memory."""
+    rule = level.rule
+    return call("T.NeuralMemory", dim=dim, heads=spec.heads, kind=spec.memory.kind,
+                hidden=hidden_of(dim // spec.heads, spec.memory.expand), conv=spec.conv,
+                qk_norm=spec.qk_norm, gate=gate, chunk=level.period, objective=level.objective,
+                lr=rate(rule.lr), forget=rate(rule.forget),
+                momentum=rate(getattr(rule, "momentum", 0.0)), max_lr=rule.max_lr,
+                max_momentum=getattr(rule, "max_momentum", 0.9), rule=rule.type,
+                self_values=level.values == "self")
+
+
+def _memory_ownables(name: str, spec, model) -> list[Ownable]:
+    paths = bodies(name, model)
+    return [Ownable(name, "param", name, tuple(f"{b}.proj" for b in paths), False,
+                    "neural_memory"),
+            Ownable(f"{name}.memory", "param", name, tuple(f"{b}.memory" for b in paths),
+                    False, "neural_memory", memory=True)]
+
+
+def _memory_flops(ownable: Ownable, spec, model, seq_len: int) -> int:
+    d, layers = model.dim, len(ownable.paths)
+    if not ownable.memory:  # q, k, v, gate, out
+        return layers * 2 * 5 * d * d
+    return layers * 3 * 2 * d * memory_width(spec, d)  # read, then the gradient (about 2 reads)
+
+
+def _memory_flow(name: str, spec, present: list[str]) -> Flow:
+    return Flow([name], [name], [(name, f"{name}.memory", "values", "k, v, rates"),
+                                 (f"{name}.memory", name, "data", "M(q)")])
+
+
+NEURAL_MEMORY = ModuleKind(
+    "neural_memory", _memory_ownables,
+    lambda spec, dim, owners: memory_call(spec, dim, owners["memory"], spec.gate),
+    _memory_flops, (CORE, TITANS), _memory_flow, produces=("lr", "forget", "momentum"),
+    memory_rules=("titans", "dgd"))
+
+
+def _gate_ownables(name: str, spec, model) -> list[Ownable]:
+    paths = bodies(name, model)
+    attn = tuple(f"{b}.attn" for b in paths)
+    return [Ownable(f"{name}.attn", "param", name, attn, False, "attention"),
+            Ownable(f"{name}.cache", "state", name, attn, False, "attention"),
+            Ownable(name, "param", name, tuple(f"{b}.{p}" for b in paths
+                                               for p in ("mem.proj", "norms")),
+                    False, "neural_memory"),
+            Ownable(f"{name}.memory", "param", name, tuple(f"{b}.mem.memory" for b in paths),
+                    False, "neural_memory", memory=True)]
+
+
+def _gate_constructor(spec, dim: int, owners: dict):
+    attention = attention_call(dim, spec.heads, spec.window, True, 10000.0)
+    return call("T.MemoryAsGate", attention, memory_call(spec, dim, owners["memory"], False))
+
+
+def _gate_flops(ownable: Ownable, spec, model, seq_len: int) -> int:
+    if ownable.type == "attention":
+        return attention_flops(ownable, spec, model, seq_len)
+    return _memory_flops(ownable, spec, model, seq_len)
+
+
+def _gate_flow(name: str, spec, present: list[str]) -> Flow:
+    return Flow([f"{name}.attn", name], [name], [
+        (f"{name}.attn", f"{name}.cache", "values", "k, v"),
+        (f"{name}.cache", f"{name}.attn", "data", "read"),
+        (f"{name}.attn", name, "data", "gated"),
+        (name, f"{name}.memory", "values", "k, v, rates"),
+        (f"{name}.memory", name, "data", "M(q)")])
+
+
+MEMORY_AS_GATE = ModuleKind("memory_as_gate", _gate_ownables, _gate_constructor, _gate_flops,
+                            (CORE, TITANS), _gate_flow, produces=("lr", "forget", "momentum"),
+                            memory_rules=("titans", "dgd"))
