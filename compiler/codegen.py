@@ -117,7 +117,7 @@ def emit_program(plan: dict, spec, memory_levels: dict | None = None) -> str:
 def _header(plan: dict, spec, title: str) -> str:
     lines = [_import_line(path, alias) for alias, path in sorted(
         {"lv": "nestgraph.runtime.levels", **imports(spec)}.items(), key=lambda kv: kv[1])]
-    lines.append("from nestgraph.runtime.program import main")
+    lines.append("from nestgraph.runtime.train.script import main")
     return HEADER.format(title=title, name=plan["name"], sha=plan["sha256"][:16],
                          name_repr=repr(plan["name"]), sha_repr=repr(plan["sha256"]),
                          imports="\n".join(lines))

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from nestgraph.compiler.buildfolder import absolute_data_overrides
-from nestgraph.errors import Diagnostic, SpecError
+from nestgraph.errors import CompileError, Diagnostic, SpecError
 
 
 def _sections_model():
@@ -22,6 +22,14 @@ def _sections_model():
     return Sections
 
 
+def schema_defaults() -> dict:
+    """The schema's train and data defaults, for settings an older run did not record."""
+    from nestgraph.spec.schema import DataSpec, TrainSpec
+
+    return {"train": TrainSpec().model_dump(mode="json"),
+            "data": DataSpec().model_dump(mode="json")}
+
+
 def train_config(program, overrides: list[str], *, steps: int | None, data: str | None,
                  resolved: Path | None = None):
     """The program's train/data sections with `train.*=`/`data.*=` overrides, re-validated.
@@ -32,6 +40,11 @@ def train_config(program, overrides: list[str], *, steps: int | None, data: str 
     from pydantic import ValidationError
 
     from nestgraph.runtime.levels import schedule_problems
+    from nestgraph.runtime.train.loop import (
+        COMPILE_CONFLICT,
+        COMPILE_CONFLICT_HINT,
+        needs_double_backward,
+    )
     from nestgraph.spec.overrides import apply_overrides
     from nestgraph.spec.source import OVERRIDE_SEGMENT, SourceFile
     from nestgraph.spec.validation import diagnostics_from_pydantic
@@ -75,4 +88,6 @@ def train_config(program, overrides: list[str], *, steps: int | None, data: str 
                 for p in schedule_problems(program.schedule, sections["train"]["seq_len"])]
     if problems:
         raise SpecError(problems, source)
+    if sections["train"]["compile"] == "on" and needs_double_backward(program.schedule):
+        raise CompileError(COMPILE_CONFLICT, hint=COMPILE_CONFLICT_HINT)
     return sections["train"], sections["data"]

@@ -11,7 +11,8 @@ import pytest
 
 from nestgraph.compiler import check_document
 from nestgraph.errors import SpecError
-from nestgraph.spec.dsl_front import load_dsl, parser
+from nestgraph.spec.dsl_front import load_dsl
+from nestgraph.spec.dsl_parser import parser
 from nestgraph.spec.source import format_diagnostics
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from nestgraph import load_spec
 from nestgraph.compiler import compile_spec
 from nestgraph.fmt.format import convert
 from nestgraph.runtime.program import load_program
 from nestgraph.runtime.train.loop import train
 from nestgraph.runtime.train.progress import SilentReporter
-from nestgraph.spec import load_spec, read_document, shipped_specs
+from nestgraph.spec import read_document, shipped_specs
 from nestgraph.testing import compile_build
 
 GOLDEN = Path(__file__).resolve().parent / "golden"

@@ -281,8 +281,8 @@ def train(
     nestgraph train build/cms --steps 50 train.batch=4;
     nestgraph train specs/cms.yaml model.dim=32 --steps 20
     """
-    from nestgraph.compiler.buildfolder import RESOLVED, check_program, find_build, spec_folder_of
-    from nestgraph.compiler.train_config import train_config
+    from nestgraph import api
+    from nestgraph.compiler.buildfolder import check_program, find_build
 
     words, overrides = _split_args(args)
     if len(words) > 1:
@@ -295,15 +295,9 @@ def train(
     else:
         folder = find_build(words)
         check_program(folder, trust=trust_program)
-    from nestgraph.runtime.program import load_program
-    from nestgraph.runtime.train.loop import train as run_training
-
-    program = load_program(folder)
-    cfg, data_cfg = train_config(program, overrides, steps=steps, data=data,
-                                 resolved=folder / RESOLVED)
-    result = run_training(program, cfg, data_cfg, out=out, resume=resume, command=sys.argv,
-                          steps=steps, data_base=spec_folder_of(folder))
-    _plot_after_training(result.run_dir)
+    run_dir = api.train(folder, overrides, steps=steps, data=data, out=out, resume=resume,
+                        trust=True, command=sys.argv)  # checked above, or just compiled
+    _plot_after_training(run_dir)
 
 
 def _plot_after_training(run_dir: Path) -> None:

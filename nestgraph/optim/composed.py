@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
-from nestgraph.optim import memory as mem
+import nestgraph.optim.memory as mem
 from nestgraph.optim.dmgd import deep_direction, init_deep_memory
 
 KINDS = ("momentum", "deep_momentum", "second_moment")

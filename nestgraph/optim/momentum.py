@@ -17,7 +17,7 @@ from collections.abc import Iterable
 
 import torch
 
-from nestgraph.optim import memory as mem
+import nestgraph.optim.memory as mem
 
 
 class MemoryMomentum(mem.ParameterwiseOptimizer):

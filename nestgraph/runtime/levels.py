@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 
@@ -29,6 +30,12 @@ class GDRule:
     weight_decay: float = 0.0
     clip: float = 0.0
 
+    def optimizer(self, level: LevelDef, named: dict,
+                  schedule: tuple[LevelDef, ...]) -> torch.optim.Optimizer:
+        """Its torch optimizer over a step level's parameters (by name)."""
+        return torch.optim.SGD(list(named.values()), lr=self.lr, momentum=self.momentum,
+                               weight_decay=self.weight_decay, foreach=False)
+
 
 @dataclass(frozen=True)
 class AdamWRule:
@@ -42,6 +49,17 @@ class AdamWRule:
     schedule: str = "cosine"
     min_lr_ratio: float = 0.1
     clip: float = 1.0
+
+    def optimizer(self, level: LevelDef, named: dict,
+                  schedule: tuple[LevelDef, ...]) -> torch.optim.Optimizer:
+        """Its torch optimizer over a step level's parameters (by name)."""
+        params = list(named.values())
+        # Decay matrices only: norms' gains and 1-D mixing weights are not shrunk towards 0.
+        decay = [p for p in params if p.dim() >= 2]
+        other = [p for p in params if p.dim() < 2]
+        groups = [{"params": decay, "weight_decay": self.weight_decay},
+                  {"params": other, "weight_decay": 0.0}]
+        return torch.optim.AdamW(groups, lr=self.lr, betas=self.betas, eps=self.eps, foreach=False)
 
 
 @dataclass(frozen=True)
@@ -79,10 +97,31 @@ class MemoriesRule:
     min_lr_ratio: float = 0.1
     clip: float = 0.0
 
+    def optimizer(self, level: LevelDef, named: dict,
+                  schedule: tuple[LevelDef, ...]) -> torch.optim.Optimizer:
+        """Its torch optimizer over a step level's parameters (by name)."""
+        from nestgraph.optim.composed import ComposedMemories
+
+        # Newton-Schulz read-outs orthogonalise the hidden weight matrices only, as Muon is
+        # used: an embedding's rows for bytes not in the batch, or a memory's initial state
+        # with a tiny gradient, would otherwise get full-size steps out of nothing.
+        def hidden_matrix(name: str, p: torch.nn.Parameter) -> bool:
+            return p.dim() == 2 and not name.startswith("embed")
+
+        hidden = [p for n, p in named.items() if hidden_matrix(n, p)]
+        other = [p for n, p in named.items() if not hidden_matrix(n, p)]
+        groups = [{"params": hidden, "orthogonalize": True},
+                  {"params": other, "orthogonalize": False}]
+        return ComposedMemories([g for g in groups if g["params"]], self.lr,
+                                memory_defs(level, schedule), weight_decay=self.weight_decay,
+                                eps=self.eps)
+
 
 @dataclass(frozen=True)
 class MomentumRule:
     """An optimizer level's linear memory of gradients (nestgraph.optim.composed)."""
+
+    memory_kind: ClassVar[str] = "momentum"  # its memory in nestgraph.optim.composed
 
     beta: float = 0.9
     mode: str = "plain"
@@ -98,6 +137,8 @@ class MomentumRule:
 class DeepMomentumRule:
     """DMGD's MLP memory of gradients, trained online (nestgraph.optim.dmgd)."""
 
+    memory_kind: ClassVar[str] = "deep_momentum"  # its memory in nestgraph.optim.composed
+
     hidden: int = 16
     inner_lr: float = 0.05
     alpha: float = 0.99
@@ -107,6 +148,8 @@ class DeepMomentumRule:
 @dataclass(frozen=True)
 class SecondMomentRule:
     """A memory of squared gradients: the preconditioner."""
+
+    memory_kind: ClassVar[str] = "second_moment"  # its memory in nestgraph.optim.composed
 
     beta: float = 0.999
     mode: str = "ema"
@@ -208,45 +251,20 @@ def memory_defs(level: LevelDef, schedule: tuple[LevelDef, ...]) -> list:
     for lv in schedule:
         if lv.kind != "optimizer" or lv.source != level.name:
             continue
-        kind = {MomentumRule: "momentum", DeepMomentumRule: "deep_momentum",
-                SecondMomentRule: "second_moment"}[type(lv.rule)]
-        out.append(MemoryDef(lv.name, kind, every=lv.period // level.period,
+        out.append(MemoryDef(lv.name, lv.rule.memory_kind, every=lv.period // level.period,
                              objective="l2" if lv.objective == "l2" else "dot", **vars(lv.rule)))
     return out
 
 
 def make_optimizer(level: LevelDef, named: dict[str, torch.nn.Parameter],
                    schedule: tuple[LevelDef, ...] = ()) -> torch.optim.Optimizer:
-    """The torch optimizer of a step level, over exactly the parameters it owns (by name)."""
-    rule, params = level.rule, list(named.values())
-    if isinstance(rule, MemoriesRule):
-        from nestgraph.optim.composed import ComposedMemories
-
-        # Newton-Schulz read-outs orthogonalise the hidden weight matrices only, as Muon is
-        # used: an embedding's rows for bytes not in the batch, or a memory's initial state
-        # with a tiny gradient, would otherwise get full-size steps out of nothing.
-        def hidden_matrix(name: str, p: torch.nn.Parameter) -> bool:
-            return p.dim() == 2 and not name.startswith("embed")
-
-        hidden = [p for n, p in named.items() if hidden_matrix(n, p)]
-        other = [p for n, p in named.items() if not hidden_matrix(n, p)]
-        groups = [{"params": hidden, "orthogonalize": True},
-                  {"params": other, "orthogonalize": False}]
-        return ComposedMemories([g for g in groups if g["params"]], rule.lr,
-                                memory_defs(level, schedule), weight_decay=rule.weight_decay,
-                                eps=rule.eps)
-    if isinstance(rule, AdamWRule):
-        # Decay matrices only: norms' gains and 1-D mixing weights are not shrunk towards 0.
-        decay = [p for p in params if p.dim() >= 2]
-        other = [p for p in params if p.dim() < 2]
-        groups = [{"params": decay, "weight_decay": rule.weight_decay},
-                  {"params": other, "weight_decay": 0.0}]
-        return torch.optim.AdamW(groups, lr=rule.lr, betas=rule.betas, eps=rule.eps,
-                                 foreach=False)
-    if isinstance(rule, GDRule):
-        return torch.optim.SGD(params, lr=rule.lr, momentum=rule.momentum,
-                               weight_decay=rule.weight_decay, foreach=False)
-    raise TypeError(f"level '{level.name}': rule {type(rule).__name__} cannot drive a step level")
+    """The torch optimizer of a step level, over exactly the parameters it owns (by name): the
+    level's rule builds it (`optimizer` on the rule's class)."""
+    build = getattr(level.rule, "optimizer", None)
+    if build is None:
+        raise TypeError(f"level '{level.name}': rule {type(level.rule).__name__} cannot drive a "
+                        "step level")
+    return build(level, named, schedule)
 
 
 def schedule_problems(schedule: tuple[LevelDef, ...], seq_len: int) -> list[str]:

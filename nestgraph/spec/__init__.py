@@ -1,9 +1,9 @@
-"""The spec front end: find a spec, read it safely, apply overrides, validate it.
+"""The spec front end: find a spec, read it safely, apply overrides (reading only).
 
-``load_spec("cms", ["train.steps=20"])`` gives the validated `Spec`, the plain data it was
-validated from and the `SourceFile` that places every entry in the file, so that later passes
-can report problems as ``file:line:col``. Every problem found on the way is raised together
-in one `SpecError`.
+``read_document("cms", ["train.steps=20"])`` gives the plain data and the `SourceFile` that
+places every entry in the file, so that later passes can report problems as
+``file:line:col``; the schema (`nestgraph.spec.schema`) validates it, and `nestgraph.load_spec`
+runs the compiler's checks too. Nothing here imports the compiler.
 
 This package must stay light: ``nestgraph validate`` imports it and must start quickly, so
 nothing here imports torch.
@@ -18,13 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
 
 from nestgraph.errors import Diagnostic, SpecError
 from nestgraph.spec.overrides import apply_overrides
 from nestgraph.spec.schema import Spec
 from nestgraph.spec.source import SourceFile, Span, format_diagnostics
-from nestgraph.spec.validation import diagnostics_from_pydantic
 from nestgraph.spec.yaml_front import load_yaml, reads_as_string
 
 __all__ = [
@@ -34,7 +32,6 @@ __all__ = [
     "dump_resolved",
     "find_spec_file",
     "format_diagnostics",
-    "load_spec",
     "shipped_specs",
 ]
 
@@ -193,26 +190,6 @@ def read_document(name_or_path: str,
     else:
         data, source = load_yaml(_read(path, shown), shown)
     return apply_overrides(data, source, list(overrides)), source
-
-
-def load_spec(name_or_path: str, overrides: list[str] | tuple[str, ...] = (), *,
-              graph_checks: bool = True) -> LoadedSpec:
-    """Find, read, override and validate a spec; every problem is raised in one `SpecError`.
-
-    With `graph_checks` (the default) the compiler's validation passes run too, so a spec that
-    loads is one that compiles.
-    """
-    data, source = read_document(name_or_path, overrides)
-    if graph_checks:
-        from nestgraph.compiler import check_document
-
-        spec, _ = check_document(data, source)
-        return LoadedSpec(spec=spec, source=source, data=data)
-    try:
-        spec = Spec.model_validate(data)
-    except ValidationError as err:
-        raise SpecError(diagnostics_from_pydantic(err, data), source) from None
-    return LoadedSpec(spec=spec, source=source, data=data)
 
 
 # ----------------------------------------------------------------------------- dumping

@@ -23,7 +23,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedToken
 from lark.lexer import PatternStr
 
 from nestgraph.errors import Diagnostic
-from nestgraph.spec.dsl_front import CODE, parser
+from nestgraph.spec.dsl_parser import CODE, parser
 from nestgraph.spec.source import SourceFile, Span
 
 MAX_ERRORS = 20

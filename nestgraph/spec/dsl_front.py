@@ -9,19 +9,17 @@ diagnostics that point into the `.ng` text.
 
 from __future__ import annotations
 
-import contextvars
-import functools
 import json
 import re
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any
 
-from lark import Lark, Token, Transformer
+from lark import Token, Transformer
 from lark.exceptions import UnexpectedInput, VisitError
 
 from nestgraph.errors import Diagnostic, SpecError
 from nestgraph.spec.comments import Comment, comment_text
+from nestgraph.spec.dsl_parser import _COMMENTS, CODE, parser
 from nestgraph.spec.source import SourceFile, Span, SpecPath
 from nestgraph.spec.yaml_front import (
     MAX_DEPTH,
@@ -30,29 +28,6 @@ from nestgraph.spec.yaml_front import (
     surrogate_in,
     surrogate_problem,
 )
-
-CODE = "E-DSL"
-
-
-# Comments are not part of the tree; the lexer hands each one to the list of the parse that is
-# running (a context variable, so concurrent parses in threads do not mix their comments).
-_COMMENTS: contextvars.ContextVar[list[Token]] = contextvars.ContextVar("ng_comments")
-
-
-def _collect_comment(tok: Token) -> Token:
-    sink = _COMMENTS.get(None)
-    if sink is not None:
-        sink.append(tok)
-    return tok
-
-
-@functools.cache
-def parser() -> Lark:
-    """The LALR parser, built once per process (about 50 ms)."""
-    grammar = resources.files("nestgraph.spec").joinpath("grammar.lark").read_text("utf-8")
-    return Lark(grammar, parser="lalr", lexer="contextual", propagate_positions=True,
-                maybe_placeholders=False, lexer_callbacks={"COMMENT": _collect_comment})
-
 
 # --------------------------------------------------------------------------------- nodes
 

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from nestgraph import load_spec
 from nestgraph.errors import SpecError
-from nestgraph.spec import find_spec_file, load_spec
+from nestgraph.spec import find_spec_file
 from nestgraph.spec.source import format_diagnostics
 
 HOPE = find_spec_file("hope").read_text(encoding="utf-8")

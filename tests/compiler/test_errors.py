@@ -14,9 +14,10 @@ import pytest
 from typer.testing import CliRunner
 
 import nestgraph.cli
+from nestgraph import load_spec
 from nestgraph.compiler import check_document
 from nestgraph.errors import EXIT_SPEC, SpecError
-from nestgraph.spec import load_spec, read_document
+from nestgraph.spec import read_document
 from nestgraph.spec.source import format_diagnostics
 
 FIVE_MISTAKES = """\

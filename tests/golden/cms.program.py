@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from nestgraph.runtime.layers import core as L
 from nestgraph.runtime import levels as lv
-from nestgraph.runtime.program import main
+from nestgraph.runtime.train.script import main
 
 SPEC_NAME = 'cms'
 SPEC_SHA256 = 'b0f660f43fdf6fc98c9b7af22db350f9ab8ca75b097d9cfa8a7822d6d050a6a0'

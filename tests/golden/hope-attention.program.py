@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from nestgraph.runtime.layers import core as L
 from nestgraph.runtime import levels as lv
-from nestgraph.runtime.program import main
+from nestgraph.runtime.train.script import main
 
 SPEC_NAME = 'hope_attention'
 SPEC_SHA256 = '4c284418878d73b543c0a01cbcfde504b2ff30679e9ad66959a6d60aee8d6a51'

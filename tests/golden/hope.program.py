@@ -12,7 +12,7 @@ from __future__ import annotations
 from nestgraph.runtime.layers import core as L
 from nestgraph.runtime.layers import selfmod as S
 from nestgraph.runtime import levels as lv
-from nestgraph.runtime.program import main
+from nestgraph.runtime.train.script import main
 
 SPEC_NAME = 'hope'
 SPEC_SHA256 = '568adb683dc2ad38f54bc33a9e85b4c777f26f84012f887b9de3c5819da18a44'

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from nestgraph.runtime.layers import core as L
 from nestgraph.runtime import levels as lv
-from nestgraph.runtime.program import main
+from nestgraph.runtime.train.script import main
 
 SPEC_NAME = 'adam'
 SPEC_SHA256 = '62e77cd5bdee2366be16162a5558167db8f10c28c9c95cade3ddce0b6ae546fc'

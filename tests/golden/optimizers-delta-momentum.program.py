@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from nestgraph.runtime.layers import core as L
 from nestgraph.runtime import levels as lv
-from nestgraph.runtime.program import main
+from nestgraph.runtime.train.script import main
 
 SPEC_NAME = 'delta_momentum'
 SPEC_SHA256 = '5fe70b963834a38b5a8c61ec73b822cc117c8e333998a9e76afe45815cca85b8'

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from nestgraph.runtime.layers import core as L
 from nestgraph.runtime import levels as lv
-from nestgraph.runtime.program import main
+from nestgraph.runtime.train.script import main
 
 SPEC_NAME = 'dmgd'
 SPEC_SHA256 = 'e45b0e358bcba2164778125b854d2aa064e36949b0c9fcc42d8bfc298936cb89'

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from nestgraph.runtime.layers import core as L
 from nestgraph.runtime import levels as lv
-from nestgraph.runtime.program import main
+from nestgraph.runtime.train.script import main
 
 SPEC_NAME = 'm3'
 SPEC_SHA256 = '4ca6d56b0553612d493475f88d34812026a535c6cd13bee4420ad091524d63a1'

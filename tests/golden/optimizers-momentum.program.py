@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from nestgraph.runtime.layers import core as L
 from nestgraph.runtime import levels as lv
-from nestgraph.runtime.program import main
+from nestgraph.runtime.train.script import main
 
 SPEC_NAME = 'momentum'
 SPEC_SHA256 = 'a684fd123136552fc57dcfa8ee216b02c173598a79594c366e4bbf972e050316'

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from nestgraph.runtime.layers import core as L
 from nestgraph.runtime import levels as lv
-from nestgraph.runtime.program import main
+from nestgraph.runtime.train.script import main
 
 SPEC_NAME = 'muon'
 SPEC_SHA256 = 'eb842adde3391f12732210ef7e66064ad1ff0321f847b3a8cc21df360f0c55fb'

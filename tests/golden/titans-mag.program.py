@@ -12,7 +12,7 @@ from __future__ import annotations
 from nestgraph.runtime.layers import core as L
 from nestgraph.runtime.layers import titans as T
 from nestgraph.runtime import levels as lv
-from nestgraph.runtime.program import main
+from nestgraph.runtime.train.script import main
 
 SPEC_NAME = 'titans_mag'
 SPEC_SHA256 = 'd1d76cf212fbfe61db74956792165021a67aa705ddfd77f9f477f2e0dd6990b5'

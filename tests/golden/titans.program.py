@@ -12,7 +12,7 @@ from __future__ import annotations
 from nestgraph.runtime.layers import core as L
 from nestgraph.runtime.layers import titans as T
 from nestgraph.runtime import levels as lv
-from nestgraph.runtime.program import main
+from nestgraph.runtime.train.script import main
 
 SPEC_NAME = 'titans'
 SPEC_SHA256 = '84ff69bb0a1cbccdd18a57c61947e0f345d2bc56a30fc62c28b7d6b43a9c04c7'

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from nestgraph.runtime.layers import core as L
 from nestgraph.runtime import levels as lv
-from nestgraph.runtime.program import main
+from nestgraph.runtime.train.script import main
 
 SPEC_NAME = 'transformer'
 SPEC_SHA256 = '365964996d76b1673a14797833da523cdee27e7ebf188ae27f475a56c071b9a0'

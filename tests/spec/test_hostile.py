@@ -16,8 +16,9 @@ from typer.testing import CliRunner
 
 import nestgraph.cli
 import nestgraph.spec as front
+from nestgraph import load_spec
 from nestgraph.errors import SpecError
-from nestgraph.spec import load_spec, read_document
+from nestgraph.spec import read_document
 from nestgraph.spec.source import format_diagnostics
 from nestgraph.spec.yaml_front import MAX_EXPANSION, MAX_NUMBER_LENGTH, load_yaml
 from nestgraph.testing import MINIMAL_SPEC

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 import nestgraph.spec as front
+from nestgraph import load_spec
 from nestgraph.errors import SpecError
-from nestgraph.spec import dump_resolved, find_spec_file, load_spec, shipped_specs
+from nestgraph.spec import dump_resolved, find_spec_file, shipped_specs
 from nestgraph.spec.schema import Spec
 from nestgraph.spec.source import format_diagnostics
 from nestgraph.spec.yaml_front import load_yaml

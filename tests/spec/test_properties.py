@@ -15,10 +15,11 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from nestgraph import load_spec
 from nestgraph.errors import SpecError
 from nestgraph.fmt.emit_ng import to_ng
 from nestgraph.fmt.emit_yaml import to_yaml
-from nestgraph.spec import load_spec, shipped_specs
+from nestgraph.spec import shipped_specs
 from nestgraph.spec.comments import Attached
 from nestgraph.spec.dsl_front import load_dsl
 from nestgraph.spec.schema import Spec

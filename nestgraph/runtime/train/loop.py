@@ -21,7 +21,6 @@ import torch
 
 from nestgraph.errors import (
     EXIT_INTERRUPTED,
-    CompileError,
     EnvironmentProblem,
     NestgraphError,
     TrainingError,
@@ -103,6 +102,11 @@ class _State:
     step: int = 0
 
 
+COMPILE_CONFLICT = ("train.compile=on, but torch.compile has no double backward, which the "
+                    "second-order in-context levels need")
+COMPILE_CONFLICT_HINT = "set meta: first_order on those levels, or train.compile=auto"
+
+
 def resolve_device(choice: str) -> torch.device:
     if choice == "cuda" and not torch.cuda.is_available():
         raise EnvironmentProblem("device 'cuda' was asked for but no GPU is available",
@@ -137,15 +141,20 @@ def step_optimizers(model: torch.nn.Module, schedule) -> dict[str, torch.optim.O
             for lv in schedule if lv.kind == "step"}
 
 
+def needs_double_backward(schedule) -> bool:
+    """Whether some level differentiates through its own update (second-order in-context
+    levels), which torch.compile cannot do."""
+    return any(lv.kind == "in_context" and lv.lifetime == "sequence"
+               and lv.meta == "second_order" for lv in schedule)
+
+
 def _wants_compile(choice: str, device: torch.device, schedule) -> bool:
-    # torch.compile pays off on a GPU; on a CPU the compile time outweighs a short run. It
-    # cannot differentiate twice, which second-order in-context levels need.
-    second = any(lv.kind == "in_context" and lv.lifetime == "sequence"
-                 and lv.meta == "second_order" for lv in schedule)
+    # torch.compile pays off on a GPU; on a CPU the compile time outweighs a short run. The
+    # CLI refuses compile=on with second-order levels before a run starts; this is the guard
+    # for a program trained from Python.
+    second = needs_double_backward(schedule)
     if choice == "on" and second:
-        raise CompileError("train.compile=on, but torch.compile has no double backward, which "
-                           "the second-order in-context levels need",
-                           hint="set meta: first_order on those levels, or train.compile=auto")
+        raise TrainingError(COMPILE_CONFLICT, hint=COMPILE_CONFLICT_HINT)
     return choice == "on" or (choice == "auto" and device.type == "cuda" and not second)
 
 
@@ -374,7 +383,7 @@ def train(program: Program, cfg: dict, data_cfg: dict, *, out: Path = Path("runs
           resume: str = "auto", command: list[str] | None = None,
           reporter: Reporter | None = None, interrupt_at: int | None = None,
           run_dir: Path | None = None, steps: int | None = None,
-          data_base: Path | None = None) -> RunResult:
+          data_base: Path | None = None, defaults: dict | None = None) -> RunResult:
     """Train `program` with the train section `cfg` and data section `data_cfg`.
 
     `interrupt_at` behaves as if Ctrl-C were pressed once that step is done (for tests).
@@ -383,6 +392,8 @@ def train(program: Program, cfg: dict, data_cfg: dict, *, out: Path = Path("runs
     (``resume=PATH``) train to that many steps instead of its own count.
     `data_base` is the folder that relative ``data.source``/``data.heldout_source`` paths are
     taken from (the folder of the spec as the user wrote it); ``None``: the working folder.
+    `defaults` ({"train": ..., "data": ...}, the schema's) stand in, when deciding whether to
+    resume, for settings an older run did not record.
     Every line the reporter shows also goes to ``RUN/train.log``.
     """
     log = LogFileReporter(reporter or Reporter.auto(cfg["log_every"]), cfg["log_every"])
@@ -390,14 +401,14 @@ def train(program: Program, cfg: dict, data_cfg: dict, *, out: Path = Path("runs
         with environment_errors(out):
             return _train(program, cfg, data_cfg, out=out, resume=resume, command=command,
                           reporter=log, interrupt_at=interrupt_at, run_dir=run_dir,
-                          steps=steps, data_base=data_base)
+                          steps=steps, data_base=data_base, defaults=defaults)
     finally:
         log.close()
 
 
 def _train(program, cfg, data_cfg, *, out, resume, command, reporter, interrupt_at, run_dir,
-           steps, data_base) -> RunResult:
-    point = find_resume(resume, out, program, cfg, data_cfg, reporter.note)
+           steps, data_base, defaults) -> RunResult:
+    point = find_resume(resume, out, program, cfg, data_cfg, reporter.note, defaults)
     extended_from = None
     if point is not None:
         cfg, data_cfg = point.cfg, point.data_cfg  # a run continues with its own settings

@@ -31,7 +31,10 @@ class ResumePoint:
 
 
 def find_resume(resume: str, out: Path, program: Program, cfg: dict, data_cfg: dict,
-                note: Callable[[str], None]) -> ResumePoint | None:
+                note: Callable[[str], None], defaults: dict | None = None) -> ResumePoint | None:
+    """The checkpoint to continue from, or None. `defaults` ({"train": ..., "data": ...}, the
+    schema's) stand in for settings an older run did not record."""
+    defaults = defaults or {}
     if resume == "never":
         return None
     if resume != "auto":
@@ -49,8 +52,8 @@ def find_resume(resume: str, out: Path, program: Program, cfg: dict, data_cfg: d
         if meta["spec_sha256"] != program.sha256:
             reasons = ["it was trained from another version of the spec"]
         else:
-            reasons = (settings_diff("train", meta["train"], cfg)
-                       + settings_diff("data", meta["data"], data_cfg))
+            reasons = (settings_diff("train", meta["train"], cfg, defaults.get("train"))
+                       + settings_diff("data", meta["data"], data_cfg, defaults.get("data")))
         if not reasons and meta["step"] < cfg["steps"]:
             return ResumePoint(found, run, cfg, data_cfg)
         unfinished = meta["step"] < meta["train"].get("steps", meta["steps"])
@@ -62,26 +65,23 @@ def find_resume(resume: str, out: Path, program: Program, cfg: dict, data_cfg: d
     return None
 
 
-def settings_diff(section: str, old: dict, new: dict) -> list[str]:
+def settings_diff(section: str, old: dict, new: dict, defaults: dict | None = None) -> list[str]:
     """``train.batch was 8, now 4`` for every setting that differs, as written.
 
     Settings are compared as the user wrote them (``threads: auto`` equals ``auto`` however
-    many threads it picked), and a setting an older run did not record counts as its default.
+    many threads it picked), and a setting an older run did not record counts as its default
+    (`defaults`, the schema's, given by the caller: the runtime does not read the schema; without
+    them such a setting is not compared).
     """
-    defaults = _defaults(section)
+    defaults = defaults or {}
     out = []
     for key in sorted(set(old) | set(new)):
+        if key not in old and key not in defaults:
+            continue
         was, now = old.get(key, defaults.get(key)), new.get(key, defaults.get(key))
         if was != now:
             out.append(f"{section}.{key} was {_shown(was)}, now {_shown(now)}")
     return out
-
-
-def _defaults(section: str) -> dict:
-    from nestgraph.spec.schema import DataSpec, TrainSpec
-
-    model = TrainSpec if section == "train" else DataSpec
-    return model().model_dump(mode="json")
 
 
 def _shown(value) -> str:

@@ -1,0 +1,153 @@
+"""The front door: what a Python user calls. `nestgraph/__init__.py` re-exports these lazily.
+
+Three lines take a spec to samples::
+
+    import nestgraph
+    run = nestgraph.train(nestgraph.compile("cms", ["train.steps=20"]))
+    print(nestgraph.sample(run, "def ", tokens=40))
+
+Each function is a thin wrapper over the stage that does the work (named in its docstring), so
+the CLI and Python share one path. Every user mistake raises a `NestgraphError` subclass.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def load_spec(name_or_path: str, overrides: list[str] | tuple[str, ...] = (), *,
+              graph_checks: bool = True):
+    """Find, read, override and validate a spec (a path, or a shipped name such as ``"hope"``);
+    every problem is raised in one `SpecError`. With `graph_checks` (the default) the
+    compiler's validation passes run too, so a spec that loads is one that compiles.
+
+    >>> nestgraph.load_spec("cms", ["model.dim=32"]).spec.model.dim
+    32
+    """
+    from pydantic import ValidationError
+
+    from nestgraph.compiler import check_document
+    from nestgraph.errors import SpecError
+    from nestgraph.spec import LoadedSpec, read_document
+    from nestgraph.spec.schema import Spec
+    from nestgraph.spec.validation import diagnostics_from_pydantic
+
+    data, source = read_document(name_or_path, overrides)
+    if graph_checks:
+        spec, _ = check_document(data, source)
+        return LoadedSpec(spec=spec, source=source, data=data)
+    try:
+        spec = Spec.model_validate(data)
+    except ValidationError as err:
+        raise SpecError(diagnostics_from_pydantic(err, data), source) from None
+    return LoadedSpec(spec=spec, source=source, data=data)
+
+
+def compile_spec(data, source=None, stop_after: str = "program"):
+    """The compiler pipeline on a spec document (`nestgraph.compiler.compile_spec`): a
+    `Compilation` holding the spec, the graph, the plan and the program's text."""
+    from nestgraph.compiler import compile_spec as run
+
+    return run(data, source, stop_after)
+
+
+def compile(spec: str, overrides: list[str] | tuple[str, ...] = (),  # noqa: A001
+            out: str | Path | None = None) -> Path:
+    """Compile a spec (a path or a shipped name) into a build folder, as `nestgraph compile`
+    does (program.py, plan.json, the spec as given and resolved); returns the folder
+    (``build/NAME`` unless `out` says otherwise).
+
+    >>> nestgraph.compile("cms", ["train.steps=2"], out="build/cms-small")
+    PosixPath('build/cms-small')
+    """
+    from nestgraph.compiler import compile_spec as run
+    from nestgraph.compiler.buildfolder import absolute_data_overrides, write_build
+    from nestgraph.spec import find_spec_file, read_document
+
+    overrides = absolute_data_overrides(list(overrides))
+    data, source = read_document(spec, overrides)
+    result = run(data, source)
+    return write_build(result, source, overrides, None if out is None else Path(out),
+                       spec_folder=find_spec_file(spec).parent)
+
+
+def load_program(folder: str | Path, *, trust: bool = False):
+    """The `Program` of a build or run folder, after checking that its program.py is what its
+    spec.resolved.yaml compiles to (`trust` skips the check: program.py is code)."""
+    from nestgraph.compiler.buildfolder import check_program
+    from nestgraph.runtime.program import load_program as load
+
+    check_program(Path(folder), trust=trust)
+    return load(Path(folder))
+
+
+def train(build: str | Path, overrides: list[str] | tuple[str, ...] = (), *,
+          steps: int | None = None, data: str | None = None, out: str | Path = "runs",
+          resume: str = "auto", trust: bool = False, command: list[str] | None = None) -> Path:
+    """Train a build folder (`nestgraph.runtime.train.loop.train`), with ``train.*`` and
+    ``data.*`` overrides checked as `nestgraph train` checks them; returns the run folder.
+    `command`, when given, is recorded in the run's session log as what started it.
+
+    >>> run = nestgraph.train("build/cms-small", steps=2)
+    """
+    from nestgraph.compiler.buildfolder import RESOLVED, spec_folder_of
+    from nestgraph.compiler.train_config import schema_defaults, train_config
+    from nestgraph.runtime.train.loop import train as run_training
+
+    folder = Path(build)
+    program = load_program(folder, trust=trust)
+    cfg, data_cfg = train_config(program, list(overrides), steps=steps, data=data,
+                                 resolved=folder / RESOLVED)
+    result = run_training(program, cfg, data_cfg, out=Path(out), resume=resume, steps=steps,
+                          data_base=spec_folder_of(folder), command=command,
+                          defaults=schema_defaults())
+    return result.run_dir
+
+
+def sample(run: str | Path, prompt: str = "", *, tokens: int = 200, temperature: float = 0.8,
+           seed: int = 0, learn: bool = False, trust: bool = False) -> str:
+    """Continue `prompt` from a run's latest checkpoint (`nestgraph.runtime.generate.sample`),
+    the in-context levels learning as they read; `learn` lets stream levels learn too."""
+    from nestgraph.compiler.buildfolder import load_run
+    from nestgraph.runtime.generate import sample as generate
+
+    model, program, stream, cfg = load_run(Path(run), trust=trust)
+    out = generate(model, program.schedule, stream, prompt.encode(), tokens=tokens,
+                   seq_len=cfg["seq_len"], temperature=temperature, seed=seed,
+                   bf16=cfg["precision"] == "bf16", threads=cfg.get("threads", "auto"),
+                   learn=learn)
+    return out.decode("utf-8", errors="replace")
+
+
+def evaluate(run: str | Path, task: str = "levels", *, trust: bool = False,
+             **options: Any) -> dict:
+    """Run one `nestgraph eval` task on a run (``continual``, ``recall``, ``copy``,
+    ``levels``); writes ``RUN/eval/TASK.json`` and returns its document. `options` are the
+    fields of `nestgraph.evaluation.tasks.Options` (``steps=``, ``batches=``, ...)."""
+    from nestgraph.evaluation.loaded import load
+    from nestgraph.evaluation.tasks import Options, check, tasks_named
+    from nestgraph.evaluation.tasks import evaluate as run_task
+
+    (name,) = tasks_named(task)
+    settings = Options(**options)
+    check(settings)
+    _, doc = run_task(Path(run), name, load(Path(run), trust=trust), settings)
+    return doc
+
+
+def draw(spec: str, overrides: list[str] | tuple[str, ...] = (), *, view: str = "levels",
+         fmt: str = "dot", depth: int = 1) -> str:
+    """A diagram of a spec, a build or a run as text (``dot``, ``mermaid`` or ``json``): the
+    ``levels``, ``schedule`` or ``modules`` view, as `nestgraph graph` draws it."""
+    from nestgraph.errors import UsageProblem
+    from nestgraph.viz import sources, views
+
+    if view not in views.VIEWS:
+        raise UsageProblem(f"unknown view '{view}'", f"choose {', '.join(views.VIEWS)}")
+    if fmt not in views.TEXT_FORMATS:
+        raise UsageProblem(f"draw() returns text: format '{fmt}' is not one",
+                           f"choose {', '.join(views.TEXT_FORMATS)}, or use nestgraph graph -o "
+                           "FILE for pictures")
+    plan, loaded = sources.load(spec, list(overrides))
+    return views.text(plan, loaded, view, fmt, depth, "TB")
