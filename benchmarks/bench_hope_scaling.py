@@ -43,7 +43,7 @@ def one_length(seq_len: int, batch: int, steps: int) -> dict:
     """Train Hope at one sequence length in this process; return its figures."""
     from nestgraph.runtime.program import load_program
     from nestgraph.runtime.train.data import load_corpus
-    from nestgraph.runtime.train.loop import build_state, resolve_device, train_step
+    from nestgraph.runtime.train.step import build_state, resolve_device, train_step
     from nestgraph.testing import compile_build
 
     with tempfile.TemporaryDirectory() as tmp:

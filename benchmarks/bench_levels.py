@@ -20,7 +20,7 @@ import torch
 
 from nestgraph.runtime.program import load_program
 from nestgraph.runtime.train.data import load_corpus
-from nestgraph.runtime.train.loop import build_state, resolve_device, train_step
+from nestgraph.runtime.train.step import build_state, resolve_device, train_step
 from nestgraph.testing import compile_build
 
 CONFIGS = {

@@ -40,7 +40,7 @@ def train_config(program, overrides: list[str], *, steps: int | None, data: str 
     from pydantic import ValidationError
 
     from nestgraph.runtime.levels import schedule_problems
-    from nestgraph.runtime.train.loop import (
+    from nestgraph.runtime.train.step import (
         COMPILE_CONFLICT,
         COMPILE_CONFLICT_HINT,
         needs_double_backward,

@@ -30,9 +30,9 @@ def _verify_every_pass(monkeypatch):
     # also reads it as --debug (tracebacks); tests of user errors expect none, so in-process
     # commands ignore the variable unless a test asks for it (tests/cli/test_arguments.py).
     monkeypatch.setenv("NESTGRAPH_DEBUG", "1")
-    import nestgraph.cli
+    import nestgraph.cli.common
 
-    monkeypatch.setattr(nestgraph.cli, "_env_debug", lambda: False)
+    monkeypatch.setattr(nestgraph.cli.common, "_env_debug", lambda: False)
 
 
 @pytest.fixture

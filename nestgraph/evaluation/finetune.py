@@ -20,18 +20,18 @@ class Trainer:
     """A forked run and its optimizers; `steps` runs on one text at a time."""
 
     def __init__(self, loaded: Loaded, total_steps: int) -> None:
-        from nestgraph.runtime.train.loop import _State, step_optimizers
+        from nestgraph.runtime.train.step import TrainState, step_optimizers
 
         self.loaded = loaded.fork()
         self.cfg = dict(loaded.cfg, steps=max(total_steps, 1), device="cpu")
         model = self.loaded.model
         model.train()
         optimizers = step_optimizers(model, loaded.schedule)  # as training builds them
-        self.state = _State(model, self.loaded.stream, optimizers)
+        self.state = TrainState(model, self.loaded.stream, optimizers)
 
     def steps(self, text: torch.Tensor, count: int) -> list[float]:
         """`count` training steps on random windows of `text` (1-D uint8); their losses."""
-        from nestgraph.runtime.train.loop import train_step
+        from nestgraph.runtime.train.step import train_step
 
         corpus = Corpus(train=text, heldout=text[:2], source="eval", n_files=1,
                         sha256=hashlib.sha256(text.numpy().tobytes()).hexdigest())

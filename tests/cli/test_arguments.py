@@ -8,7 +8,7 @@ import re
 import pytest
 from typer.testing import CliRunner
 
-import nestgraph.cli
+import nestgraph.cli.common
 from nestgraph.cli import app
 
 runner = CliRunner()
@@ -52,7 +52,7 @@ def test_every_command_accepts_debug_after_it(command):
 
 def test_the_environment_variable_turns_debug_on(monkeypatch):
     monkeypatch.undo()  # the test suite's own NESTGRAPH_DEBUG switch, and its CLI guard
-    assert nestgraph.cli._env_debug.__module__ == "nestgraph.cli"
+    assert nestgraph.cli.common._env_debug.__module__ == "nestgraph.cli.common"
     monkeypatch.setenv("NESTGRAPH_DEBUG", "1")
     assert "Traceback" in invoke("validate", "no/such/spec.yaml").output
     monkeypatch.setenv("NESTGRAPH_DEBUG", "0")

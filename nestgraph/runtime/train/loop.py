@@ -12,7 +12,7 @@ import math
 import os
 import signal
 import sys
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from time import perf_counter
@@ -21,50 +21,38 @@ import torch
 
 from nestgraph.errors import (
     EXIT_INTERRUPTED,
-    EnvironmentProblem,
     NestgraphError,
     TrainingError,
 )
 from nestgraph.escape import printable
 from nestgraph.fsutil import environment_errors
-from nestgraph.runtime.engine import (
-    StreamState,
-    in_context_levels,
-    init_stream,
-    read_sequence,
-    stream_weight_names,
-)
-from nestgraph.runtime.levels import (
-    AdamWRule,
-    LevelDef,
-    MemoriesRule,
-    fires,
-    make_optimizer,
-    owned_parameters,
-    schedule_factor,
-)
 from nestgraph.runtime.program import Program
 from nestgraph.runtime.train import checkpoint as ckpt
 from nestgraph.runtime.train.data import (
     Corpus,
     check_vocab,
-    heldout_batches,
     load_corpus,
     resolve_source,
-    sample_batch,
 )
 from nestgraph.runtime.train.distributed import average_stream, current_rank, shared_run_dir
 from nestgraph.runtime.train.loggers import Loggers, require_loggers
 from nestgraph.runtime.train.progress import LogFileReporter, Reporter
-from nestgraph.runtime.train.resume import find_resume
+from nestgraph.runtime.train.resume import _trim_metrics, find_resume, restore, save
 from nestgraph.runtime.train.runs import (
     ENV_FILE,
     RunLock,
     atomic_write_text,
     new_run_dir,
-    read_metrics,
     remove_stale_temporaries,
     write_env_json,
+)
+from nestgraph.runtime.train.step import (
+    TrainState,
+    build_state,
+    evaluate,
+    non_finite_hint,
+    resolve_device,
+    train_step,
 )
 from nestgraph.runtime.train.threads import Threads, apply_threads
 
@@ -92,231 +80,7 @@ class RunResult:
     history: list[dict] = field(default_factory=list)
 
 
-@dataclass
-class _State:
-    """Everything a checkpoint must hold to continue bitwise."""
-
-    model: torch.nn.Module
-    stream: StreamState
-    optimizers: dict[str, torch.optim.Optimizer]
-    step: int = 0
-
-
-COMPILE_CONFLICT = ("train.compile=on, but torch.compile has no double backward, which the "
-                    "second-order in-context levels need")
-COMPILE_CONFLICT_HINT = "set meta: first_order on those levels, or train.compile=auto"
-
-
-def resolve_device(choice: str) -> torch.device:
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise EnvironmentProblem("device 'cuda' was asked for but no GPU is available",
-                            "use train.device=auto or train.device=cpu")
-    if choice == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(choice)
-
-
-def build_state(program: Program, cfg: dict, device: torch.device) -> _State:
-    """Model, stream state and one optimizer per step level, from the seed alone."""
-    torch.manual_seed(cfg["seed"])
-    model = program.build_model().to(device)
-    if cfg["precision"] == "fp64":
-        model = model.double()
-    optimizers = step_optimizers(model, program.schedule)
-    if _wants_compile(cfg["compile"], device, program.schedule):
-        for layer in model.layers:
-            layer.compile()
-    return _State(model, init_stream(model, program.schedule), optimizers)
-
-
-def step_optimizers(model: torch.nn.Module, schedule) -> dict[str, torch.optim.Optimizer]:
-    """One fresh optimizer per step level, after marking which weights a backward trains."""
-    stream_owned = set(stream_weight_names(model, schedule))
-    stepped = {n for lv in schedule if lv.kind == "step" for n in owned_parameters(model, lv)}
-    for name, p in model.named_parameters():
-        # A stream weight is W0 + Δ: the step level that owns W0 trains it like any other
-        # parameter; without such an owner W0 stays at its initial value.
-        p.requires_grad_(name not in stream_owned or name in stepped)
-    return {lv.name: make_optimizer(lv, owned_parameters(model, lv), schedule)
-            for lv in schedule if lv.kind == "step"}
-
-
-def needs_double_backward(schedule) -> bool:
-    """Whether some level differentiates through its own update (second-order in-context
-    levels), which torch.compile cannot do."""
-    return any(lv.kind == "in_context" and lv.lifetime == "sequence"
-               and lv.meta == "second_order" for lv in schedule)
-
-
-def _wants_compile(choice: str, device: torch.device, schedule) -> bool:
-    # torch.compile pays off on a GPU; on a CPU the compile time outweighs a short run. The
-    # CLI refuses compile=on with second-order levels before a run starts; this is the guard
-    # for a program trained from Python.
-    second = needs_double_backward(schedule)
-    if choice == "on" and second:
-        raise TrainingError(COMPILE_CONFLICT, hint=COMPILE_CONFLICT_HINT)
-    return choice == "on" or (choice == "auto" and device.type == "cuda" and not second)
-
-
-def _autocast(cfg: dict, device: torch.device):
-    if cfg["precision"] == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return nullcontext()
-
-
-def train_step(state: _State, program: Program, cfg: dict, corpus: Corpus,
-               device: torch.device) -> dict:
-    """One step: forward with in-context learning, one backward, the step levels that fire."""
-    x, y = sample_batch(corpus.train, step=state.step, batch=cfg["batch"],
-                        seq_len=cfg["seq_len"], seed=cfg["seed"], order=corpus.order)
-    timeline: list = []
-    with _autocast(cfg, device):
-        result = read_sequence(state.model, program.schedule, x.to(device), y.to(device),
-                               state.stream, timeline=timeline)
-    loss = result.loss
-    if not torch.isfinite(loss):
-        raise TrainingError(f"the loss became {loss.item()} at step {state.step + 1}",
-                            non_finite_hint(cfg))
-    loss.backward()
-    state.step += 1
-    record = {"step": state.step, "loss": loss.item()}
-    for lv in program.schedule:
-        if lv.kind == "step" and fires(lv, state.step):
-            record[f"lr/{lv.name}"] = _apply_step_level(state, lv, cfg["steps"])
-    record.update(_update_counts(program.schedule, timeline, state.step, cfg["seq_len"]))
-    return record
-
-
-def _update_counts(schedule, timeline: list, step: int, seq_len: int) -> dict[str, int]:
-    """How many times each level updated during this step (per sequence), as it happened.
-
-    In-context levels are counted from the engine's timeline of their updates; step and
-    optimizer levels fire when their period divides the step; the levels that update inside
-    a layer (memories, attention's cache) every `period` tokens of each sequence.
-    """
-    fired: dict[str, int] = {}
-    for name, _ in timeline:
-        fired[name] = fired.get(name, 0) + 1
-    counts = {}
-    for lv in schedule:
-        if lv.kind == "in_context":
-            count = fired.get(lv.name, 0)
-        elif lv.unit == "step":
-            count = int(fires(lv, step))
-        else:
-            count = seq_len // lv.period
-        counts[f"updates/{lv.name}"] = count
-    return counts
-
-
-def non_finite_hint(cfg: dict) -> str:
-    """What to try when numbers overflow, for this run's precision."""
-    if cfg.get("precision") == "bf16":
-        return "bf16 keeps few digits: set train.precision=fp32 (lower learning rates may help too)"
-    return ("lower the learning rates (levels.NAME.rule.lr), or clip the gradients "
-            "(levels.NAME.rule.clip)")
-
-
-def _apply_step_level(state: _State, lv: LevelDef, total_steps: int) -> float:
-    params = list(owned_parameters(state.model, lv).values())
-    if lv.period > 1:  # gradients summed over `period` steps: use their mean
-        for p in params:
-            if p.grad is not None:
-                p.grad.div_(lv.period)
-    if lv.rule.clip:
-        torch.nn.utils.clip_grad_norm_(params, lv.rule.clip)
-    opt = state.optimizers[lv.name]
-    updates = state.step // lv.period - 1
-    factor = schedule_factor(lv.rule, updates, total_steps // lv.period) \
-        if isinstance(lv.rule, (AdamWRule, MemoriesRule)) else 1.0
-    for group in opt.param_groups:
-        group["lr"] = lv.rule.lr * factor
-    opt.step()
-    opt.zero_grad(set_to_none=True)
-    return lv.rule.lr * factor
-
-
-def evaluate(state: _State, program: Program, cfg: dict, corpus: Corpus,
-             device: torch.device) -> float:
-    """Held-out bits per byte, with in-context levels learning exactly as in training."""
-    batches = heldout_batches(corpus.heldout, batch=cfg["batch"], seq_len=cfg["seq_len"],
-                              max_batches=cfg["eval_batches"])
-    learning = bool(in_context_levels(program.schedule))
-    total, count = 0.0, 0
-    for x, y in batches:
-        grad_mode = torch.enable_grad() if learning else torch.no_grad()
-        with grad_mode, _autocast(cfg, device):
-            result = read_sequence(state.model, program.schedule, x.to(device), y.to(device),
-                                   state.stream, learn_stream=False, differentiable=False)
-        total += result.loss.item() * result.tokens
-        count += result.tokens
-    return total / max(count, 1) / math.log(2)
-
-
 # ------------------------------------------------------------------------------ checkpoints
-
-
-def check_finite(state: _State, cfg: dict) -> None:
-    """Refuse to checkpoint weights that are no longer numbers: the good checkpoints stay."""
-    tensors = {**state.model.state_dict(), **{f"stream {n}": t
-                                               for n, t in state.stream.weights.items()}}
-    for name, tensor in tensors.items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise TrainingError(f"the weights became non-finite at step {state.step} "
-                                f"({name}); the last checkpoint written is kept",
-                                non_finite_hint(cfg))
-
-
-def save(state: _State, run_dir: Path, cfg: dict, data_cfg: dict, corpus: Corpus,
-         spec_sha: str) -> Path:
-    check_finite(state, cfg)
-    pending = {n: p.grad for n, p in state.model.named_parameters() if p.grad is not None}
-    return ckpt.save_checkpoint(
-        run_dir, state.step,
-        weights=state.model.state_dict(),
-        state={"optimizers": {k: o.state_dict() for k, o in state.optimizers.items()},
-               "stream": state.stream.state_dict(), "pending_grads": pending,
-               "rng": ckpt.rng_state()},
-        meta={"step": state.step, "steps": cfg["steps"], "data_sha256": corpus.sha256,
-              "spec_sha256": spec_sha, "train": cfg, "data": data_cfg},
-        keep_last=cfg["keep_checkpoints"])
-
-
-def restore(state: _State, path: Path, device: torch.device) -> None:
-    weights, saved, meta = ckpt.load_checkpoint(path)
-    ckpt.check_training_meta(path, meta)
-    for key in ("optimizers", "stream", "pending_grads", "rng"):
-        if key not in saved:
-            raise ckpt.CheckpointError(
-                f"checkpoint '{printable(str(path))}' has an unreadable {ckpt.STATE_FILE}: "
-                f"no '{key}' entry", "resume from an earlier checkpoint of the same run")
-    try:
-        state.model.load_state_dict(weights)
-        for name, opt in state.optimizers.items():
-            opt.load_state_dict(saved["optimizers"][name])
-        state.stream.load_state_dict(saved["stream"])
-        params = dict(state.model.named_parameters())
-        for name, grad in saved["pending_grads"].items():
-            params[name].grad = grad.to(device, params[name].dtype)
-    except (KeyError, RuntimeError, ValueError) as err:
-        raise ckpt.CheckpointError(f"the checkpoint '{path}' does not fit this program: {err}",
-                                   "resume it with the build it was written by") from None
-    state.stream.to(device)
-    try:
-        ckpt.set_rng_state(saved["rng"])
-    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as err:
-        raise ckpt.CheckpointError(
-            f"checkpoint '{printable(str(path))}' has an unreadable {ckpt.STATE_FILE}: its "
-            f"random number generator state is broken ({err})",
-            "resume from an earlier checkpoint of the same run") from None
-    state.step = meta["step"]
-
-
-def _trim_metrics(path: Path, step: int) -> None:
-    """Drop records written after the checkpoint we resume from, so no step appears twice."""
-    if path.is_file():
-        kept = [r for r in read_metrics(path) if r.get("step", 0) <= step]
-        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
 
 
 @contextmanager
@@ -367,14 +131,14 @@ class _Session:
     run_dir: Path
     reporter: Reporter
 
-    def evaluate(self, state: _State) -> float:
+    def evaluate(self, state: TrainState) -> float:
         bpb = evaluate(state, self.program, self.cfg, self.corpus, self.device)
         if not math.isfinite(bpb):
             raise TrainingError(f"the held-out loss became {bpb} at step {state.step}; no "
                                 "checkpoint was written for it", non_finite_hint(self.cfg))
         return bpb
 
-    def save(self, state: _State) -> Path:
+    def save(self, state: TrainState) -> Path:
         return save(state, self.run_dir, self.cfg, self.data_cfg, self.corpus,
                     self.program.sha256)
 
@@ -530,7 +294,7 @@ def _load_corpus(data_cfg: dict, base: Path | None = None, note=None) -> Corpus:
     return replace(corpus, order=data_cfg.get("order", "random"))
 
 
-def _loop(session: _Session, state: _State, log, sig, interrupt_at) -> list[dict]:
+def _loop(session: _Session, state: TrainState, log, sig, interrupt_at) -> list[dict]:
     cfg, reporter, history = session.cfg, session.reporter, []
     if state.step == 0 and cfg["steps"] > 0:
         bpb = session.evaluate(state)

@@ -1,4 +1,5 @@
-"""Which checkpoint a run continues from, and with which settings.
+"""A run's state on disk and back: which checkpoint a run continues from and with which
+settings, writing a step's training state (`save`) and loading it again (`restore`).
 
 ``--resume auto`` continues an interrupted run only when nothing that shapes its result has
 changed: the same spec, the same train and data settings, the same data. It looks at this
@@ -15,11 +16,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from nestgraph.errors import TrainingError, UsageProblem
 from nestgraph.escape import printable
+from nestgraph.fsutil import atomic_write_text
 from nestgraph.runtime.program import Program
 from nestgraph.runtime.train import checkpoint as ckpt
-from nestgraph.runtime.train.runs import run_dirs
+from nestgraph.runtime.train.data import Corpus
+from nestgraph.runtime.train.runs import read_metrics, run_dirs
+from nestgraph.runtime.train.step import TrainState, check_finite
 
 
 @dataclass(frozen=True)
@@ -104,3 +110,55 @@ def _explicit(target: Path, program: Program) -> ResumePoint:
                             "(its program.py is in the run folder)")
     run_dir = found.parent.parent if found.parent.name == "checkpoints" else found
     return ResumePoint(found, run_dir, meta["train"], meta["data"])
+
+
+def save(state: TrainState, run_dir: Path, cfg: dict, data_cfg: dict, corpus: Corpus,
+         spec_sha: str) -> Path:
+    check_finite(state, cfg)
+    pending = {n: p.grad for n, p in state.model.named_parameters() if p.grad is not None}
+    return ckpt.save_checkpoint(
+        run_dir, state.step,
+        weights=state.model.state_dict(),
+        state={"optimizers": {k: o.state_dict() for k, o in state.optimizers.items()},
+               "stream": state.stream.state_dict(), "pending_grads": pending,
+               "rng": ckpt.rng_state()},
+        meta={"step": state.step, "steps": cfg["steps"], "data_sha256": corpus.sha256,
+              "spec_sha256": spec_sha, "train": cfg, "data": data_cfg},
+        keep_last=cfg["keep_checkpoints"])
+
+
+def restore(state: TrainState, path: Path, device: torch.device) -> None:
+    weights, saved, meta = ckpt.load_checkpoint(path)
+    ckpt.check_training_meta(path, meta)
+    for key in ("optimizers", "stream", "pending_grads", "rng"):
+        if key not in saved:
+            raise ckpt.CheckpointError(
+                f"checkpoint '{printable(str(path))}' has an unreadable {ckpt.STATE_FILE}: "
+                f"no '{key}' entry", "resume from an earlier checkpoint of the same run")
+    try:
+        state.model.load_state_dict(weights)
+        for name, opt in state.optimizers.items():
+            opt.load_state_dict(saved["optimizers"][name])
+        state.stream.load_state_dict(saved["stream"])
+        params = dict(state.model.named_parameters())
+        for name, grad in saved["pending_grads"].items():
+            params[name].grad = grad.to(device, params[name].dtype)
+    except (KeyError, RuntimeError, ValueError) as err:
+        raise ckpt.CheckpointError(f"the checkpoint '{path}' does not fit this program: {err}",
+                                   "resume it with the build it was written by") from None
+    state.stream.to(device)
+    try:
+        ckpt.set_rng_state(saved["rng"])
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as err:
+        raise ckpt.CheckpointError(
+            f"checkpoint '{printable(str(path))}' has an unreadable {ckpt.STATE_FILE}: its "
+            f"random number generator state is broken ({err})",
+            "resume from an earlier checkpoint of the same run") from None
+    state.step = meta["step"]
+
+
+def _trim_metrics(path: Path, step: int) -> None:
+    """Drop records written after the checkpoint we resume from, so no step appears twice."""
+    if path.is_file():
+        kept = [r for r in read_metrics(path) if r.get("step", 0) <= step]
+        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))

@@ -1,0 +1,243 @@
+"""Commands that run builds and runs: train, generate, eval, plot."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from nestgraph.cli.common import (
+    DebugOpt,
+    TrustOpt,
+    _split_args,
+    app,
+    handled,
+)
+from nestgraph.cli.help import Command
+from nestgraph.cli.spec_cmds import _compile_into, _looks_like_spec
+from nestgraph.console import status as _status  # one stream for log lines: stderr
+from nestgraph.errors import UsageProblem
+from nestgraph.escape import printable
+
+
+@app.command(cls=Command, short_help="Train a build (or a spec, compiled on the way); runs go to runs/.")
+@handled
+def train(
+    ctx: typer.Context,
+    args: Annotated[list[str] | None, typer.Argument(
+        metavar="[BUILD|SPEC] [PATH=VALUE|~PATH]...",
+        help="a build folder (default: the most recent build) then train.*/data.* overrides; "
+             "or a spec (path or shipped name), compiled into build/NAME first, then "
+             "overrides of any section", show_default=False)] = None,
+    data: Annotated[str | None, typer.Option(
+        "--data", metavar="PATH",
+        help="a text file or folder [default: the Python standard library sources]")] = None,
+    steps: Annotated[int | None, typer.Option("--steps", metavar="N",
+                                              help="training steps")] = None,
+    out: Annotated[Path, typer.Option("--out", metavar="DIR",
+                                      help="where run folders go")] = Path("runs"),
+    resume: Annotated[str, typer.Option(
+        "--resume", metavar="auto|never|PATH",
+        help="auto (continue an unfinished run), never, or a run/checkpoint folder")]
+    = "auto",
+    trust_program: TrustOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Train a compiled program; runs go to runs/NAME/TIMESTAMP/.
+
+    The build's program.py is compiled again from its spec.resolved.yaml and must match byte
+    for byte (exit 5 otherwise; --trust-program skips the check). Examples:
+    nestgraph train build/cms --steps 50 train.batch=4;
+    nestgraph train specs/cms.yaml model.dim=32 --steps 20
+    """
+    from nestgraph import api
+    from nestgraph.compiler.buildfolder import check_program, find_build
+
+    words, overrides = _split_args(args)
+    if len(words) > 1:
+        raise UsageProblem(f"expected at most one build folder or spec, got "
+                           f"{printable(' '.join(words))}")
+    if words and _looks_like_spec(words[0]):
+        _status(f"compiling {printable(words[0])} first")
+        folder = _compile_into(words[0], overrides, None)
+        overrides = []  # applied by the compiler, to any section
+    else:
+        folder = find_build(words)
+        check_program(folder, trust=trust_program)
+    run_dir = api.train(folder, overrides, steps=steps, data=data, out=out, resume=resume,
+                        trust=True, command=sys.argv)  # checked above, or just compiled
+    _plot_after_training(run_dir)
+
+
+def _plot_after_training(run_dir: Path) -> None:
+    """Draw the run's curves into its folder when matplotlib is there; say so when it is not."""
+    from nestgraph.errors import EnvironmentProblem
+    from nestgraph.viz.plot import plot_run
+
+    try:
+        _status(f"curves: {printable(str(plot_run(run_dir)))}")
+    except EnvironmentProblem as err:
+        _status(f"no curves drawn: {printable(err.message)} ({printable(err.hint)})")
+
+
+@app.command(cls=Command, short_help="Sample from a trained run; in-context levels keep learning.")
+@handled
+def generate(
+    ctx: typer.Context,
+    run: Annotated[Path, typer.Argument(metavar="RUN",
+                                        help="a run folder (runs/NAME/TIMESTAMP)")],
+    prompt: Annotated[str, typer.Option("--prompt", metavar="TEXT",
+                                        help="text to continue")] = "",
+    tokens: Annotated[int, typer.Option("--tokens", metavar="N", help="bytes to generate")]
+    = 200,
+    temperature: Annotated[float, typer.Option("--temperature", metavar="T",
+                                               help="sampling temperature")] = 0.8,
+    seed: Annotated[int, typer.Option("--seed", metavar="N", help="random seed")] = 0,
+    learn: Annotated[bool, typer.Option(
+        "--learn", help="let stream-lifetime levels keep learning while the context is read "
+        "(test-time learning)")] = False,
+    state: Annotated[Path | None, typer.Option(
+        "--state", metavar="FILE", help="start from the stream state saved in FILE "
+        "[default: the run's checkpoint]")] = None,
+    save_state: Annotated[Path | None, typer.Option(
+        "--save-state", metavar="FILE", help="write the stream state to FILE afterwards")]
+    = None,
+    trust_program: TrustOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Sample from a trained run; in-context levels keep learning as they read.
+
+    The context is read in windows of train.seq_len with the state carried. The run's
+    program.py must be what its spec.resolved.yaml compiles to (exit 5 otherwise;
+    --trust-program skips the check). A missing --state file exits 2, an unreadable or
+    mismatched one 5.
+    Example: nestgraph generate runs/cms/20261122-101500 --prompt "def " --tokens 100
+    """
+    from nestgraph.compiler.buildfolder import load_run
+
+    if save_state is not None and not save_state.parent.is_dir():
+        raise UsageProblem(f"cannot write '{printable(str(save_state))}': its folder does not "
+                           "exist", "create the folder first, or pick another path")
+    model, program, stream, cfg = load_run(run, trust=trust_program)
+    from nestgraph.runtime.generate import sample
+    from nestgraph.runtime.state_file import load_state
+    from nestgraph.runtime.state_file import save_state as write_state
+
+    if state is not None:
+        stream = load_state(state, stream)
+    text = sample(model, program.schedule, stream, prompt.encode(), tokens=tokens,
+                  seq_len=cfg["seq_len"], temperature=temperature, seed=seed,
+                  bf16=cfg["precision"] == "bf16", threads=cfg.get("threads", "auto"),
+                  learn=learn)
+    typer.echo(prompt + text.decode("utf-8", errors="replace"))
+    if save_state is not None:
+        from nestgraph.fsutil import environment_errors
+
+        with environment_errors(save_state):
+            write_state(save_state, stream, program.name)
+        _status(f"wrote the stream state to {printable(str(save_state))}")
+
+
+@app.command("eval", cls=Command, short_help="Evaluate a run: continual, recall, copy, levels.")
+@handled
+def eval_cmd(
+    ctx: typer.Context,
+    run: Annotated[Path, typer.Argument(metavar="RUN",
+                                        help="a run folder (runs/NAME/TIMESTAMP)")],
+    task: Annotated[str, typer.Option(
+        "--task", metavar="TASK", help="continual, recall, copy, levels, or all")] = "all",
+    steps: Annotated[int, typer.Option(
+        "--steps", metavar="N", help="continual: training steps per domain")] = 20,
+    stdlib_domains: Annotated[int, typer.Option(
+        "--stdlib-domains", metavar="N",
+        help="continual: the N largest standard-library packages as domains")] = 3,
+    domain: Annotated[list[Path] | None, typer.Option(
+        "--domain", metavar="FILE", help="continual: a text file as one more domain "
+                                         "(repeatable)")] = None,
+    domain_bytes: Annotated[int, typer.Option(
+        "--domain-bytes", metavar="N", help="continual: bytes read of each domain")] = 200_000,
+    fresh: Annotated[bool, typer.Option(
+        "--fresh", help="continual: start from the run's initial weights, not its trained "
+                        "ones")] = False,
+    batches: Annotated[int, typer.Option(
+        "--batches", metavar="N", help="continual, levels: held-out batches per score")] = 2,
+    lengths: Annotated[str, typer.Option(
+        "--lengths", metavar="LIST",
+        help="recall: context lengths in multiples of train.seq_len")] = "1,2,4",
+    sizes: Annotated[str, typer.Option(
+        "--sizes", metavar="LIST", help="copy: the strings' n")] = "4,8,16,32",
+    samples: Annotated[int, typer.Option(
+        "--samples", metavar="N", help="recall, copy: examples per length")] = 8,
+    finetune: Annotated[int, typer.Option(
+        "--finetune", metavar="N",
+        help="recall, copy: first train a copy N steps on the task's format")] = 0,
+    threshold: Annotated[float, typer.Option(
+        "--threshold", metavar="BPB",
+        help="levels: flag an ablation that changes held-out bpb by less")] = 1e-4,
+    seed: Annotated[int, typer.Option("--seed", metavar="N",
+                                      help="recall, copy: seed of the examples")] = 0,
+    trust_program: TrustOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Evaluate a run's latest checkpoint; writes RUN/eval/TASK.json and RUN/eval/TASK.png.
+
+    The table goes to standard output; the figure needs matplotlib (without it the JSON is
+    still written). Example: nestgraph eval runs/hope/20261202-101500 --task levels
+    """
+    from nestgraph.evaluation.tasks import Options, check, evaluate, tasks_named
+
+    names = tasks_named(task)
+    options = Options(steps=steps, stdlib_domains=stdlib_domains, domains=list(domain or []),
+                      domain_bytes=domain_bytes, fresh=fresh, batches=batches, lengths=lengths,
+                      sizes=sizes,
+                      samples=samples, finetune=finetune, threshold=threshold, seed=seed)
+    check(options)
+    from nestgraph.evaluation.loaded import load
+    from nestgraph.evaluation.report import show
+    from nestgraph.runtime.train.threads import apply_threads
+
+    loaded = load(run, trust=trust_program)
+    apply_threads(loaded.cfg.get("threads", "auto"))
+    for name in names:
+        _status(f"eval {name}: {printable(str(run))} at step {loaded.step}")
+        path, doc = evaluate(run, name, loaded, options)
+        show(name, doc["results"])
+        _status(f"wrote {printable(str(path))}")
+        _plot_eval(run, name, doc)
+
+
+def _plot_eval(run: Path, task: str, doc: dict) -> None:
+    from nestgraph.errors import EnvironmentProblem
+    from nestgraph.viz.eval_plot import plot_eval
+
+    try:
+        _status(f"figure: {printable(str(plot_eval(run, task, doc)))}")
+    except EnvironmentProblem as err:
+        _status(f"no figure drawn: {printable(err.message)} ({printable(err.hint)})")
+
+
+@app.command(cls=Command, short_help="Draw a run's training curves (needs matplotlib).")
+@handled
+def plot(
+    ctx: typer.Context,
+    run: Annotated[Path, typer.Argument(metavar="RUN",
+                                        help="a run folder (runs/NAME/TIMESTAMP)")],
+    out: Annotated[Path | None, typer.Option(
+        "-o", "--out", metavar="FILE", help="PNG or SVG file [default: RUN/curves.png]")] = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Draw a run's training curves: loss, held-out bits per byte, speed, level updates.
+
+    Results of `nestgraph eval` found in RUN/eval/ are drawn too, as RUN/eval/TASK.png.
+
+    Needs matplotlib (pip install 'nestgraph[plot]').
+    Example: nestgraph plot runs/hope/20261202-101500
+    """
+    from nestgraph.viz.eval_plot import plot_evals
+    from nestgraph.viz.plot import plot_run
+
+    _status(f"wrote {printable(str(plot_run(run, out)))}")
+    for path in plot_evals(run):
+        _status(f"wrote {printable(str(path))}")
