@@ -1,20 +1,23 @@
 """spec -> graph -> passes -> plan -> program: the compiler, read top to bottom.
 
-`compile_spec` is the list of passes. `--emit STAGE` stops after any of `STAGES` and shows it.
-Validation passes collect diagnostics; all of them (with the schema's) are raised together as
-one `SpecError` before anything needs torch, so `nestgraph validate` stays fast.
+`STAGES` is the pipeline, one named stage per pass in the order they run; `run_stages` runs
+it, verifies the graph after every stage (`ir.verify_ir`: the node records and the typed
+`Facts`) and stops after any stage, and `nestgraph compile --emit NAME` shows what that stage
+left (`compiler/show.py`). The validation stages collect diagnostics rather than raise; the
+`validated` stage raises all of them (with the schema's) as one `SpecError`, before anything
+needs torch, so `nestgraph validate` stays fast and reports every problem at once.
 """
 
 from __future__ import annotations
 
-import os
+import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import networkx as nx
 from pydantic import ValidationError
 
-from nestgraph.compiler.ir import build_ir, memory_levels, verify_ir
-from nestgraph.compiler.passes.common import Lost
+from nestgraph.compiler.ir import Lost, build_ir, facts, memory_levels, verify_ir
 from nestgraph.compiler.passes.flow import check_flow
 from nestgraph.compiler.passes.modules import check_modules
 from nestgraph.compiler.passes.ownership import partition_ownership
@@ -29,54 +32,172 @@ from nestgraph.compiler.passes.schedule import (
 )
 from nestgraph.compiler.passes.support import check_supported
 from nestgraph.compiler.salvage import salvage
-from nestgraph.errors import CompileError, SpecError
+from nestgraph.errors import CompileError, Diagnostic, SpecError
 from nestgraph.spec.schema import Spec
-
-STAGES = ("spec", "ir", "validated", "schedule", "shapes", "plan", "program")
-
-# The validation passes, in order. Each adds diagnostics instead of raising, so that one run
-# reports every problem.
-VALIDATION_PASSES = (
-    ("resolve", resolve),
-    ("modules", check_modules),
-    ("ownership", partition_ownership),
-    ("classify", classify),
-    ("memories", check_memories_owned),
-    ("order", order_levels),
-    ("periods", check_periods),
-    ("outer", check_outer),
-    ("flow", check_flow),
-    ("contexts", check_contexts),
-)
 
 
 @dataclass
 class Compilation:
-    spec: Spec
+    """What the pipeline has made so far; each stage fills in its part."""
+
+    data: object  # the spec document (plain data) as read and overridden
+    source: object = None  # its SourceFile, for positioned messages
+    spec: Spec | None = None
     graph: nx.DiGraph | None = None
     plan: dict | None = None
     program: str | None = None
     resolved_yaml: str = ""
     stopped_at: str = "program"
     passes_run: list[str] = field(default_factory=list)
+    schema_problems: list[Diagnostic] = field(default_factory=list)
+    level_index: list[int] | None = None  # each level's place in the document
+    lost: Lost = field(default_factory=Lost)  # what the schema rejected (salvage)
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    run: Callable[[Compilation], None]
+    makes: str  # what the stage adds, for docs and `nestgraph compile --help`
+    graph: bool = True  # whether the stage works on the graph (and is verified after)
+
+
+def _read_spec(c: Compilation) -> None:
+    """The schema; on errors, salvage what validates so the graph checks can still run."""
+    from nestgraph.spec import dump_resolved
+    from nestgraph.spec.validation import diagnostics_from_pydantic
+
+    try:
+        c.spec = Spec.model_validate(c.data)
+    except ValidationError as err:
+        c.schema_problems = diagnostics_from_pydantic(err, c.data)
+        c.spec, c.level_index, c.lost = salvage(c.data)
+        if c.spec is None or c.lost.model:
+            raise SpecError(c.schema_problems, c.source) from None
+    c.resolved_yaml = dump_resolved(c.spec) if not c.schema_problems else ""
+
+
+def _build_ir(c: Compilation) -> None:
+    c.graph = build_ir(c.spec, c.level_index)
+    facts(c.graph).lost = c.lost
+
+
+def _on_graph(graph_pass: Callable[[nx.DiGraph], None]) -> Callable[[Compilation], None]:
+    def run(c: Compilation) -> None:
+        graph_pass(c.graph)
+
+    return run
+
+
+def _raise_problems(c: Compilation) -> None:
+    problems = c.schema_problems + facts(c.graph).diagnostics
+    if problems:
+        raise SpecError(problems, c.source)
+
+
+def _shapes(c: Compilation) -> None:
+    from nestgraph.compiler.passes.shapes import infer_shapes
+
+    infer_shapes(c.graph)
+
+
+def _cost(c: Compilation) -> None:
+    from nestgraph.compiler.passes.cost import count_cost
+
+    count_cost(c.graph)
+    if facts(c.graph).diagnostics:  # the memory estimate: more than the machine has
+        raise SpecError(facts(c.graph).diagnostics, c.source)
+
+
+def _plan(c: Compilation) -> None:
+    from nestgraph.compiler.plan import make_plan
+
+    c.plan = make_plan(c.graph, c.resolved_yaml)
+
+
+def _program(c: Compilation) -> None:
+    from nestgraph.compiler.codegen import emit_program
+
+    c.program = emit_program(c.plan, c.spec, memory_levels(c.graph))
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("spec", _read_spec, "the validated Spec (the schema)", graph=False),
+    Stage("ir", _build_ir, "the graph: level, module and part nodes with their records"),
+    Stage("resolve", _on_graph(resolve), "names resolved: owns, contexts, block modules"),
+    Stage("modules", _on_graph(check_modules), "module settings checked against the model"),
+    Stage("ownership", _on_graph(partition_ownership), "owns edges: each part has one owner"),
+    Stage("classify", _on_graph(classify), "facts.kinds: step, in_context, memory per level"),
+    Stage("memories", _on_graph(check_memories_owned), "every memory has its level"),
+    Stage("order", _on_graph(order_levels), "facts.order/tokens, nest edges"),
+    Stage("periods", _on_graph(check_periods), "periods nest and fit the sequence"),
+    Stage("outer", _on_graph(check_outer), "one outer level trains what no other does"),
+    Stage("flow", _on_graph(check_flow), "context edges: what each level learns from"),
+    Stage("contexts", _on_graph(check_contexts), "contexts fit the kinds; facts.init_owner"),
+    Stage("validated", _raise_problems, "every problem so far, raised as one SpecError"),
+    Stage("supported", _on_graph(check_supported), "what this version cannot run yet"),
+    Stage("shapes", _shapes, "facts.param_shapes/part_params (from the runtime modules)"),
+    Stage("cost", _cost, "facts.cost/memory: FLOPs, parameters, training memory"),
+    Stage("plan", _plan, "the plan: levels, schedule, train and data (JSON)"),
+    Stage("program", _program, "program.py's text", graph=False),
+)
+STAGE_NAMES = tuple(stage.name for stage in STAGES)
+VALIDATED = STAGE_NAMES.index("validated")
+
+
+def run_stages(data, source=None, stop_after: str = "program") -> Compilation:
+    """Run the pipeline up to `stop_after`, verifying the graph after every stage.
+
+    A stage before ``validated`` is where the result stops, but the validation stages still
+    run to their end, so that a spec with problems reports all of them wherever one stops."""
+    if stop_after not in STAGE_NAMES:
+        raise ValueError(f"no stage {stop_after!r}; the stages are {', '.join(STAGE_NAMES)}")
+    c = Compilation(data, source, stopped_at=stop_after)
+    stop = STAGE_NAMES.index(stop_after)
+    kept = None
+    for i, stage in enumerate(STAGES[:max(stop, VALIDATED) + 1]):
+        _run(stage, c)
+        if i == stop and stop < VALIDATED:
+            kept = _snapshot(c)
+    return kept or c
+
+
+def validate_graph(spec: Spec, index: list[int] | None = None,
+                   gone: Lost | None = None) -> nx.DiGraph:
+    """The graph stages' checks on a validated Spec: the graph, its problems collected in
+    ``facts(g).diagnostics`` (not raised)."""
+    c = Compilation(None, spec=spec, level_index=index, lost=gone or Lost())
+    for stage in STAGES[1:VALIDATED]:
+        _run(stage, c)
+    return c.graph
+
+
+def _run(stage: Stage, c: Compilation) -> None:
+    stage.run(c)
+    c.passes_run.append(stage.name)
+    if stage.graph and c.graph is not None:
+        _verify(c.graph, stage.name, c.passes_run)
+
+
+def _snapshot(c: Compilation) -> Compilation:
+    """The compilation as it stood after an early stage (later ones mutate the graph)."""
+    out = copy.copy(c)
+    if c.graph is not None:
+        out.graph = c.graph.copy()
+        out.graph.graph["facts"] = copy.deepcopy(facts(c.graph))
+    out.passes_run = list(c.passes_run)
+    return out
+
+
+def compile_spec(data, source=None, stop_after: str = "program") -> Compilation:
+    """The whole pipeline (or up to `stop_after`) on a spec document."""
+    return run_stages(data, source, stop_after)
 
 
 def check_document(data, source=None) -> tuple[Spec, nx.DiGraph]:
     """Schema, then the graph checks; every problem of both raised together as one SpecError."""
-    from nestgraph.spec.validation import diagnostics_from_pydantic
-
-    try:
-        spec, index, gone, diagnostics = Spec.model_validate(data), None, Lost(), []
-    except ValidationError as err:
-        diagnostics = diagnostics_from_pydantic(err, data)
-        spec, index, gone = salvage(data)
-    g = None
-    if spec is not None and not gone.model:
-        g = validate_graph(spec, index, gone)
-        diagnostics = diagnostics + g.graph["diagnostics"]
-    if diagnostics:
-        raise SpecError(diagnostics, source)
-    return spec, g
+    c = run_stages(data, source, "validated")
+    return c.spec, c.graph
 
 
 def show_warnings(g: nx.DiGraph | None, source) -> None:
@@ -88,49 +209,8 @@ def show_warnings(g: nx.DiGraph | None, source) -> None:
     from nestgraph.console import status
     from nestgraph.spec.source import format_diagnostics
 
-    if g is not None and g.graph["warnings"]:
-        status(format_diagnostics(g.graph["warnings"], source, noun="warning"))
-
-
-def validate_graph(spec: Spec, index: list[int] | None = None, gone: Lost | None = None):
-    g = build_ir(spec, index)
-    g.graph["lost"] = gone or Lost()
-    done = []
-    for name, run in VALIDATION_PASSES:
-        run(g)
-        done.append(name)
-        if _debug() >= 1:
-            _verify(g, name, done)
-    return g
-
-
-def compile_spec(data, source=None, stop_after: str = "program") -> Compilation:
-    from nestgraph.compiler.codegen import emit_program
-    from nestgraph.compiler.passes.cost import count_cost
-    from nestgraph.compiler.passes.shapes import infer_shapes
-    from nestgraph.compiler.plan import make_plan
-    from nestgraph.spec import dump_resolved
-
-    spec, g = check_document(data, source)
-    out = Compilation(spec, g, resolved_yaml=dump_resolved(spec), stopped_at=stop_after)
-    if stop_after in ("spec", "ir", "validated", "schedule"):
-        if stop_after == "ir":
-            out.graph = build_ir(spec)
-        return out
-    check_supported(g)
-    for name, run in (("shapes", infer_shapes), ("cost", count_cost)):
-        run(g)
-        _verify(g, name, [*out.passes_run, name])
-        out.passes_run.append(name)
-    if g.graph["diagnostics"]:  # the cost pass's memory estimate: more than the machine has
-        raise SpecError(g.graph["diagnostics"], source)
-    if stop_after == "shapes":
-        return out
-    out.plan = make_plan(g, out.resolved_yaml)
-    if stop_after == "plan":
-        return out
-    out.program = emit_program(out.plan, spec, memory_levels(g))
-    return out
+    if g is not None and facts(g).warnings:
+        status(format_diagnostics(facts(g).warnings, source, noun="warning"))
 
 
 def _verify(g: nx.DiGraph, name: str, done: list[str]) -> None:
@@ -139,10 +219,3 @@ def _verify(g: nx.DiGraph, name: str, done: list[str]) -> None:
     except AssertionError as err:
         raise CompileError(f"internal: the graph is broken ({err})", pass_name=name,
                            after=tuple(done[:-1])) from err
-
-
-def _debug() -> int:
-    try:
-        return int(os.environ.get("NESTGRAPH_DEBUG", "0"))
-    except ValueError:
-        return 0

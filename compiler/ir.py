@@ -14,13 +14,50 @@ key is the edge's ``kind``, so that two levels can be joined by both a flow and 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import networkx as nx
 
 from nestgraph.compiler.kinds import Ownable, module_kind
 from nestgraph.compiler.kinds.network import model_ownables
+from nestgraph.errors import Diagnostic
 from nestgraph.spec.schema import Level, Spec, context_source, period_of
+
+
+@dataclass
+class Lost:
+    """Entries the schema rejected; later passes stay quiet about names that refer to them."""
+
+    modules: set[str] = field(default_factory=set)
+    levels: set[str] = field(default_factory=set)
+    owns: set[str] = field(default_factory=set)  # what the rejected levels claimed to own
+    model: bool = False  # the model section itself was unusable
+    dropped: int = 0  # how many levels were rejected (named or not)
+
+
+@dataclass
+class Facts:
+    """What the passes learn about the whole graph, one typed field each, under
+    ``g.graph["facts"]`` (read it with `facts`). A field is None until the pass named beside it
+    has run; `verify_ir` checks every field that is set against the nodes."""
+
+    spec: Spec
+    level_index: list[int]  # each level's position in the source document (for messages)
+    lost: Lost = field(default_factory=Lost)  # salvage: what the schema rejected
+    diagnostics: list[Diagnostic] = field(default_factory=list)  # every validation pass
+    warnings: list[Diagnostic] = field(default_factory=list)  # every validation pass
+    kinds: dict[str, str] | None = None  # classify: level -> step/in_context/memory/...
+    tokens: dict[str, int] | None = None  # order: level -> its period in tokens
+    order: list[str] | None = None  # order: levels fastest first
+    init_owner: str | None = None  # contexts: the step level that trains initial states
+    param_shapes: dict[str, tuple] | None = None  # shapes: parameter -> shape
+    part_params: dict[str, int] | None = None  # shapes: ownable part -> parameter count
+    cost: dict[str, dict] | None = None  # cost: level -> FLOPs, parameters, state
+    memory: dict[str, int] | None = None  # cost: estimated training memory, in bytes
+
+
+def facts(g: nx.DiGraph) -> Facts:
+    return g.graph["facts"]
 
 
 @dataclass(frozen=True)
@@ -58,8 +95,7 @@ def build_ir(spec: Spec, level_index: list[int] | None = None) -> nx.DiGraph:
     """Spec -> graph. `level_index` maps each level to its position in the source document."""
     if level_index is None:
         level_index = list(range(len(spec.levels)))
-    g = nx.MultiDiGraph(name=spec.name, spec=spec, diagnostics=[], warnings=[],
-                        level_index=level_index)
+    g = nx.MultiDiGraph(name=spec.name, facts=Facts(spec, list(level_index)))
     used = {b.module for b in spec.model.block}
     for name, mspec in spec.modules.items():
         g.add_node(f"module:{name}", module=ModuleInfo(name, mspec, name in used))
@@ -82,7 +118,7 @@ def _add_part(g: nx.DiGraph, part: Ownable) -> None:
 
 def levels(g: nx.DiGraph) -> list[LevelInfo]:
     """Levels in schedule order once the order pass has run, else in document order."""
-    order = g.graph.get("order")
+    order = facts(g).order
     if order is not None:
         return [g.nodes[f"level:{n}"]["level"] for n in order]
     found = [d["level"] for _, d in g.nodes(data=True) if "level" in d]
@@ -137,7 +173,7 @@ def verify_ir(g: nx.DiGraph) -> None:
             raise IRError(f"edge {u!r} -> {v!r} has a wrong kind {kind!r}")
     owners = {}
     for u, v, k in g.edges(data="kind"):
-        if k == "owns" and owners.setdefault(v, u) != u and not g.graph["diagnostics"]:
+        if k == "owns" and owners.setdefault(v, u) != u and not facts(g).diagnostics:
             raise IRError(f"{v!r} owned twice ({owners[v]!r}, {u!r}) without a diagnostic")
     nest = nx.DiGraph(list(edges_of(g, "nest").edges()))
     if nest.number_of_edges():
@@ -145,3 +181,26 @@ def verify_ir(g: nx.DiGraph) -> None:
             raise IRError("the nest edges do not form a forest")
         if any(d > 1 for _, d in nest.out_degree()):
             raise IRError("a level is nested directly in two slower levels")
+    _verify_facts(g)
+
+
+def _verify_facts(g: nx.DiGraph) -> None:
+    """The typed facts agree with the nodes (each checked once the pass that sets it has run)."""
+    known = g.graph.get("facts")
+    if not isinstance(known, Facts):
+        raise IRError("the graph has no Facts record")
+    if known.diagnostics:
+        return  # an invalid spec: later facts may be partial, and are never used
+    names = {lv.name for lv in levels(g)}
+    if known.kinds is not None and set(known.kinds) != names:
+        raise IRError("facts.kinds does not name every level exactly once")
+    if known.order is not None:
+        if known.tokens is None or sorted(known.order) != sorted(known.tokens):
+            raise IRError("facts.order and facts.tokens name different levels")
+        if [known.tokens[n] for n in known.order] != sorted(known.tokens.values()):
+            raise IRError("facts.order is not fastest first")
+    part_names = {p.name for p in parts(g)}
+    if known.part_params is not None and not set(known.part_params) <= part_names:
+        raise IRError("facts.part_params names a part the graph does not have")
+    if known.cost is not None and not set(known.cost) <= names:
+        raise IRError("facts.cost names a level the graph does not have")

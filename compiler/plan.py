@@ -10,15 +10,15 @@ import math
 
 import networkx as nx
 
-from nestgraph.compiler.ir import levels, owned_by, owner_of, parts
+from nestgraph.compiler.ir import facts, levels, owned_by, owner_of, parts
 from nestgraph.compiler.passes.cost import initial_states
 
 PLAN_VERSION = 1
 
 
 def make_plan(g: nx.DiGraph, resolved_yaml: str) -> dict:
-    spec, kinds, cost = g.graph["spec"], g.graph["kinds"], g.graph["cost"]
-    init_owner, inits = g.graph.get("init_owner"), initial_states(g)
+    spec, kinds, cost = facts(g).spec, facts(g).kinds, facts(g).cost
+    init_owner, inits = facts(g).init_owner, initial_states(g)
     part_of = {p.name: p for p in parts(g)}
     resets = nested_resets(g)
     out_levels = []
@@ -30,7 +30,7 @@ def make_plan(g: nx.DiGraph, resolved_yaml: str) -> dict:
             modules += [path for name in inits for path in part_of[name].paths]
         out_levels.append({
             "name": lv.name, "kind": kinds[lv.name], "every": _every(lv), "period": lv.period,
-            "unit": lv.unit, "tokens": g.graph["tokens"][lv.name], "lifetime": lv.lifetime,
+            "unit": lv.unit, "tokens": facts(g).tokens[lv.name], "lifetime": lv.lifetime,
             "context": lv.context if not lv.source else f"{lv.context} of {lv.source}",
             "objective": lv.objective, "rule": lv.rule.model_dump(mode="json"), "meta": lv.meta,
             "owns": owned, "initial_states": inits if lv.name == init_owner else [],
@@ -49,10 +49,10 @@ def make_plan(g: nx.DiGraph, resolved_yaml: str) -> dict:
         "chunk": math.gcd(*in_context) if in_context else spec.train.seq_len,
         "levels": out_levels,
         "parts": [{"name": p.name, "kind": p.kind, "module": p.module, "paths": list(p.paths),
-                   "params": g.graph["part_params"].get(p.name, 0),
+                   "params": facts(g).part_params.get(p.name, 0),
                    "shapes": _shapes(g, p.paths[0]) if p.kind == "param" else {}}
                   for p in sorted(parts(g), key=lambda p: p.name)],
-        "totals": {"params": sum(g.graph["part_params"].values()),
+        "totals": {"params": sum(facts(g).part_params.values()),
                    "flops_per_token": sum(lv["flops_per_token"] for lv in out_levels)},
         "train": spec.train.model_dump(mode="json"),
         "data": spec.data.model_dump(mode="json"),
@@ -62,13 +62,13 @@ def make_plan(g: nx.DiGraph, resolved_yaml: str) -> dict:
 def nested_resets(g: nx.DiGraph) -> dict[str, list[str]]:
     """Nested CMS: level -> module paths of the next faster block of its chain, whose initial
     state it learns and resets (NL §7: level s meta-learns the initial state of level s+1)."""
-    spec, tokens, out = g.graph["spec"], g.graph["tokens"], {}
+    spec, tokens, out = facts(g).spec, facts(g).tokens, {}
     for name, module in spec.modules.items():
         if getattr(module, "variant", "") != "nested":
             continue
         owned = [(tokens[owner], owner, part) for part in parts(g)
                  if part.module == name and (owner := owner_of(g, part.name)) is not None
-                 and g.graph["kinds"].get(owner) == "in_context"]
+                 and facts(g).kinds.get(owner) == "in_context"]
         owned.sort(key=lambda item: item[0])
         for (_, fast, faster), (_, slower, _) in zip(owned, owned[1:], strict=False):
             if slower != fast:
@@ -79,7 +79,7 @@ def nested_resets(g: nx.DiGraph) -> dict[str, list[str]]:
 def _shapes(g: nx.DiGraph, path: str) -> dict[str, list[int]]:
     """The weights under `path` (one copy of a part: its first layer), by their local name."""
     prefix = path + "."
-    return {name[len(prefix):]: list(shape) for name, shape in g.graph["param_shapes"].items()
+    return {name[len(prefix):]: list(shape) for name, shape in facts(g).param_shapes.items()
             if name.startswith(prefix) or name == path}
 
 

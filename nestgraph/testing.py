@@ -51,7 +51,7 @@ def stream_average_worker(rank: int, world: int, init_file: str, out: str) -> No
     import torch
     import torch.distributed as dist
 
-    from nestgraph.runtime.engine import StreamState
+    from nestgraph.runtime.stream import StreamState
     from nestgraph.runtime.train.distributed import (
         all_equal,
         average_stream,
@@ -105,7 +105,9 @@ def validated_graph(data: dict):
 
 
 def diagnostics_of(g, code: str | None = None) -> list:
-    return [d for d in g.graph["diagnostics"] if code is None or d.code == code]
+    from nestgraph.compiler.ir import facts
+
+    return [d for d in facts(g).diagnostics if code is None or d.code == code]
 
 
 def only_diagnostic(g, code: str | None = None):

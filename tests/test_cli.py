@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from nestgraph.cli import app
+from nestgraph.compiler import STAGE_NAMES
 from nestgraph.testing import SMALL_CMS
 
 runner = CliRunner()
@@ -83,7 +84,7 @@ def test_compile_writes_the_build_and_emits_stages(tmp_path):
     for name in ("program.py", "plan.json", "spec.resolved.yaml", "spec.yaml"):
         assert (out / name).is_file()
     assert "cms_fast" in result.output and "FLOPs" in result.output
-    for stage in ("spec", "ir", "validated", "schedule", "shapes", "plan", "program"):
+    for stage in STAGE_NAMES:
         shown = invoke("compile", "cms", "--emit", stage)
         assert shown.exit_code == 0 and shown.output.strip(), stage
     assert invoke("compile", "cms", "--emit", "nonsense").exit_code == 2

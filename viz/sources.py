@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from nestgraph.compiler.ir import facts
 from nestgraph.spec.schema import Spec
 
 
@@ -47,19 +48,18 @@ def _plan_without_torch(data, source) -> tuple[dict, Spec] | None:
     from nestgraph.compiler.ir import IRError, memory_levels
     from nestgraph.compiler.passes.cost import count_cost
     from nestgraph.compiler.passes.shapes import _count_parts
-    from nestgraph.compiler.passes.support import check_supported
     from nestgraph.compiler.plan import make_plan
     from nestgraph.viz.shapes import param_shapes
 
-    result = compile_spec(data, source, stop_after="schedule")
+    # The pipeline up to shapes; then the shapes stage's facts from the torch-free reader.
+    result = compile_spec(data, source, stop_after="supported")
     g = result.graph
-    check_supported(g)
     shapes = param_shapes(model_source(result.spec, memory_levels(g)))
     if shapes is None:
         return None
-    g.graph["param_shapes"] = shapes
+    facts(g).param_shapes = shapes
     try:
-        g.graph["part_params"] = _count_parts(g, shapes)
+        facts(g).part_params = _count_parts(g, shapes)
     except IRError:
         return None
     count_cost(g)

@@ -1,12 +1,12 @@
 """Cost: weights and forward FLOPs per token for each level.
 
-Requires: shapes. Ensures: ``g.graph["cost"]`` (level -> {"params", "flops_per_token",
+Requires: shapes. Ensures: ``facts(g).cost`` (level -> {"params", "flops_per_token",
 "optimizer_state"}), the last the number of values the level's optimizer keeps (AdamW's two
 moments; an optimizer level's memory of the gradients it reads).
 FLOPs count the forward pass of what the level owns (2 per multiply-add); an attention cache
 costs its scores and weighted sum over the average context of a sequence.
 
-It also ensures ``g.graph["memory"]``, an estimate of the bytes training needs (`estimate_memory`),
+It also ensures ``facts(g).memory``, an estimate of the bytes training needs (`estimate_memory`),
 and a diagnostic, at the value that dominates it, when that is more than the machine has.
 """
 
@@ -17,7 +17,7 @@ import re
 
 import networkx as nx
 
-from nestgraph.compiler.ir import levels, owned_by
+from nestgraph.compiler.ir import facts, levels, owned_by
 from nestgraph.compiler.kinds import rule_kind
 from nestgraph.compiler.kinds.network import forward_flops
 from nestgraph.compiler.passes.common import report
@@ -29,7 +29,7 @@ MEMORY_LIMIT_ENV = "NESTGRAPH_MEMORY_LIMIT"
 
 
 def count_cost(g: nx.DiGraph) -> None:
-    spec, counts = g.graph["spec"], g.graph["part_params"]
+    spec, counts = facts(g).spec, facts(g).part_params
     cost = {}
     for lv in levels(g):
         owned = owned_by(g, lv.name)
@@ -37,15 +37,15 @@ def count_cost(g: nx.DiGraph) -> None:
         flops = sum(forward_flops(p, spec.modules.get(p.module), spec.model, spec.train.seq_len)
                     for p in owned)
         cost[lv.name] = {"params": params, "flops_per_token": flops}
-    init_owner = g.graph.get("init_owner")
+    init_owner = facts(g).init_owner
     if init_owner:
         extra = sum(counts.get(p, 0) for p in initial_states(g))
         cost[init_owner]["initial_state_params"] = extra
     for lv in levels(g):
         cost[lv.name]["optimizer_state"] = _optimizer_state(g, lv, cost)
-    g.graph["cost"] = cost
-    g.graph["memory"] = estimate_memory(g)
-    check_memory(g, g.graph["memory"], memory_limit())
+    facts(g).cost = cost
+    facts(g).memory = estimate_memory(g)
+    check_memory(g, facts(g).memory, memory_limit())
 
 
 def estimate_memory(g: nx.DiGraph) -> dict[str, int]:
@@ -59,11 +59,11 @@ def estimate_memory(g: nx.DiGraph) -> dict[str, int]:
     * ``fast_weights``: each sequence lane's copy of the in-context and memory levels' state
       and its accumulator, kept once per update of a sequence for the backward pass.
     """
-    spec, cost, kinds = g.graph["spec"], g.graph["cost"], g.graph["kinds"]
+    spec, cost, kinds = facts(g).spec, facts(g).cost, facts(g).kinds
     model, train = spec.model, spec.train
     value = 8 if train.precision == "fp64" else 4
     activation = {"fp64": 8, "bf16": 2}.get(train.precision, 4)
-    params = sum(g.graph["part_params"].values())
+    params = sum(facts(g).part_params.values())
     state = sum(c["optimizer_state"] for c in cost.values())
     flops = sum(c["flops_per_token"] for c in cost.values())
     per_token = (flops // (2 * model.dim) + 4 * model.layers * len(model.block) * model.dim
@@ -71,7 +71,7 @@ def estimate_memory(g: nx.DiGraph) -> dict[str, int]:
     fast = 0
     for lv in levels(g):
         if kinds[lv.name] in ("in_context", "memory"):
-            updates = max(1, train.seq_len // g.graph["tokens"][lv.name])
+            updates = max(1, train.seq_len // facts(g).tokens[lv.name])
             fast += 2 * cost[lv.name]["params"] * (updates if lv.meta == "second_order" else 1)
     return {"weights": value * (2 * params + state),
             "activations": activation * train.batch * train.seq_len * per_token,
@@ -102,7 +102,7 @@ def check_memory(g: nx.DiGraph, memory: dict[str, int], limit: int) -> None:
     total = memory["weights"] + memory["activations"] + memory["fast_weights"]
     if limit <= 0 or total <= limit:
         return
-    spec = g.graph["spec"]
+    spec = facts(g).spec
     model, train = spec.model, spec.train
     shown = (f"training needs about {size(total)} of memory (weights, gradients and optimizer "
              f"state {size(memory['weights'])}; activations and fast weights for a batch of "
@@ -113,7 +113,7 @@ def check_memory(g: nx.DiGraph, memory: dict[str, int], limit: int) -> None:
     fits = (limit - memory["weights"]) // max(1, memory["per_lane"])
     if memory["weights"] > limit or memory["weights"] >= total - memory["weights"]:
         # the model itself is too large, or most of the estimate
-        if 2 * model.vocab * model.dim > sum(g.graph["part_params"].values()):
+        if 2 * model.vocab * model.dim > sum(facts(g).part_params.values()):
             report(g, shown, ("model", "vocab"), "use a smaller model.vocab", "E-MEMORY", notes)
         else:
             report(g, shown, ("model", "dim"), "use a smaller model.dim or fewer model.layers",
@@ -139,7 +139,7 @@ def _trained(cost: dict, name: str) -> int:
 
 
 def _optimizer_state(g: nx.DiGraph, lv, cost: dict) -> int:
-    kind, rule = g.graph["kinds"][lv.name], lv.rule
+    kind, rule = facts(g).kinds[lv.name], lv.rule
     state = rule_kind(rule.type).state
     if kind == "step":
         return state(rule, _trained(cost, lv.name), 0, 0, 0)
@@ -152,10 +152,10 @@ def _optimizer_state(g: nx.DiGraph, lv, cost: dict) -> int:
 
 def _tensors_of(g: nx.DiGraph, level: str) -> list[str]:
     paths = [path for p in owned_by(g, level) for path in p.paths]
-    paths += [path for name in (initial_states(g) if level == g.graph.get("init_owner") else [])
+    paths += [path for name in (initial_states(g) if level == facts(g).init_owner else [])
               for path in g.nodes[f"part:{name}"]["part"].paths]
     prefixes = tuple(p + "." for p in paths)
-    return [n for n in g.graph["param_shapes"] if n in paths or n.startswith(prefixes)]
+    return [n for n in facts(g).param_shapes if n in paths or n.startswith(prefixes)]
 
 
 def initial_states(g: nx.DiGraph) -> list[str]:
@@ -167,7 +167,7 @@ def initial_states(g: nx.DiGraph) -> list[str]:
     """
     out = []
     for lv in levels(g):
-        if g.graph["kinds"][lv.name] in ("in_context", "memory") \
+        if facts(g).kinds[lv.name] in ("in_context", "memory") \
                 and lv.lifetime in ("sequence", "stream"):
             out.extend(p.name for p in owned_by(g, lv.name))
     return out

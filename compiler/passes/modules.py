@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import networkx as nx
 
+from nestgraph.compiler.ir import facts
 from nestgraph.compiler.passes.common import report
 
 
 def check_modules(g: nx.DiGraph) -> None:
-    spec = g.graph["spec"]
+    spec = facts(g).spec
     dim = spec.model.dim
     for name, module in spec.modules.items():
         heads = getattr(module, "heads", None)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import networkx as nx
 
-from nestgraph.compiler.ir import levels, owner_of, parts
+from nestgraph.compiler.ir import facts, levels, owner_of, parts
 from nestgraph.compiler.passes.common import level_path, lost, report
 
 
@@ -58,7 +58,7 @@ def _part_path(g: nx.DiGraph, part) -> tuple:
     if not part.module:
         return ("model",)
     block = part.name.split(".", 1)[1] if "." in part.name else ""
-    spec = g.graph["spec"].modules[part.module]
+    spec = facts(g).spec.modules[part.module]
     if block and block in getattr(spec, "blocks", {}):
         return ("modules", part.module, "blocks", block)
     return ("modules", part.module)

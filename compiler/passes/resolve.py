@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import networkx as nx
 
-from nestgraph.compiler.ir import levels, owner_of, parts
+from nestgraph.compiler.ir import facts, levels, owner_of, parts
 from nestgraph.compiler.kinds import module_kind
 from nestgraph.compiler.passes.common import did_you_mean, level_path, lost, report
 
@@ -24,8 +24,8 @@ def resolve(g: nx.DiGraph) -> None:
 
 def _check_level_names(g: nx.DiGraph) -> None:
     seen: dict[str, int] = {}
-    for i, level in enumerate(g.graph["spec"].levels):
-        index = g.graph["level_index"][i]
+    for i, level in enumerate(facts(g).spec.levels):
+        index = facts(g).level_index[i]
         if level.name in seen:
             report(g, f"level '{level.name}' is defined twice", ("levels", index, "name"),
                    "give each level its own name", "E-NAME",
@@ -34,7 +34,7 @@ def _check_level_names(g: nx.DiGraph) -> None:
 
 
 def _check_block(g: nx.DiGraph) -> None:
-    spec, gone = g.graph["spec"], lost(g)
+    spec, gone = facts(g).spec, lost(g)
     seen = set()
     meant = set()  # modules suggested for a misspelt entry: not reported unused as well
     for i, entry in enumerate(spec.model.block):
@@ -55,7 +55,7 @@ def _check_block(g: nx.DiGraph) -> None:
 
 
 def _resolve_owns(g: nx.DiGraph) -> None:
-    spec, gone = g.graph["spec"], lost(g)
+    spec, gone = facts(g).spec, lost(g)
     known = {p.name: p for p in parts(g)}
     groups = _groups(g)
     for lv in levels(g):
@@ -112,7 +112,7 @@ def _resolve_contexts(g: nx.DiGraph) -> None:
 def _resolve_rates(g: nx.DiGraph) -> None:
     # A rate may name a value a module produces per token (``mem.lr``): that is how
     # data-dependent and, later, self-modifying levels are written.
-    spec = g.graph["spec"]
+    spec = facts(g).spec
     for lv in levels(g):
         for key in RATE_KEYS:
             value = getattr(lv.rule, key, None)

@@ -1,8 +1,8 @@
 """The level schedule: what kind each level is, their order by frequency, and their periods.
 
-Requires: ownership. Ensures: ``g.graph["kinds"]`` (level -> "nonparametric" | "in_context" |
-"memory" | "step"), ``g.graph["tokens"]`` (level -> period in tokens per sequence lane; a step reads
-``seq_len`` tokens), ``g.graph["order"]`` (fastest first; ties by position in the spec), ``nest``
+Requires: ownership. Ensures: ``facts(g).kinds`` (level -> "nonparametric" | "in_context" |
+"memory" | "step"), ``facts(g).tokens`` (level -> period in tokens per sequence lane; a step reads
+``seq_len`` tokens), ``facts(g).order`` (fastest first; ties by position in the spec), ``nest``
 edges from each level to the next slower one, and diagnostics for inconsistent periods.
 
 Semantics written down here and in docs/spec.md: when several levels fire at the same position,
@@ -15,7 +15,7 @@ import math
 
 import networkx as nx
 
-from nestgraph.compiler.ir import edges_of, levels, owned_by, owner_of, parts
+from nestgraph.compiler.ir import edges_of, facts, levels, owned_by, owner_of, parts
 from nestgraph.compiler.kinds import module_kind, rule_kind
 from nestgraph.compiler.passes.common import level_path, lost, report, warn
 from nestgraph.periods import (
@@ -32,7 +32,7 @@ def classify(g: nx.DiGraph) -> None:
     for lv in levels(g):
         kinds[lv.name] = _kind(lv)
         _check_kind(g, lv, kinds[lv.name])
-    g.graph["kinds"] = kinds
+    facts(g).kinds = kinds
     check_memory_readers(g)
 
 
@@ -149,7 +149,7 @@ def check_contexts(g: nx.DiGraph) -> None:
     cyclic = {n for c in nx.strongly_connected_components(flows)
               if len(c) > 1 or any(flows.has_edge(n, n) for n in c) for n in c}
     for lv in levels(g):
-        kind = g.graph["kinds"][lv.name]
+        kind = facts(g).kinds[lv.name]
         if (not lv.source or kind == "optimizer" or f"level:{lv.source}" not in g
                 or f"level:{lv.name}" in cyclic):
             continue
@@ -233,7 +233,7 @@ def check_memories_owned(g: nx.DiGraph) -> None:
             owner = owner_of(g, part.name)
             if owner is None and part.name in lost(g).owns:
                 continue  # its level was rejected by the schema, and that is reported
-            if owner is None or g.graph["kinds"].get(owner) != "memory":
+            if owner is None or facts(g).kinds.get(owner) != "memory":
                 what = "memory" if part.name.endswith(".memory") else "projection memories"
                 report(g, f"the {what} of module '{part.module}' has no memory level",
                        ("modules", part.module),
@@ -247,19 +247,19 @@ def _memory_rules(g: nx.DiGraph, part) -> tuple[str, ...]:
 
 
 def order_levels(g: nx.DiGraph) -> None:
-    seq_len = g.graph["spec"].train.seq_len
+    seq_len = facts(g).spec.train.seq_len
     tokens = {lv.name: in_tokens(lv.period, lv.unit, seq_len) for lv in levels(g)}
     order = sorted(tokens, key=lambda n: (tokens[n], g.nodes[f"level:{n}"]["level"].index))
-    g.graph["tokens"], g.graph["order"] = tokens, order
+    facts(g).tokens, facts(g).order = tokens, order
     for inner, outer in zip(order, order[1:], strict=False):
         g.add_edge(f"level:{inner}", f"level:{outer}", key="nest", kind="nest")
 
 
 def check_periods(g: nx.DiGraph) -> None:
     """A faster level's period divides every slower one's (NL Def. 2: nested frequencies)."""
-    tokens, seq_len = g.graph["tokens"], g.graph["spec"].train.seq_len
+    tokens, seq_len = facts(g).tokens, facts(g).spec.train.seq_len
     reported = set()
-    for slow, bad, faster in nesting_violations(tokens, g.graph["order"]):
+    for slow, bad, faster in nesting_violations(tokens, facts(g).order):
         reported.add(slow)
         report(g, f"level '{slow}' updates every {_shown(g, slow)}, which is not a "
                f"multiple of the {_shown(g, bad)} of the faster level '{bad}'",
@@ -269,7 +269,7 @@ def check_periods(g: nx.DiGraph) -> None:
                (f"a step reads train.seq_len = {seq_len} tokens per sequence",))
     _check_memory_chunks(g, reported)
     for lv in levels(g):
-        if never_updates(g.graph["kinds"][lv.name], lv.lifetime, lv.period, seq_len):
+        if never_updates(facts(g).kinds[lv.name], lv.lifetime, lv.period, seq_len):
             _refuse_unread(g, lv, seq_len)
     _warn_never_fires(g)
 
@@ -290,10 +290,10 @@ def _refuse_unread(g: nx.DiGraph, lv, seq_len: int) -> None:
 def _warn_never_fires(g: nx.DiGraph) -> None:
     """A level slower than the whole run never updates in it (a sequence-lifetime one is
     refused above). Only a warning: `train --steps` or a resumed run may reach the period."""
-    spec = g.graph["spec"]
+    spec = facts(g).spec
     steps, seq_len = spec.train.steps, spec.train.seq_len
     for lv in levels(g):
-        tokens = g.graph["tokens"][lv.name]
+        tokens = facts(g).tokens[lv.name]
         if lv.lifetime == "sequence" or not never_fires(tokens, steps, seq_len):
             continue
         need = -(-tokens // seq_len)  # steps, rounded up
@@ -314,7 +314,7 @@ def _check_memory_chunks(g: nx.DiGraph, reported: set[str]) -> None:
     levels that disagree with a memory the others agree with (the one period changed). Levels
     whose period is already reported are left out: their fix changes the chunk.
     """
-    kinds = g.graph["kinds"]
+    kinds = facts(g).kinds
     engine = [lv for lv in levels(g) if kinds[lv.name] == "in_context" and lv.name not in reported]
     if not engine:
         return
@@ -352,10 +352,10 @@ def _suggested(g: nx.DiGraph, name: str, base: int, seq_len: int) -> int:
     """The multiple of `base` to suggest for level `name`. A sequence-lifetime level must stay
     shorter than a sequence (the check below), so it gets the largest multiple of `base` that
     divides seq_len and is smaller, when there is one."""
-    lv, value = g.nodes[f"level:{name}"]["level"], g.graph["tokens"][name]
+    lv, value = g.nodes[f"level:{name}"]["level"], facts(g).tokens[name]
     near = _multiple(value, base)
     if (lv.lifetime != "sequence" or near < seq_len
-            or not never_updates(g.graph["kinds"][name], lv.lifetime, near, seq_len)):
+            or not never_updates(facts(g).kinds[name], lv.lifetime, near, seq_len)):
         return near
     fits = [m for m in range((seq_len - 1) // base * base, 0, -base) if seq_len % m == 0]
     return fits[0] if fits else near
@@ -368,8 +368,8 @@ def _multiple(value: int, base: int) -> int:
 
 def check_outer(g: nx.DiGraph) -> None:
     """Sequence-lifetime states restart from an initial state some step level must learn."""
-    kinds = g.graph["kinds"]
-    steps = [n for n in g.graph["order"] if kinds[n] == "step"]
+    kinds = facts(g).kinds
+    steps = [n for n in facts(g).order if kinds[n] == "step"]
     needy = [lv for lv in levels(g)
              if kinds[lv.name] in ("in_context", "memory") and lv.lifetime == "sequence"]
     # A level the schema rejected may have been that step level: its error is reported.
@@ -378,4 +378,4 @@ def check_outer(g: nx.DiGraph) -> None:
                "steps learns its initial state", level_path(g, needy[0].name, "lifetime"),
                "add an outer level, e.g. {every: 1 step, context: corpus, rule: adamw, "
                "owns: rest}", "E-LEVEL")
-    g.graph["init_owner"] = steps[-1] if steps else None
+    facts(g).init_owner = steps[-1] if steps else None

@@ -1,7 +1,7 @@
 """Shapes: build the network on the meta device and push a batch through it.
 
-Requires: a valid graph. Ensures: ``g.graph["param_shapes"]`` (runtime parameter name -> shape)
-and ``g.graph["part_params"]`` (part -> number of weights). The meta device allocates nothing,
+Requires: a valid graph. Ensures: ``facts(g).param_shapes`` (runtime parameter name -> shape)
+and ``facts(g).part_params`` (part -> number of weights). The meta device allocates nothing,
 so this costs milliseconds whatever the model's size. It also checks that the compiler's idea of
 which runtime weights make up each part covers every weight exactly once.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import networkx as nx
 
-from nestgraph.compiler.ir import IRError, memory_levels, parts
+from nestgraph.compiler.ir import IRError, facts, memory_levels, parts
 from nestgraph.compiler.kinds import call
 from nestgraph.compiler.kinds.calls import build
 from nestgraph.compiler.kinds.network import imports, layer_call, model_kwargs
@@ -20,7 +20,7 @@ from nestgraph.errors import CompileError
 def infer_shapes(g: nx.DiGraph) -> None:
     import torch
 
-    spec = g.graph["spec"]
+    spec = facts(g).spec
     aliases = imports(spec)
     # Every layer is made by the same build_layer(): the network is built and run with one,
     # and the other layers' weights are that one's under their own index. The pass costs the
@@ -40,8 +40,8 @@ def infer_shapes(g: nx.DiGraph) -> None:
                            f"{tuple(logits.shape)}, expected {expected}", pass_name="shapes")
     shapes = _every_layer({n: tuple(p.shape) for n, p in model.named_parameters()},
                           spec.model.layers)
-    g.graph["param_shapes"] = shapes
-    g.graph["part_params"] = _count_parts(g, shapes)
+    facts(g).param_shapes = shapes
+    facts(g).part_params = _count_parts(g, shapes)
 
 
 def _every_layer(shapes: dict[str, tuple], layers: int) -> dict[str, tuple]:

@@ -36,7 +36,11 @@ app = typer.Typer(
 
 
 
-STAGES = ("spec", "ir", "validated", "schedule", "shapes", "plan", "program")
+# The compiler's stage names (nestgraph.compiler.STAGE_NAMES), written out so that the help text
+# needs no import of the compiler; a test keeps the two equal.
+STAGES = ("spec", "ir", "resolve", "modules", "ownership", "classify", "memories", "order",
+          "periods", "outer", "flow", "contexts", "validated", "supported", "shapes", "cost",
+          "plan", "program")
 
 
 def _version(value: bool) -> None:

@@ -18,6 +18,7 @@ from nestgraph.cli.common import (
     handled,
 )
 from nestgraph.cli.help import Command
+from nestgraph.compiler.ir import facts
 from nestgraph.console import status as _status  # one stream for log lines: stderr
 from nestgraph.errors import SpecError
 from nestgraph.escape import printable
@@ -53,9 +54,9 @@ def validate(
             typer.echo(json.dumps(diagnostics_as_json(err.diagnostics, err.source), indent=2))
             raise typer.Exit(err.exit_code) from None
         raise
-    order = list(g.graph["order"])
+    order = list(facts(g).order)
     if as_json:
-        warnings = diagnostics_as_json(g.graph["warnings"], source)
+        warnings = diagnostics_as_json(facts(g).warnings, source)
         typer.echo(json.dumps({"ok": True, "spec": spec.name, "levels": order,
                                "warnings": warnings}, indent=2))
         return
@@ -80,7 +81,8 @@ def compile_cmd(
         "-o", "--out", metavar="DIR", help="build folder [default: build/NAME]")] = None,
     emit: Annotated[str | None, typer.Option(
         "--emit", metavar="STAGE",
-        help=f"print one stage instead of writing files: {', '.join(STAGES)}")] = None,
+        help="print what one stage of the compiler leaves instead of writing files (the "
+             f"graph stages: the graph with its records, as JSON): {', '.join(STAGES)}")] = None,
     debug: DebugOpt = False,
 ) -> None:
     """Compile a spec into build/NAME/: program.py, plan.json, spec.resolved.yaml.
@@ -88,10 +90,11 @@ def compile_cmd(
     The folder becomes the most recent build, wherever it is. Example:
     nestgraph compile specs/cms.yaml model.dim=128 && nestgraph train
     """
+    from nestgraph.compiler import STAGE_NAMES
     from nestgraph.compiler.show import emit_stage
 
     spec_arg, overrides = _one_spec(args)
-    if emit is not None and emit not in STAGES:
+    if emit is not None and emit not in STAGE_NAMES:
         raise typer.BadParameter(
             f"unknown stage '{printable(emit)}'; choose one of {', '.join(STAGES)}")
     if emit is not None:

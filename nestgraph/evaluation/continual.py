@@ -37,11 +37,11 @@ def split_domain(name: str, raw: bytes) -> Domain:
 
 def stdlib_groups(root: Path | None = None) -> dict[str, list[Path]]:
     """The stdlib's .py files (as the built-in corpus reads them) by top-level package."""
-    from nestgraph.runtime.train.data import _stdlib_files
+    from nestgraph.runtime.train.sources import stdlib_files
 
     root = root or Path(sysconfig.get_paths()["stdlib"])
     groups: dict[str, list[Path]] = {}
-    for file in _stdlib_files(root):
+    for file in stdlib_files(root):
         parts = file.relative_to(root).parts
         groups.setdefault(parts[0] if len(parts) > 1 else "(modules)", []).append(file)
     return groups

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
-from nestgraph.runtime.engine import StreamState
 from nestgraph.runtime.levels import LevelDef
+from nestgraph.runtime.stream import StreamState
 
 
 @dataclass

@@ -16,7 +16,7 @@ from typing import Any
 from nestgraph.fmt.emit import BLANK, WIDTH, Line, number, quoted, render
 from nestgraph.spec.comments import Attached
 from nestgraph.spec.source import SpecPath
-from nestgraph.spec.yaml_front import reads_as_string
+from nestgraph.spec.yaml_scalars import reads_as_string
 
 TOP = ("nestgraph", "name", "about", "model", "modules", "levels", "train", "data")
 LEVEL = ("name", "owns", "every", "context", "objective", "rule", "lifetime", "meta")

@@ -17,9 +17,9 @@ from contextlib import nullcontext
 
 import torch
 
-from nestgraph.runtime.engine import Carry, StreamState
 from nestgraph.runtime.levels import LevelDef
 from nestgraph.runtime.reader import prepare_stream, read_window
+from nestgraph.runtime.stream import Carry, StreamState
 from nestgraph.runtime.train.threads import apply_threads
 
 

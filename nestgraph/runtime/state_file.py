@@ -16,7 +16,7 @@ import safetensors.torch
 from nestgraph.errors import UsageProblem
 from nestgraph.escape import printable
 from nestgraph.fsutil import atomic_write_bytes
-from nestgraph.runtime.engine import StreamState
+from nestgraph.runtime.stream import StreamState
 from nestgraph.runtime.train.checkpoint import CheckpointError
 
 FORMAT = "nestgraph-stream-state"

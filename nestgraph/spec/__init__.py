@@ -23,7 +23,8 @@ from nestgraph.errors import Diagnostic, SpecError
 from nestgraph.spec.overrides import apply_overrides
 from nestgraph.spec.schema import Spec
 from nestgraph.spec.source import SourceFile, Span, format_diagnostics
-from nestgraph.spec.yaml_front import load_yaml, reads_as_string
+from nestgraph.spec.yaml_front import load_yaml
+from nestgraph.spec.yaml_scalars import reads_as_string
 
 __all__ = [
     "read_document",

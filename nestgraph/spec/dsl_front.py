@@ -21,8 +21,8 @@ from nestgraph.errors import Diagnostic, SpecError
 from nestgraph.spec.comments import Comment, comment_text
 from nestgraph.spec.dsl_parser import _COMMENTS, CODE, parser
 from nestgraph.spec.source import SourceFile, Span, SpecPath
-from nestgraph.spec.yaml_front import (
-    MAX_DEPTH,
+from nestgraph.spec.yaml_compose import MAX_DEPTH
+from nestgraph.spec.yaml_scalars import (
     NumberTooLong,
     resolve_plain,
     surrogate_in,

@@ -16,9 +16,11 @@ from typing import Any, get_origin
 from pydantic import BaseModel
 
 from nestgraph.errors import Diagnostic, SpecError
+from nestgraph.spec.schema_walk import type_at
 from nestgraph.spec.source import OVERRIDE_SEGMENT, SourceFile, SpecPath
-from nestgraph.spec.validation import describe, did_you_mean, subject, type_at, where
-from nestgraph.spec.yaml_front import kind_of, load_value
+from nestgraph.spec.validation import describe, did_you_mean, subject, where
+from nestgraph.spec.yaml_front import load_value
+from nestgraph.spec.yaml_scalars import kind_of
 
 CODE = "E-OVERRIDE"
 

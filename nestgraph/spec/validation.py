@@ -11,175 +11,36 @@ from __future__ import annotations
 
 import difflib
 import re
-import types
-import typing
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, get_args, get_origin
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from nestgraph.errors import Diagnostic
 from nestgraph.spec.schema import Spec
+from nestgraph.spec.schema_walk import (
+    Located,
+    child_data,
+    child_type,
+    data_at,
+    is_model,
+    literal_choices,
+    locate,
+    model_at,
+    type_at,
+    union_tags,
+)
 from nestgraph.spec.source import SpecPath
-from nestgraph.spec.yaml_front import kind_of
+from nestgraph.spec.yaml_scalars import kind_of
 
 CODE = "E-SCHEMA"
 
-# Segments pydantic adds to `loc` for its own validators: 'function-after[...]', 'chain[...]'.
-_INTERNAL = re.compile(r"^[a-z][\w-]*\[.*\]$")
 _QUOTED = re.compile(r"'([^']*)'")
-_MISSING = object()
-
-# ------------------------------------------------------------------------- walking the schema
-
-
-def _unwrap(tp: Any) -> Any:
-    while get_origin(tp) is Annotated:
-        tp = get_args(tp)[0]
-    return tp
-
-
-def _is_model(tp: Any) -> bool:
-    return isinstance(tp, type) and issubclass(tp, BaseModel)
-
-
-def _union_members(tp: Any) -> list[Any] | None:
-    if get_origin(tp) in (Union, types.UnionType):
-        return [_unwrap(arg) for arg in get_args(tp)]
-    return None
-
-
-def _tag(model: Any) -> str | None:
-    """The `type` tag of a union member model (``AdamW`` -> ``'adamw'``)."""
-    if not _is_model(model) or "type" not in model.model_fields:
-        return None
-    args = get_args(_unwrap(model.model_fields["type"].annotation))
-    return str(args[0]) if args else None
-
-
-def union_tags(tp: Any) -> list[str]:
-    members = _union_members(_unwrap(tp)) or []
-    return [tag for tag in map(_tag, members) if tag is not None]
-
-
-def _pick_member(tp: Any, node: Any) -> Any:
-    """The member of a tagged union that `node` selects, or the union itself if none does."""
-    members = _union_members(tp)
-    if members is None:
-        return tp
-    tag = node.get("type") if isinstance(node, dict) else node  # a bare tag is a shorthand
-    for member in members:
-        if isinstance(tag, str) and _tag(member) == tag:
-            return member
-    return tp
-
-
-def _child_type(tp: Any, segment: str | int) -> Any:
-    tp = _unwrap(tp)
-    if _is_model(tp):
-        field = tp.model_fields.get(segment) if isinstance(segment, str) else None
-        return field.annotation if field is not None else None
-    origin, args = get_origin(tp), get_args(tp)
-    if origin is list and args:
-        return args[0]
-    if origin is tuple and args:
-        if len(args) == 2 and args[1] is Ellipsis:
-            return args[0]
-        return args[segment] if isinstance(segment, int) and segment < len(args) else None
-    if origin is dict and len(args) == 2:
-        return args[1]
-    return None
-
-
-def _child_data(node: Any, segment: str | int) -> Any:
-    if isinstance(node, dict) and segment in node:
-        return node[segment]
-    if isinstance(node, list) and isinstance(segment, int) and 0 <= segment < len(node):
-        return node[segment]
-    return _MISSING
-
-
-def data_at(path: SpecPath, data: Any) -> Any:
-    node = data
-    for segment in path:
-        node = _child_data(node, segment)
-        if node is _MISSING:
-            return _MISSING
-    return node
-
-
-def type_at(path: SpecPath, data: Any) -> Any:
-    """The schema type of the entry at `path`, tagged unions resolved by the data's `type`."""
-    tp: Any = Spec
-    node = data
-    for segment in path:
-        tp = _pick_member(_unwrap(tp), node)
-        tp = _child_type(tp, segment)
-        if tp is None:
-            return None
-        node = _child_data(node, segment)
-    return _pick_member(_unwrap(tp), node)
-
-
-def model_at(path: SpecPath, data: Any) -> type[BaseModel] | None:
-    tp = type_at(path, data)
-    return tp if _is_model(tp) else None
-
-
-def literal_choices(tp: Any) -> list[str]:
-    tp = _unwrap(tp)
-    return [str(arg) for arg in get_args(tp)] if get_origin(tp) is Literal else []
-
-
-# ---------------------------------------------------------------------- pydantic loc -> path
-
-
-class _Located(typing.NamedTuple):
-    path: SpecPath
-    part: str
-    # The scalar types of a plain union a member error came from ('float' of float | str).
-    union_member: str
-
-
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", str(tp))
-
-
-def _locate(loc: tuple[str | int, ...], data: Any) -> _Located:
-    """Drop the segments of `loc` that are not in the document: union tags, validator names."""
-    tp: Any = Spec
-    node = data
-    path: list[str | int] = []
-    part, member = "value", ""
-    for segment in loc:
-        members = _union_members(_unwrap(tp)) if tp is not None else None
-        if members is not None:
-            by_name = {_tag(m) or _type_name(m): m for m in members}
-            if segment in by_name:
-                tp = by_name[segment]
-                member = "" if _tag(by_name[segment]) else str(segment)
-                continue
-        if segment == "[key]":
-            part = "key"
-            continue
-        in_data = _child_data(node, segment) is not _MISSING
-        if isinstance(segment, str) and _INTERNAL.match(segment) and not in_data:
-            continue
-        path.append(segment)
-        node = _child_data(node, segment)
-        tp = _child_type(tp, segment) if tp is not None else None
-    return _Located(tuple(path), part, member)
-
-
-def document_path(loc: tuple[str | int, ...], data: Any) -> SpecPath:
-    """pydantic's `loc` as a path into the user's document (union tags, validators dropped)."""
-    return _locate(tuple(loc), data).path
-
 
 # ------------------------------------------------------------------------------ wording
 
 
 def _level_label(data: Any, index: int) -> str:
-    level = _child_data(_child_data(data, "levels"), index)
+    level = child_data(child_data(data, "levels"), index)
     name = level.get("name") if isinstance(level, dict) else None
     return f"level '{name}'" if isinstance(name, str) and name else f"levels[{index}]"
 
@@ -296,7 +157,7 @@ def _field_type(path: SpecPath, data: Any) -> Any:
     if not path:
         return Spec
     parent = type_at(path[:-1], data)
-    return _child_type(parent, path[-1]) if parent is not None else None
+    return child_type(parent, path[-1]) if parent is not None else None
 
 
 def _tag_missing(path: SpecPath, data: Any) -> Diagnostic:
@@ -373,7 +234,7 @@ def _limits(path: SpecPath, data: Any) -> dict[str, Any]:
     """The bounds the schema sets on the entry at `path` (``{"ge": 0, "lt": 1}``)."""
     parent = type_at(path[:-1], data) if path else None
     metadata: list[Any] = []
-    if _is_model(parent) and isinstance(path[-1], str) and path[-1] in parent.model_fields:
+    if is_model(parent) and isinstance(path[-1], str) and path[-1] in parent.model_fields:
         metadata = list(parent.model_fields[path[-1]].metadata)
     else:
         tp = _field_type(path, data)
@@ -417,7 +278,7 @@ _MAPPING_ERRORS = {"model_type", "model_attributes_type", "dict_type"}
 _MEMBER_WORDS = {"float": "a number", "int": "an integer", "str": "a string", "bool": "a boolean"}
 
 
-def _convert(error: dict[str, Any], located: _Located, data: Any) -> Diagnostic:
+def _convert(error: dict[str, Any], located: Located, data: Any) -> Diagnostic:
     kind, path = error["type"], located.path
     ctx = error.get("ctx") or {}
     if "hint" in ctx:  # the schema's own errors say how to fix them
@@ -459,7 +320,7 @@ def diagnostics_from_pydantic(err: ValidationError, data: Any) -> list[Diagnosti
     entries: list[Diagnostic | SpecPath] = []
     unions: dict[SpecPath, tuple[list[str], Any]] = {}
     for error in err.errors():
-        located = _locate(tuple(error["loc"]), data)
+        located = locate(tuple(error["loc"]), data)
         if not located.union_member:
             entries.append(_convert(error, located, data))
             continue

@@ -230,7 +230,7 @@ def run_case(name: str, form: str, text: str, rng: random.Random) -> tuple[str, 
             described = "damaged text"
         data, source = parse(text, form, filename)
         data = apply_overrides(data, source, overrides)
-        compile_spec(data, source, stop_after="schedule")
+        compile_spec(data, source, stop_after="validated")
         return "valid", described
     except NestgraphError as err:
         if isinstance(err, SpecError):

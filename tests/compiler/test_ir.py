@@ -9,7 +9,7 @@ import networkx as nx
 import pytest
 
 from nestgraph.compiler import validate_graph
-from nestgraph.compiler.ir import IRError, build_ir, owned_by, owner_of, verify_ir
+from nestgraph.compiler.ir import IRError, build_ir, facts, owned_by, owner_of, verify_ir
 from nestgraph.spec import read_document
 from nestgraph.spec.schema import Spec
 
@@ -58,7 +58,7 @@ def test_build_ir_of_a_two_level_spec() -> None:
         ("module:attn", "part:attn.cache", "has"),
         ("module:mlp", "part:mlp", "has"),
     ]
-    assert g.graph["diagnostics"] == []
+    assert facts(g).diagnostics == []
     assert g.graph["name"] == "transformer"
     verify_ir(g)
 
@@ -100,7 +100,7 @@ def test_build_ir_keeps_document_positions_of_levels() -> None:
 
 def test_validated_cms_graph_edges() -> None:
     g = validate_graph(spec_of("cms"))
-    assert g.graph["diagnostics"] == []
+    assert facts(g).diagnostics == []
     assert set(g.nodes) == CMS_NODES
     assert sorted(g.edges(data="kind")) == sorted([
         *CMS_HAS,

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from nestgraph.cli import app
 from nestgraph.compiler import compile_spec
+from nestgraph.compiler.ir import facts
 from nestgraph.compiler.passes.cost import MEMORY_LIMIT_ENV, memory_limit
 from nestgraph.errors import EXIT_SPEC, EnvironmentProblem, SpecError
 from nestgraph.testing import shipped_data
@@ -20,7 +21,7 @@ SPECS = Path(__file__).resolve().parents[2] / "specs"
 
 def refused(data: dict):
     with pytest.raises(SpecError) as caught:
-        compile_spec(data, stop_after="shapes")
+        compile_spec(data, stop_after="cost")
     (d,) = caught.value.diagnostics
     assert d.code == "E-MEMORY"
     return d
@@ -52,7 +53,7 @@ def test_a_batch_too_large_is_refused_at_the_batch_with_one_that_fits(monkeypatc
     assert d.path == ("train", "batch")
     fits = int(re.search(r"train\.batch = (\d+)", d.hint).group(1))
     data["train"]["batch"] = fits
-    compile_spec(data, stop_after="shapes")
+    compile_spec(data, stop_after="cost")
     data["train"]["batch"] = fits + 1
     refused(data)
 
@@ -66,13 +67,13 @@ def test_a_sequence_too_long_for_one_lane_is_refused_at_seq_len(monkeypatch) -> 
 
 def test_the_shipped_spec_fits_and_zero_turns_the_check_off(monkeypatch) -> None:
     monkeypatch.setenv(MEMORY_LIMIT_ENV, "1G")
-    out = compile_spec(shipped_data("hope"), stop_after="shapes")
-    memory = out.graph.graph["memory"]
+    out = compile_spec(shipped_data("hope"), stop_after="cost")
+    memory = facts(out.graph).memory
     assert 0 < memory["weights"] < memory["activations"] + memory["fast_weights"] < 1 << 30
     monkeypatch.setenv(MEMORY_LIMIT_ENV, "0")
     data = shipped_data("transformer")
     data["train"]["batch"] = 65536
-    compile_spec(data, stop_after="shapes")
+    compile_spec(data, stop_after="cost")
 
 
 def test_the_limit_is_the_physical_memory_unless_overridden(monkeypatch) -> None:

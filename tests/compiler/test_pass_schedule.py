@@ -14,7 +14,7 @@ import re
 import pytest
 
 from nestgraph.compiler import validate_graph
-from nestgraph.compiler.ir import owner_of
+from nestgraph.compiler.ir import facts, owner_of
 from nestgraph.spec.schema import Spec
 from nestgraph.testing import diagnostics_of as diagnostics
 from nestgraph.testing import entry_at as entry
@@ -39,7 +39,7 @@ def transformer() -> dict:
 
 
 def test_classify_kinds_of_the_cms_levels() -> None:
-    assert run(cms()).graph["kinds"] == {
+    assert facts(run(cms())).kinds == {
         "attention": "nonparametric", "cms_fast": "in_context", "cms_mid": "in_context",
         "cms_slow": "in_context", "outer": "step",
     }
@@ -75,7 +75,7 @@ def test_classify_adamw_in_context() -> None:
     data = cms()
     level(data, "cms_mid")["rule"] = {"type": "adamw", "lr": 1e-3}
     g = run(data)
-    assert g.graph["kinds"]["cms_mid"] == "in_context"
+    assert facts(g).kinds["cms_mid"] == "in_context"
     d = only(g, "E-LEVEL")
     assert d.path == ("levels", MID, "rule")
     assert d.message == "level 'cms_mid': adamw drives step levels; in context the rule is gd"
@@ -95,7 +95,7 @@ def test_classify_closed_form_rule_on_a_step_level() -> None:
     data = cms()
     level(data, "outer")["rule"] = {"type": "closed_form"}
     g = run(data)
-    assert g.graph["kinds"]["outer"] == "step"  # the unit decides the kind
+    assert facts(g).kinds["outer"] == "step"  # the unit decides the kind
     d = only(g, "E-LEVEL")
     assert d.path == ("levels", OUTER, "rule")
     assert d.message == "level 'outer': a closed-form rule needs an in-context level"
@@ -108,7 +108,7 @@ def test_classify_closed_form_level_is_softmax_attention(key: str, value: str) -
     data = cms()
     level(data, "attention")[key] = value
     g = run(data)
-    assert g.graph["kinds"]["attention"] == "nonparametric"
+    assert facts(g).kinds["attention"] == "nonparametric"
     d = only(g, "E-LEVEL")
     assert d.path == ("levels", ATTENTION, "rule")
     assert "objective nadaraya_watson, every 1 token, lifetime sequence" in d.message
@@ -136,14 +136,14 @@ def test_classify_nadaraya_watson_needs_the_closed_form_rule() -> None:
 
 def test_order_by_tokens_ties_by_document_order() -> None:
     g = run(cms())
-    assert g.graph["tokens"] == {"attention": 1, "cms_fast": 16, "cms_mid": 128,
+    assert facts(g).tokens == {"attention": 1, "cms_fast": 16, "cms_mid": 128,
                                  "cms_slow": 4096, "outer": 256}
-    assert g.graph["order"] == ["attention", "cms_fast", "cms_mid", "outer", "cms_slow"]
+    assert facts(g).order == ["attention", "cms_fast", "cms_mid", "outer", "cms_slow"]
     data = cms()
     level(data, "cms_slow")["every"] = "256 tokens"
     g = run(data)
     # outer (1 step = 256 tokens) ties with cms_slow; cms_slow comes first in the file.
-    assert g.graph["order"] == ["attention", "cms_fast", "cms_mid", "cms_slow", "outer"]
+    assert facts(g).order == ["attention", "cms_fast", "cms_mid", "cms_slow", "outer"]
 
 
 def test_order_tie_follows_the_document_when_it_changes() -> None:
@@ -154,7 +154,7 @@ def test_order_tie_follows_the_document_when_it_changes() -> None:
     data["levels"].insert(1, outer)
     g = run(data)
     assert diagnostics(g) == []
-    assert g.graph["order"] == ["attention", "cms_fast", "cms_mid", "outer", "cms_slow"]
+    assert facts(g).order == ["attention", "cms_fast", "cms_mid", "outer", "cms_slow"]
 
 
 def test_order_a_step_counts_seq_len_tokens() -> None:
@@ -162,14 +162,14 @@ def test_order_a_step_counts_seq_len_tokens() -> None:
     data["train"]["seq_len"] = 8192
     g = run(data)
     assert diagnostics(g) == []
-    assert g.graph["tokens"]["outer"] == 8192
-    assert g.graph["order"] == ["attention", "cms_fast", "cms_mid", "cms_slow", "outer"]
+    assert facts(g).tokens["outer"] == 8192
+    assert facts(g).order == ["attention", "cms_fast", "cms_mid", "cms_slow", "outer"]
 
 
 def test_order_nest_edges_chain_the_levels() -> None:
     g = run(cms())
     nest = sorted((u, v) for u, v, k in g.edges(data="kind") if k == "nest")
-    order = [f"level:{n}" for n in g.graph["order"]]
+    order = [f"level:{n}" for n in facts(g).order]
     assert nest == sorted(zip(order[:-1], order[1:], strict=True))
     assert len(nest) == len(order) - 1
 
@@ -224,7 +224,7 @@ def test_periods_sequence_level_longer_than_a_sequence() -> None:
     assert d.message == ("level 'cms_mid' would never change a prediction: its first update, "
                          "at token 512, comes after the sequence has ended (256 tokens), and "
                          "its state resets every sequence")
-    assert g.graph["order"] == ["attention", "cms_fast", "outer", "cms_mid", "cms_slow"]
+    assert facts(g).order == ["attention", "cms_fast", "outer", "cms_mid", "cms_slow"]
 
 
 def test_periods_stream_level_may_outlast_a_sequence() -> None:
@@ -240,7 +240,7 @@ def test_outer_sequence_level_without_a_step_level() -> None:
     data = cms()
     data["levels"].remove(level(data, "outer"))
     g = run(data)
-    assert g.graph["init_owner"] is None
+    assert facts(g).init_owner is None
     found = [d for d in diagnostics(g, "E-LEVEL") if "resets every sequence" in d.message]
     assert len(found) == 1
     d = found[0]
@@ -250,7 +250,7 @@ def test_outer_sequence_level_without_a_step_level() -> None:
 
 
 def test_outer_the_slowest_step_level_learns_the_initial_states() -> None:
-    assert run(cms()).graph["init_owner"] == "outer"
+    assert facts(run(cms())).init_owner == "outer"
 
 
 def test_outer_stream_levels_need_no_step_level() -> None:
@@ -320,8 +320,8 @@ def test_validate_graph_twice_gives_the_same_answer(broken: bool) -> None:
     spec = Spec.model_validate(data)
     first, second = validate_graph(spec), validate_graph(spec)
     assert first is not second
-    assert first.graph["diagnostics"] == second.graph["diagnostics"]
-    assert bool(first.graph["diagnostics"]) is broken
+    assert facts(first).diagnostics == facts(second).diagnostics
+    assert bool(facts(first).diagnostics) is broken
     for key in ("order", "kinds", "tokens", "init_owner"):
-        assert first.graph[key] == second.graph[key]
+        assert getattr(facts(first), key) == getattr(facts(second), key)
     assert sorted(first.edges(data="kind")) == sorted(second.edges(data="kind"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from nestgraph.compiler.ir import facts
 from nestgraph.testing import level_of, only_diagnostic, shipped_data, validated_graph
 
 
@@ -23,4 +24,4 @@ def test_an_unstable_memory_rate_is_refused_at_that_rate(rule: dict, key: str, h
 
 
 def test_the_shipped_rates_are_stable() -> None:
-    assert validated_graph(shipped_data("titans")).graph["diagnostics"] == []
+    assert facts(validated_graph(shipped_data("titans"))).diagnostics == []

@@ -6,7 +6,7 @@ import pytest
 
 from nestgraph.compiler import compile_spec
 from nestgraph.compiler.codegen import model_source
-from nestgraph.compiler.ir import memory_levels
+from nestgraph.compiler.ir import facts, memory_levels
 from nestgraph.runtime.layers import core as runtime_layers
 from nestgraph.spec import read_document
 
@@ -37,7 +37,7 @@ def layer_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 def test_one_layer_is_built_and_run_whatever_the_depth(layer_calls: list[int]) -> None:
     out = _compiled("transformer", 64)
     assert layer_calls == [0, 1]  # one layer built, one forward through it
-    shapes = out.graph.graph["param_shapes"]
+    shapes = facts(out.graph).param_shapes
     assert {n.split(".")[1] for n in shapes if n.startswith("layers.")} == {
         str(i) for i in range(64)}
 
@@ -57,6 +57,6 @@ def test_the_shapes_are_those_of_the_whole_network(spec: str) -> None:
     with torch.device("meta"):
         whole = namespace["build_model"]()
     expected = {n: tuple(p.shape) for n, p in whole.named_parameters()}
-    assert list(g.graph["param_shapes"].items()) == list(expected.items())
+    assert list(facts(g).param_shapes.items()) == list(expected.items())
     total = sum(p.numel() for p in whole.parameters())
-    assert sum(g.graph["part_params"].values()) == total
+    assert sum(facts(g).part_params.values()) == total

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 import nestgraph.cli
 from nestgraph.compiler import check_document
+from nestgraph.compiler.ir import facts
 from nestgraph.errors import EXIT_SPEC, SpecError
 from nestgraph.periods import never_fires, never_updates, shorter_period
 from nestgraph.spec import read_document
@@ -20,7 +21,7 @@ MID, SLOW, OUTER = 2, 3, 4  # positions in specs/cms.yaml
 
 
 def warnings_of(g) -> list:
-    return g.graph["warnings"]
+    return facts(g).warnings
 
 
 @pytest.mark.parametrize(("period", "refused"), [(255, False), (256, True), (257, True),
@@ -145,7 +146,7 @@ def test_cli_validate_prints_the_warning_and_accepts(tmp_path: Path) -> None:
 def test_a_warning_is_not_an_error(tmp_path: Path) -> None:
     data, source = read_document("cms", ["train.steps=10"])
     spec, g = check_document(data, source)  # does not raise
-    assert spec.train.steps == 10 and len(g.graph["warnings"]) == 1
+    assert spec.train.steps == 10 and len(facts(g).warnings) == 1
 
 
 def test_the_warning_in_json_says_its_severity() -> None:
@@ -153,7 +154,7 @@ def test_the_warning_in_json_says_its_severity() -> None:
 
     data, source = read_document("cms", ["train.steps=10"])
     _, g = check_document(data, source)
-    (entry,) = diagnostics_as_json(g.graph["warnings"], source)
+    (entry,) = diagnostics_as_json(facts(g).warnings, source)
     assert entry["severity"] == "warning" and entry["code"] == "W-PERIOD"
     assert json.dumps(entry)
 

@@ -14,9 +14,9 @@ import torch
 from nestgraph.errors import EXIT_ENVIRONMENT, EXIT_USAGE, EnvironmentProblem, UsageProblem
 from nestgraph.evaluation import lm_eval_adapter as adapter
 from nestgraph.evaluation.lm_eval_adapter import Scorer, scorer_from_args
-from nestgraph.runtime.engine import StreamState
 from nestgraph.runtime.generate import sample
 from nestgraph.runtime.reader import read_long
+from nestgraph.runtime.stream import StreamState
 
 TASKS = Path(__file__).resolve().parent / "lm_eval_task"
 SEQ_LEN = 32

@@ -8,14 +8,9 @@ import pytest
 import torch
 
 from nestgraph.errors import TrainingError
-from nestgraph.runtime.train import data as data_mod
-from nestgraph.runtime.train.data import (
-    Corpus,
-    DataError,
-    heldout_batches,
-    load_corpus,
-    sample_batch,
-)
+from nestgraph.runtime.train import sources as data_mod
+from nestgraph.runtime.train.data import Corpus, heldout_batches, load_corpus, sample_batch
+from nestgraph.runtime.train.sources import DataError
 
 
 def _bytes(corpus: Corpus) -> bytes:

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 import torch.multiprocessing as mp
 
-from nestgraph.runtime.engine import StreamState
+from nestgraph.runtime.stream import StreamState
 from nestgraph.runtime.train.distributed import average_stream, current_rank
 from nestgraph.testing import stream_average_worker
 

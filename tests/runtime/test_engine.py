@@ -7,16 +7,11 @@ import dataclasses
 import pytest
 import torch
 
-from nestgraph.runtime.engine import (
-    Carry,
-    StreamState,
-    chunk_size,
-    init_stream,
-    read_sequence,
-)
+from nestgraph.runtime.engine import chunk_size, init_stream, read_sequence
 from nestgraph.runtime.engine_naive import read_sequence_reference
 from nestgraph.runtime.layers import core as L
 from nestgraph.runtime.levels import ClosedFormRule, GDRule, LevelDef
+from nestgraph.runtime.stream import Carry, StreamState
 
 DIM = 8
 

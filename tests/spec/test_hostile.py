@@ -20,7 +20,9 @@ from nestgraph import load_spec
 from nestgraph.errors import SpecError
 from nestgraph.spec import read_document
 from nestgraph.spec.source import format_diagnostics
-from nestgraph.spec.yaml_front import MAX_EXPANSION, MAX_NUMBER_LENGTH, load_yaml
+from nestgraph.spec.yaml_compose import MAX_EXPANSION
+from nestgraph.spec.yaml_front import load_yaml
+from nestgraph.spec.yaml_scalars import MAX_NUMBER_LENGTH
 from nestgraph.testing import MINIMAL_SPEC
 
 NG_SPEC = """\

@@ -9,15 +9,9 @@ from pydantic import ValidationError
 
 from nestgraph.errors import Diagnostic
 from nestgraph.spec.schema import AdamW, Spec
+from nestgraph.spec.schema_walk import document_path, model_at
 from nestgraph.spec.source import SourceFile, format_diagnostic, format_diagnostics
-from nestgraph.spec.validation import (
-    describe,
-    diagnostics_from_pydantic,
-    document_path,
-    model_at,
-    subject,
-    where,
-)
+from nestgraph.spec.validation import describe, diagnostics_from_pydantic, subject, where
 from nestgraph.spec.yaml_front import load_yaml
 
 HEAD = """\

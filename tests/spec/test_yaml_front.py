@@ -15,7 +15,8 @@ from nestgraph.spec.source import (
     format_diagnostic,
     format_diagnostics,
 )
-from nestgraph.spec.yaml_front import MAX_ALIASES, load_value, load_yaml
+from nestgraph.spec.yaml_compose import MAX_ALIASES
+from nestgraph.spec.yaml_front import load_value, load_yaml
 from nestgraph.testing import MINIMAL_SPEC
 
 MINIMAL = MINIMAL_SPEC

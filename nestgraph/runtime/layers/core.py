@@ -55,7 +55,7 @@ class MLPChain(nn.Module):
     ``sequential``: ``h <- h + MLP_k(h)`` for each block in order (the paper omits norms and
     residuals; the inner residual is our choice, so that a block whose level has not learned
     anything yet passes its input through); ``nested`` reads the same way (what differs is how
-its levels reset, `engine._Fast.update`). ``independent``: the blocks read the same input and
+its levels reset, `fast_weights.FastWeights.update`). ``independent``: the blocks read the same input and
     a learnable softmax-weighted sum aggregates them (the Agg of the independent variant).
     """
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from nestgraph.runtime.engine import StreamState
+from nestgraph.runtime.stream import StreamState
 
 RUN_DIR_ENV = "NESTGRAPH_RUN_DIR"
 

@@ -15,7 +15,6 @@ from nestgraph.errors import (
     TrainingError,
 )
 from nestgraph.runtime.engine import (
-    StreamState,
     in_context_levels,
     init_stream,
     read_sequence,
@@ -31,6 +30,7 @@ from nestgraph.runtime.levels import (
     schedule_factor,
 )
 from nestgraph.runtime.program import Program
+from nestgraph.runtime.stream import StreamState
 from nestgraph.runtime.train.data import (
     Corpus,
     heldout_batches,
