@@ -159,7 +159,8 @@ def _schedule_source(plan: dict) -> str:
 
 def _import_line(path: str, alias: str) -> str:
     parent, _, leaf = path.rpartition(".")
-    return f"from {parent} import {leaf} as {alias}"
+    # A kind from outside the package may live in a top-level module (`import toykinds as T`).
+    return f"from {parent} import {leaf} as {alias}" if parent else f"import {path} as {alias}"
 
 
 def _rule_source(rule: dict, level: str) -> str:

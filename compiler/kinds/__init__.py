@@ -6,7 +6,16 @@ nn.Module. docs/extending.md walks through one.
 """
 
 from nestgraph.compiler.kinds import attention, mlp, rules, selfmod, titans
-from nestgraph.compiler.kinds.base import Call, Flow, ModuleKind, Ownable, RuleKind, call
+from nestgraph.compiler.kinds.base import (
+    Call,
+    Flow,
+    ModuleKind,
+    Ownable,
+    RuleKind,
+    bodies,
+    call,
+    hidden_of,
+)
 from nestgraph.compiler.kinds.registry import (
     MODULE_KINDS,
     RULE_KINDS,
@@ -24,4 +33,4 @@ for _rule in rules.BUILT_IN:
     RULE_KINDS[_rule.tag] = _rule
 
 __all__ = ["MODULE_KINDS", "RULE_KINDS", "Call", "Flow", "ModuleKind", "Ownable", "RuleKind",
-           "call", "module_kind", "register", "registered", "rule_kind", "unregister"]
+           "bodies", "call", "hidden_of", "module_kind", "register", "registered", "rule_kind", "unregister"]
