@@ -57,9 +57,10 @@ def model_source(spec, memory_levels: dict | None = None) -> str:
         "",
         "",
         "def build_model() -> L.NestedLM:",
-        "    return L.NestedLM(",
+        '    """The network, its memories handed the levels that own them (SCHEDULE)."""',
+        "    return lv.bind_levels(L.NestedLM(",
         *args,
-        "    )",
+        "    ), SCHEDULE)",
     ])
 
 

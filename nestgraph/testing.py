@@ -165,3 +165,10 @@ def flat(program: str) -> str:
     text = re.sub(r",\n\s*([)}\]])", r"\1", program)
     text = re.sub(r"([({\[])\n\s*", r"\1", text)
     return re.sub(r",\n\s+", ", ", text)
+
+
+def built(program: str):
+    """The model a generated program's build_model makes (its memories bound to their levels)."""
+    namespace: dict = {"__name__": "nestgraph_built_program"}
+    exec(compile(program, "program.py", "exec"), namespace)  # noqa: S102
+    return namespace["build_model"]()

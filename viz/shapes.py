@@ -8,7 +8,7 @@ in the order `torch.nn.Module.named_parameters` yields them: a module's own para
 then its submodules, each in the order assigned.
 
 The stand-ins mirror the constructors of `nestgraph.runtime.layers.core`, `titans` and
-`selfmod_layer`; `tests/cli/test_graph_without_torch.py` checks that every shipped spec gets exactly the
+`selfmod`; `tests/cli/test_graph_without_torch.py` checks that every shipped spec gets exactly the
 names and shapes the shapes pass finds. Anything the stand-ins do not know (a new module type,
 an argument they refuse) makes `param_shapes` return None, and the caller falls back to torch.
 """
@@ -153,11 +153,10 @@ def _memory_init(kind: str, heads: int, head_dim: int, hidden: int) -> _Module:
 def NeuralMemory(dim: int, heads: int, kind: str = "mlp", hidden: int = 64,  # noqa: N802
                  conv: int = 4, gate: bool = True, lr: float | None = None,
                  forget: float | None = 0.0, momentum: float | None = 0.0,
-                 rule: str = "titans", **_settings) -> _Module:
+                 produces: tuple[str, ...] | None = None, **_settings) -> _Module:
     _divisible(dim, heads)
-    if rule not in ("titans", "dgd"):
-        raise ValueError(f"unknown memory rule {rule!r}")
-    rates = sum(value is None for value in (lr, forget, momentum))
+    rates = (len(produces) if produces is not None
+             else sum(value is None for value in (lr, forget, momentum)))
     proj = _Module()
     proj.child("qkv", _linear(dim, 3 * dim, bias=False))
     proj.child("conv", _conv(3 * dim, conv) if conv else None)
@@ -215,6 +214,9 @@ _NAMESPACE = {
                          Residual=Residual, Layer=Layer, NestedLM=NestedLM),
     "T": SimpleNamespace(NeuralMemory=NeuralMemory, MemoryAsGate=MemoryAsGate),
     "S": SimpleNamespace(SelfModifyingTitans=SelfModifyingTitans),
+    # build_model hands memories their levels (`levels.bind_levels`): no weights change.
+    "lv": SimpleNamespace(bind_levels=lambda model, schedule: model),
+    "SCHEDULE": (),
 }
 
 

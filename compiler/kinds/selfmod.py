@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from nestgraph.compiler.kinds.attention import CORE
-from nestgraph.compiler.kinds.base import Flow, ModuleKind, Ownable, bodies, call, hidden_of, rate
+from nestgraph.compiler.kinds.base import Flow, ModuleKind, Ownable, bodies, call, hidden_of
 from nestgraph.compiler.kinds.titans import memory_width
 
 SELFMOD = ("nestgraph.runtime.layers.selfmod", "S")
@@ -20,15 +20,12 @@ def _ownables(name: str, spec, model) -> list[Ownable]:
 
 
 def _constructor(spec, dim: int, owners: dict):
-    memory, projections = owners["memory"], owners["projections"]
-    main, proj = memory.rule, projections.rule
+    """The architecture; the chunks, objective and rates are the owning levels' (`learn_as`).
+    Whether values are the memory's own output sets its initial state, so it is an argument."""
     return call("S.SelfModifyingTitans", dim=dim, heads=spec.heads, kind=spec.memory.kind,
                 hidden=hidden_of(dim // spec.heads, spec.memory.expand), conv=spec.conv,
-                adaptive_q=spec.adaptive_q, gate=spec.gate, objective=memory.objective,
-                self_values=memory.values == "self", chunk=memory.period,
-                proj_chunk=projections.period, lr=rate(main.lr), forget=rate(main.forget),
-                max_lr=main.max_lr, proj_lr=rate(proj.lr), proj_forget=rate(proj.forget),
-                proj_max_lr=proj.max_lr)
+                adaptive_q=spec.adaptive_q, gate=spec.gate,
+                self_values=owners["memory"].values == "self")
 
 
 def _flops(ownable: Ownable, spec, model, seq_len: int) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from nestgraph.compiler.kinds.attention import CORE, attention_call
 from nestgraph.compiler.kinds.attention import flops as attention_flops
-from nestgraph.compiler.kinds.base import Flow, ModuleKind, Ownable, bodies, call, hidden_of, rate
+from nestgraph.compiler.kinds.base import Flow, ModuleKind, Ownable, bodies, call, hidden_of
 
 TITANS = ("nestgraph.runtime.layers.titans", "T")
 
@@ -17,15 +17,15 @@ def memory_width(spec, dim: int) -> int:
 
 
 def memory_call(spec, dim: int, level, gate: bool):
-    """`T.NeuralMemory`, with the chunk, objective and rule of the level owning its memory."""
-    rule = level.rule
+    """`T.NeuralMemory`'s architecture. Its chunk, objective and rule are the owning level's,
+    stated in SCHEDULE and handed over by `levels.bind_levels`; which rates it produces per
+    token shapes its weights, so it is an argument."""
+    produces = tuple(name for name in ("lr", "forget", "momentum")
+                     if isinstance(getattr(level.rule, name, 0.0), str))
     return call("T.NeuralMemory", dim=dim, heads=spec.heads, kind=spec.memory.kind,
                 hidden=hidden_of(dim // spec.heads, spec.memory.expand), conv=spec.conv,
-                qk_norm=spec.qk_norm, gate=gate, chunk=level.period, objective=level.objective,
-                lr=rate(rule.lr), forget=rate(rule.forget),
-                momentum=rate(getattr(rule, "momentum", 0.0)), max_lr=rule.max_lr,
-                max_momentum=getattr(rule, "max_momentum", 0.9), rule=rule.type,
-                self_values=level.values == "self")
+                qk_norm=spec.qk_norm, gate=gate, self_values=level.values == "self",
+                produces=produces)
 
 
 def _memory_ownables(name: str, spec, model) -> list[Ownable]:

@@ -183,6 +183,20 @@ class LevelDef:
     notes: tuple[str, ...] = field(default=())
 
 
+def bind_levels(model: torch.nn.Module, schedule: tuple[LevelDef, ...]) -> torch.nn.Module:
+    """Hand each memory level to the modules whose memories it owns (`learn_as`), so that a
+    memory's chunk, objective and rule are stated once, in the schedule, and not again as the
+    module's arguments. A memory level's ``modules`` are ``PATH.PART``: PART of the module at
+    PATH."""
+    for lv in schedule:
+        if lv.kind != "memory":
+            continue
+        for path in lv.modules:
+            owner, _, part = path.rpartition(".")
+            model.get_submodule(owner).learn_as(part, lv)
+    return model
+
+
 def owned_parameters(model: torch.nn.Module, level: LevelDef) -> dict[str, torch.nn.Parameter]:
     """The parameters under the level's module paths, by full name, in model order."""
     return parameters_under(model, level.modules)

@@ -9,7 +9,7 @@ import pytest
 from nestgraph.compiler import check_document, compile_spec
 from nestgraph.errors import SpecError
 from nestgraph.spec import read_document
-from nestgraph.testing import flat
+from nestgraph.testing import built, flat
 
 BASE, _ = read_document("titans")
 
@@ -36,7 +36,11 @@ def test_titans_plan_and_program():
     assert outer["initial_states"] == ["mem.memory"]
     assert "layers.0.blocks.mem.body.memory" in outer["modules"]
     assert "T.NeuralMemory(dim=64, heads=4, kind='mlp'" in flat(result.program)
-    assert "chunk=16, objective='l2', lr=None, forget=None, momentum=None" in flat(result.program)
+    # The level's settings are stated once, in SCHEDULE; the built memory has taken them.
+    assert "chunk=" not in result.program
+    memory = built(result.program).get_submodule("layers.0.blocks.mem.body")
+    assert (memory.chunk, memory.objective, memory.rule) == (16, "l2", "titans")
+    assert memory.constants == {"lr": None, "forget": None, "momentum": None}
     assert "from nestgraph.runtime.layers import titans as T" in flat(result.program)
 
 

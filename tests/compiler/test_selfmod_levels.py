@@ -6,7 +6,7 @@ import copy
 
 from nestgraph.compiler import compile_spec
 from nestgraph.spec import read_document
-from nestgraph.testing import flat, shipped_data
+from nestgraph.testing import built, flat, shipped_data
 from nestgraph.testing import level_of as level
 from nestgraph.testing import spec_errors as errors
 
@@ -22,9 +22,11 @@ def test_hope_plan_and_program():
     outer = next(lv for lv in result.plan["levels"] if lv["name"] == "outer")
     assert {"selfmod.memory", "selfmod.projections"} <= set(outer["initial_states"])
     assert "S.SelfModifyingTitans(dim=64, heads=4, kind='mlp'" in flat(result.program)
-    # Each memory takes its chunk and rates from the level that owns it.
-    assert "self_values=True, chunk=32, proj_chunk=8" in flat(result.program)
-    assert "max_lr=0.03, proj_lr=None, proj_forget=None, proj_max_lr=0.1" in flat(result.program)
+    # Each memory takes its chunk and rates from the level that owns it (stated in SCHEDULE).
+    assert "self_values=True" in flat(result.program) and "chunk=" not in result.program
+    selfmod = built(result.program).get_submodule("layers.0.blocks.selfmod.body")
+    assert (selfmod.chunk, selfmod.proj_chunk) == (32, 8)
+    assert selfmod.rates == {"main": (None, None, 0.03), "proj": (None, None, 0.1)}
     assert "from nestgraph.runtime.layers import selfmod as S" in flat(result.program)
     assert "values: self" in result.resolved_yaml
 
@@ -76,4 +78,5 @@ def test_dgd_drives_a_neural_memory_too():
                                   "max_lr": 0.05}
     level(d, "memory")["objective"] = {"type": "l2", "values": "self"}
     result = compile_spec(d)
-    assert "rule='dgd', self_values=True" in flat(result.program)
+    assert "self_values=True" in flat(result.program)
+    assert built(result.program).get_submodule("layers.0.blocks.mem.body").rule == "dgd"

@@ -49,10 +49,11 @@ def test_the_shapes_are_those_of_the_whole_network(spec: str) -> None:
     out = _compiled(spec, 3)
     g = out.graph
     namespace = {"L": runtime_layers}
+    from nestgraph.runtime import levels
     from nestgraph.runtime.layers import selfmod as selfmod_layer
     from nestgraph.runtime.layers import titans
 
-    namespace.update(T=titans, S=selfmod_layer)
+    namespace.update(T=titans, S=selfmod_layer, lv=levels, SCHEDULE=())  # shapes: no binding
     exec(compile(model_source(out.spec, memory_levels(g)), "<m>", "exec"), namespace)  # noqa: S102
     with torch.device("meta"):
         whole = namespace["build_model"]()

@@ -208,16 +208,7 @@ def build_layer() -> L.Layer:
                     conv=4,
                     adaptive_q=False,
                     gate=True,
-                    objective='l2',
                     self_values=True,
-                    chunk=32,
-                    proj_chunk=8,
-                    lr=None,
-                    forget=None,
-                    max_lr=0.03,
-                    proj_lr=None,
-                    proj_forget=None,
-                    proj_max_lr=0.1,
                 ),
                 residual=True,
             ),
@@ -250,13 +241,14 @@ def build_layer() -> L.Layer:
 
 
 def build_model() -> L.NestedLM:
-    return L.NestedLM(
+    """The network, its memories handed the levels that own them (SCHEDULE)."""
+    return lv.bind_levels(L.NestedLM(
         vocab=256,
         dim=64,
         layers=[build_layer() for _ in range(2)],
         final_norm=L.make_norm('rms', 64),
         tie_embeddings=True,
-    )
+    ), SCHEDULE)
 
 
 if __name__ == "__main__":

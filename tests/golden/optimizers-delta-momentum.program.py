@@ -148,13 +148,14 @@ def build_layer() -> L.Layer:
 
 
 def build_model() -> L.NestedLM:
-    return L.NestedLM(
+    """The network, its memories handed the levels that own them (SCHEDULE)."""
+    return lv.bind_levels(L.NestedLM(
         vocab=256,
         dim=64,
         layers=[build_layer() for _ in range(2)],
         final_norm=L.make_norm('rms', 64),
         tie_embeddings=True,
-    )
+    ), SCHEDULE)
 
 
 if __name__ == "__main__":

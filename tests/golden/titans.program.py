@@ -121,15 +121,8 @@ def build_layer() -> L.Layer:
                     conv=4,
                     qk_norm=True,
                     gate=True,
-                    chunk=16,
-                    objective='l2',
-                    lr=None,
-                    forget=None,
-                    momentum=None,
-                    max_lr=0.005,
-                    max_momentum=0.9,
-                    rule='titans',
                     self_values=False,
+                    produces=('lr', 'forget', 'momentum'),
                 ),
                 residual=True,
             ),
@@ -147,13 +140,14 @@ def build_layer() -> L.Layer:
 
 
 def build_model() -> L.NestedLM:
-    return L.NestedLM(
+    """The network, its memories handed the levels that own them (SCHEDULE)."""
+    return lv.bind_levels(L.NestedLM(
         vocab=256,
         dim=64,
         layers=[build_layer() for _ in range(2)],
         final_norm=L.make_norm('rms', 64),
         tie_embeddings=True,
-    )
+    ), SCHEDULE)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nestgraph.runtime.layers.titans import CausalDepthwiseConv, MemoryInit, is_off, split_heads
+from nestgraph.runtime.layers.titans import (
+    CausalDepthwiseConv,
+    MemoryInit,
+    constant_rate,
+    is_off,
+    split_heads,
+)
 from nestgraph.runtime.ops.delta import delta_scan
 from nestgraph.runtime.ops.delta_naive import delta_scan_reference
 from nestgraph.runtime.ops.selfmod import Derived, projection_scan, projection_scan_reference
@@ -116,6 +122,20 @@ class SelfModifyingTitans(nn.Module):
         self.memory = MemoryInit(kind, heads, self.head_dim, hidden, identity=self_values)
         self.projections = ProjectionInit(kind, 5 if adaptive_q else 4, heads, self.head_dim,
                                           hidden)
+
+    def learn_as(self, part: str, level) -> None:
+        """Take the chunk and rates of the level that owns one of its memories (``memory``:
+        the main memory, also the objective; ``projections``: the P memories), a `LevelDef`
+        stated once in the program's SCHEDULE (see `levels.bind_levels`)."""
+        rule = level.rule
+        rates = (constant_rate(rule.lr), constant_rate(rule.forget), rule.max_lr)
+        if part == "memory":
+            self.chunk, self.objective, self.rates["main"] = level.period, level.objective, rates
+        elif part == "projections":
+            self.proj_chunk, self.rates["proj"] = level.period, rates
+        else:
+            raise ValueError(f"a self-modifying memory has 'memory' and 'projections', not "
+                             f"{part!r}")
 
     def forward(self, x: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
         b, t, d = x.shape

@@ -37,6 +37,11 @@ class CausalDepthwiseConv(nn.Module):
         return y, padded[:, -(self.window - 1):, :] if self.window > 1 else padded[:, :0, :]
 
 
+def constant_rate(value) -> float | None:
+    """A rate named by a string is produced per token by the module: None."""
+    return None if isinstance(value, str) else float(value)
+
+
 def is_off(part: nn.Module, cache: dict | None) -> bool:
     """Whether the engine switched off the level that owns ``part`` (the engine puts the ids
     of switched-off levels' sub-modules in ``cache["off"]``)."""
@@ -104,8 +109,10 @@ class NeuralMemory(nn.Module):
                  objective: str = "l2", lr: float | None = None, forget: float | None = 0.0,
                  momentum: float | None = 0.0, max_lr: float = 0.005,
                  max_momentum: float = 0.9, rule: str = "titans",
-                 self_values: bool = False) -> None:
+                 self_values: bool = False, produces: tuple[str, ...] | None = None) -> None:
         super().__init__()
+        if produces is not None:  # the rates it makes per token; `learn_as` sets the rest
+            lr, forget, momentum = (None if name in produces else 0.0 for name in self.RATES)
         if dim % heads:
             raise ValueError(f"dim {dim} is not divisible by heads {heads}")
         self.dim, self.heads, self.kind, self.chunk = dim, heads, kind, chunk
@@ -119,6 +126,23 @@ class NeuralMemory(nn.Module):
         self.proj = MemoryProjections(dim, heads, conv, gate, len(self.produced))
         self.memory = MemoryInit(kind, heads, dim // heads, hidden)
         self._init_rates()
+
+    def learn_as(self, part: str, level) -> None:
+        """Take the chunk, objective and rule of the level that owns this memory (a
+        `LevelDef`, stated once in the program's SCHEDULE; see `levels.bind_levels`)."""
+        if part != "memory":
+            raise ValueError(f"a neural memory has one memory, 'memory', not {part!r}")
+        rule = level.rule
+        constants = {name: constant_rate(getattr(rule, name, 0.0)) for name in self.RATES}
+        produced = [name for name in self.RATES if constants[name] is None]
+        if produced != self.produced:
+            raise ValueError(f"level '{level.name}' has the memory produce {produced} per token, "
+                             f"but it was built producing {self.produced}")
+        self.rule = type(rule).__name__.removesuffix("Rule").lower()
+        if self.rule not in ("titans", "dgd"):
+            raise ValueError(f"unknown memory rule {self.rule!r}; expected 'titans' or 'dgd'")
+        self.chunk, self.objective, self.constants = level.period, level.objective, constants
+        self.max_lr, self.max_momentum = rule.max_lr, getattr(rule, "max_momentum", 0.9)
 
     def _init_rates(self) -> None:
         """Start at half the largest step and momentum, and with little forgetting.
