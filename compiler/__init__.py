@@ -58,8 +58,9 @@ class Compilation:
 class Stage:
     name: str
     run: Callable[[Compilation], None]
-    makes: str  # what the stage adds, for docs and `nestgraph compile --help`
+    makes: str  # what the stage adds, for docs and the pipeline diagram
     graph: bool = True  # whether the stage works on the graph (and is verified after)
+    home: str = ""  # the module that does the work (for the diagram): the pass's own
 
 
 def _read_spec(c: Compilation) -> None:
@@ -82,11 +83,12 @@ def _build_ir(c: Compilation) -> None:
     facts(c.graph).lost = c.lost
 
 
-def _on_graph(graph_pass: Callable[[nx.DiGraph], None]) -> Callable[[Compilation], None]:
+def _on_graph(name: str, graph_pass: Callable[[nx.DiGraph], None], makes: str) -> Stage:
+    """A stage that is one pass over the graph."""
     def run(c: Compilation) -> None:
         graph_pass(c.graph)
 
-    return run
+    return Stage(name, run, makes, home=graph_pass.__module__)
 
 
 def _raise_problems(c: Compilation) -> None:
@@ -122,24 +124,31 @@ def _program(c: Compilation) -> None:
 
 
 STAGES: tuple[Stage, ...] = (
-    Stage("spec", _read_spec, "the validated Spec (the schema)", graph=False),
-    Stage("ir", _build_ir, "the graph: level, module and part nodes with their records"),
-    Stage("resolve", _on_graph(resolve), "names resolved: owns, contexts, block modules"),
-    Stage("modules", _on_graph(check_modules), "module settings checked against the model"),
-    Stage("ownership", _on_graph(partition_ownership), "owns edges: each part has one owner"),
-    Stage("classify", _on_graph(classify), "facts.kinds: step, in_context, memory per level"),
-    Stage("memories", _on_graph(check_memories_owned), "every memory has its level"),
-    Stage("order", _on_graph(order_levels), "facts.order/tokens, nest edges"),
-    Stage("periods", _on_graph(check_periods), "periods nest and fit the sequence"),
-    Stage("outer", _on_graph(check_outer), "one outer level trains what no other does"),
-    Stage("flow", _on_graph(check_flow), "context edges: what each level learns from"),
-    Stage("contexts", _on_graph(check_contexts), "contexts fit the kinds; facts.init_owner"),
-    Stage("validated", _raise_problems, "every problem so far, raised as one SpecError"),
-    Stage("supported", _on_graph(check_supported), "what this version cannot run yet"),
-    Stage("shapes", _shapes, "facts.param_shapes/part_params (from the runtime modules)"),
-    Stage("cost", _cost, "facts.cost/memory: FLOPs, parameters, training memory"),
-    Stage("plan", _plan, "the plan: levels, schedule, train and data (JSON)"),
-    Stage("program", _program, "program.py's text", graph=False),
+    Stage("spec", _read_spec, "the validated Spec (the schema)", graph=False,
+          home="nestgraph.spec.schema"),
+    Stage("ir", _build_ir, "the graph: level, module and part nodes with their records",
+          home="nestgraph.compiler.ir"),
+    _on_graph("resolve", resolve, "names resolved: owns, contexts, block modules"),
+    _on_graph("modules", check_modules, "module settings checked against the model"),
+    _on_graph("ownership", partition_ownership, "owns edges: each part has one owner"),
+    _on_graph("classify", classify, "facts.kinds: step, in_context, memory per level"),
+    _on_graph("memories", check_memories_owned, "every memory has its level"),
+    _on_graph("order", order_levels, "facts.order/tokens, nest edges"),
+    _on_graph("periods", check_periods, "periods nest and fit the sequence"),
+    _on_graph("outer", check_outer, "one outer level trains what no other does"),
+    _on_graph("flow", check_flow, "context edges: what each level learns from"),
+    _on_graph("contexts", check_contexts, "contexts fit the kinds; facts.init_owner"),
+    Stage("validated", _raise_problems, "every problem so far, raised as one SpecError",
+          home="nestgraph.compiler"),
+    _on_graph("supported", check_supported, "what this version cannot run yet"),
+    Stage("shapes", _shapes, "facts.param_shapes/part_params (from the runtime modules)",
+          home="nestgraph.compiler.passes.shapes"),
+    Stage("cost", _cost, "facts.cost/memory: FLOPs, parameters, training memory",
+          home="nestgraph.compiler.passes.cost"),
+    Stage("plan", _plan, "the plan: levels, schedule, train and data (JSON)",
+          home="nestgraph.compiler.plan"),
+    Stage("program", _program, "program.py's text", graph=False,
+          home="nestgraph.compiler.codegen"),
 )
 STAGE_NAMES = tuple(stage.name for stage in STAGES)
 VALIDATED = STAGE_NAMES.index("validated")

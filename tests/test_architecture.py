@@ -163,3 +163,20 @@ def test_the_package_stays_within_its_budget():
 @pytest.mark.parametrize("part", sorted(ALLOWED))
 def test_allowed_parts_exist(part):
     assert part in {part_of(m) for m in modules()}, f"ALLOWED names a part with no modules: {part}"
+
+
+def test_the_training_path_never_loads_a_naive_reference():
+    # fla's rule: the fast op sits beside its *_naive.py, and nothing on the training path
+    # imports the naive one at load time (a reference mode may import it when switched on).
+    found = modules()
+    loaded = []
+    for name, path in found.items():
+        if name.endswith("_naive"):
+            continue
+        tree = ast.parse(path.read_text(), str(path))
+        for node in tree.body:  # module level only
+            if isinstance(node, ast.ImportFrom) and (node.module or "").endswith("_naive"):
+                loaded.append(f"{name} -> {node.module}")
+            if isinstance(node, ast.Import):
+                loaded += [f"{name} -> {a.name}" for a in node.names if a.name.endswith("_naive")]
+    assert not loaded, "naive references loaded on the training path:\n" + "\n".join(loaded)

@@ -41,8 +41,7 @@ from nestgraph.runtime.layers.titans import (
     split_heads,
 )
 from nestgraph.runtime.ops.delta import delta_scan
-from nestgraph.runtime.ops.delta_naive import delta_scan_reference
-from nestgraph.runtime.ops.selfmod import Derived, projection_scan, projection_scan_reference
+from nestgraph.runtime.ops.selfmod import Derived, projection_scan
 
 FORGET_START = -6.0  # sigmoid(-6) ≈ 0.0025: start by keeping almost everything
 
@@ -147,8 +146,7 @@ class SelfModifyingTitans(nn.Module):
         z = x
         if self.proj.conv is not None:
             z, tail = self.proj.conv(x, tail)
-        scan, main_scan = ((projection_scan_reference, delta_scan_reference) if self.reference
-                           else (projection_scan, delta_scan))
+        scan, main_scan = _naive_scans() if self.reference else (projection_scan, delta_scan)
         derived, proj_w = scan(self.kind, self.objective, proj_w, split_heads(z, self.heads),
                                partial(self._derive, frozen=proj_off), chunk=self.proj_chunk,
                                self_values=self.self_values)
@@ -184,3 +182,12 @@ class SelfModifyingTitans(nn.Module):
         forget = (torch.sigmoid(forget_logit) if forget is None
                   else torch.full_like(forget_logit, forget))
         return lr, forget
+
+
+def _naive_scans():
+    """The per-token references (tests and benchmarks set ``reference``): imported only then,
+    so the training path never loads them."""
+    from nestgraph.runtime.ops.delta_naive import delta_scan_reference
+    from nestgraph.runtime.ops.selfmod_naive import projection_scan_reference
+
+    return projection_scan_reference, delta_scan_reference

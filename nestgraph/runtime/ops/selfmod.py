@@ -12,7 +12,7 @@ has its own (the paper's two chunk sizes). Inside a projection chunk, every memo
 outputs from its chunk-start state, and every gradient is taken there, so a chunk is a handful
 of batched matmuls and one triangular solve per matrix (`delta.delta_step`). The projections
 never read the main memory, so they are scanned first over the whole call, and the main memory
-(`delta.delta_scan`) after; the loops run over chunks, never tokens. `projection_scan_reference`
+(`delta.delta_scan`) after; the loops run over chunks, never tokens. `selfmod_naive.projection_scan_reference`
 is the per-token loop beside the fast path.
 """
 
@@ -24,8 +24,7 @@ from typing import NamedTuple
 import torch
 
 from nestgraph.runtime.ops.delta import delta_step
-from nestgraph.runtime.ops.delta_naive import token_update
-from nestgraph.runtime.ops.memory import _check_args, _forward, memory_read, read_chunk
+from nestgraph.runtime.ops.memory import _check_args, _forward, read_chunk
 
 Tensor = torch.Tensor
 
@@ -73,30 +72,6 @@ def _write_chunk(kind: str, objective: str, state: dict[str, Tensor], out: Deriv
     # the stacked weights, so what depends on them alone is computed once.
     _, pred, target, pre = read_chunk(kind, state, None, out.k, out.v, self_values)
     return delta_step(kind, objective, state, out.k, pred, pre, target, out.lr, out.forget)
-
-
-def projection_scan_reference(kind: str, objective: str, weights: dict[str, Tensor],
-                              z: Tensor, derive: Derive, *, chunk: int,
-                              self_values: bool = True) -> tuple[Derived, dict[str, Tensor]]:
-    """Same contract as `projection_scan`, one token at a time with autograd gradients."""
-    _check_args(kind, objective, chunk)
-    state, start, parts = dict(weights), dict(weights), []
-    for t in range(z.shape[-2]):
-        if t % chunk == 0:
-            start = dict(state)
-        out = derive(memory_read(kind, start, z[..., t : t + 1, :].unsqueeze(0)))
-        parts.append(out)
-        memories = next(iter(state.values())).shape[0]
-        key = out.k.unsqueeze(0).expand(memories, *out.k.shape)
-        value = out.v.unsqueeze(0).expand(memories, *out.v.shape)
-        if self_values:
-            value = memory_read(kind, start, value)
-        lr = out.lr[..., 0].unsqueeze(0).expand(memories, *out.lr.shape[:-1])
-        forget = out.forget[..., 0].unsqueeze(0).expand(memories, *out.forget.shape[:-1])
-        state = token_update(kind, objective, state, start, key, value, lr, forget)
-    if not parts:
-        raise ValueError("projection_scan_reference needs at least one token")
-    return _concat(parts), state
 
 
 def _concat(parts: list[Derived]) -> Derived:

@@ -1,0 +1,34 @@
+"""The self-modifying Titans' projection memories one token at a time, with autograd gradients:
+the slow, obvious reference beside `selfmod.projection_scan` (tests and benchmarks only)."""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from nestgraph.runtime.ops.delta_naive import token_update
+from nestgraph.runtime.ops.memory import _check_args, memory_read
+from nestgraph.runtime.ops.selfmod import Derive, Derived, _concat
+
+
+def projection_scan_reference(kind: str, objective: str, weights: dict[str, Tensor],
+                              z: Tensor, derive: Derive, *, chunk: int,
+                              self_values: bool = True) -> tuple[Derived, dict[str, Tensor]]:
+    """Same contract as `projection_scan`, one token at a time with autograd gradients."""
+    _check_args(kind, objective, chunk)
+    state, start, parts = dict(weights), dict(weights), []
+    for t in range(z.shape[-2]):
+        if t % chunk == 0:
+            start = dict(state)
+        out = derive(memory_read(kind, start, z[..., t : t + 1, :].unsqueeze(0)))
+        parts.append(out)
+        memories = next(iter(state.values())).shape[0]
+        key = out.k.unsqueeze(0).expand(memories, *out.k.shape)
+        value = out.v.unsqueeze(0).expand(memories, *out.v.shape)
+        if self_values:
+            value = memory_read(kind, start, value)
+        lr = out.lr[..., 0].unsqueeze(0).expand(memories, *out.lr.shape[:-1])
+        forget = out.forget[..., 0].unsqueeze(0).expand(memories, *out.forget.shape[:-1])
+        state = token_update(kind, objective, state, start, key, value, lr, forget)
+    if not parts:
+        raise ValueError("projection_scan_reference needs at least one token")
+    return _concat(parts), state
