@@ -37,7 +37,7 @@ from nestgraph.runtime.train.data import (
 from nestgraph.runtime.train.distributed import average_stream, current_rank, shared_run_dir
 from nestgraph.runtime.train.loggers import Loggers, require_loggers
 from nestgraph.runtime.train.progress import LogFileReporter, Reporter
-from nestgraph.runtime.train.resume import _trim_metrics, find_resume, restore, save
+from nestgraph.runtime.train.resume import find_resume, restore, save, trim_metrics
 from nestgraph.runtime.train.runs import (
     ENV_FILE,
     RunLock,
@@ -199,7 +199,7 @@ def _train(program, cfg, data_cfg, *, out, resume, command, reporter, interrupt_
             run_dir = point.run_dir
             lock = _claim(run_dir, main)
             restore(state, point.checkpoint, device)
-            _trim_metrics(run_dir / "metrics.jsonl", state.step)
+            trim_metrics(run_dir / "metrics.jsonl", state.step)
             reporter.attach(run_dir / TRAIN_LOG)
             reporter.note(f"resuming {run_dir} from step {state.step}")
             if extended_from is not None:

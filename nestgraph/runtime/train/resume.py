@@ -157,7 +157,7 @@ def restore(state: TrainState, path: Path, device: torch.device) -> None:
     state.step = meta["step"]
 
 
-def _trim_metrics(path: Path, step: int) -> None:
+def trim_metrics(path: Path, step: int) -> None:
     """Drop records written after the checkpoint we resume from, so no step appears twice."""
     if path.is_file():
         kept = [r for r in read_metrics(path) if r.get("step", 0) <= step]
