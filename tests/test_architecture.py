@@ -41,7 +41,7 @@ ALLOWED = {
 # The size budget: no file past 400 lines, and the whole package not past the size it had when
 # the tree was re-laid plus 15%, so a new feature re-lays a room rather than piling into it.
 MAX_FILE_LINES = 400
-RELAID_TOTAL_LINES = 16_300
+RELAID_TOTAL_LINES = 16_435
 MAX_TOTAL_LINES = int(RELAID_TOTAL_LINES * 1.15)
 
 
