@@ -35,10 +35,8 @@ from nestgraph.runtime.levels import (
     fires,
     owned_parameters,
 )
+from nestgraph.runtime.mode import Cache, ReadMode
 from nestgraph.runtime.stream import Carry, SequenceResult, StreamState
-
-# Keys of the cache that the engine sets for one read; everything else is a module's state.
-_CONTROL = ("double_backward", "off", "attention_window")
 
 
 def in_context_levels(levels: tuple[LevelDef, ...]) -> list[LevelDef]:
@@ -95,9 +93,8 @@ def read_sequence(model: torch.nn.Module, levels: tuple[LevelDef, ...], x: torch
     chunk = chunk_size(levels, seq_len)
     fast = FastWeights(model, levels, batch, stream, learn_stream, differentiable, carry)
     # The fused attention kernels have no double backward, which second-order levels need.
-    cache: dict = {**(carry.cache if carry is not None else {}),
-                   "double_backward": fast.second_order, "off": _off_modules(model, levels, off),
-                   "attention_window": attention_window}
+    cache = Cache(carry.cache if carry is not None else None,
+                  ReadMode(fast.second_order, _off_modules(model, levels, off), attention_window))
     offset = carry.position if carry is not None else 0
     total, counted, all_logits = None, 0, []
     for start in range(0, seq_len, chunk):
@@ -130,7 +127,7 @@ def read_sequence(model: torch.nn.Module, levels: tuple[LevelDef, ...], x: torch
     new_carry = None
     if carry is not None:
         new_carry = Carry(offset + seq_len, fast.carried(),
-                          {k: _detached(v) for k, v in cache.items() if k not in _CONTROL})
+                          {k: _detached(v) for k, v in cache.items()})
     return SequenceResult(loss, torch.cat(all_logits, dim=1) if keep_logits else None, counted,
                           new_carry)
 

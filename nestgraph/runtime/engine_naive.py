@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from nestgraph.runtime.levels import LevelDef, owned_parameters, parameters_under
+from nestgraph.runtime.mode import Cache, ReadMode
 
 
 def read_sequence_reference(model: torch.nn.Module, levels: tuple[LevelDef, ...],
@@ -37,7 +38,7 @@ def read_sequence_reference(model: torch.nn.Module, levels: tuple[LevelDef, ...]
     init_sums = {n: torch.zeros_like(weights[n]) for n in init}
     velocity = {n: torch.zeros_like(w) for n, w in weights.items()}
     second = any(lv.meta == "second_order" for lv in fast_levels)
-    cache = {"double_backward": second}
+    cache = Cache(mode=ReadMode(double_backward=second))
     losses, logits_all, chunk_loss = [], [], 0.0
     for t in range(seq_len):
         if t % chunk == 0:

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nestgraph.runtime.mode import mode_of
+
 
 def fast_linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """``x @ weight.T`` for a shared ``(out, in)`` weight or per-sequence ``(B, out, in)`` ones."""
@@ -126,7 +128,7 @@ class Attention(nn.Module):
             keep = k.shape[-2] if window == 0 else min(window, k.shape[-2])
             cache[id(self)] = (k[..., -keep:, :], v[..., -keep:, :], offset + t)
         mask = self._mask(t, k.shape[-2], window, x.device)
-        if cache is not None and cache.get("double_backward"):
+        if mode_of(cache).double_backward:
             y = _attention_math(q, k, v, mask)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
@@ -139,7 +141,7 @@ class Attention(nn.Module):
         ``seq_len`` keys: RoPE is relative, so every query then sees the distances it saw in
         training, and the carried cache stays bounded.
         """
-        limit = cache.get("attention_window", 0) if cache is not None else 0
+        limit = mode_of(cache).attention_window
         return min(w for w in (self.window, limit) if w) if self.window or limit else 0
 
     def _mask(self, t: int, s: int, window: int, device: torch.device) -> torch.Tensor:

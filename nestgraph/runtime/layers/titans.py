@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nestgraph.runtime.mode import mode_of
 from nestgraph.runtime.ops.delta import delta_scan
 from nestgraph.runtime.ops.memory import memory_scan
 
@@ -44,8 +45,8 @@ def constant_rate(value) -> float | None:
 
 def is_off(part: nn.Module, cache: dict | None) -> bool:
     """Whether the engine switched off the level that owns ``part`` (the engine puts the ids
-    of switched-off levels' sub-modules in ``cache["off"]``)."""
-    return cache is not None and id(part) in cache.get("off", ())
+    of switched-off levels' sub-modules in the read's mode)."""
+    return id(part) in mode_of(cache).off
 
 
 def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
