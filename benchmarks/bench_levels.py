@@ -1,78 +1,111 @@
-"""What in-context levels cost: training-step time of CMS specs against the Transformer baseline.
+"""What levels cost: every shipped spec's training step against the Transformer's, with the
+number of aten operator calls per step beside it.
 
-Every configuration is measured in the same process, one after another, and reported as a ratio
-to the baseline measured in this run, so the figures compare across machines.
+Each spec is measured at its shipped size and (the main specs) at width 256, in one process,
+interleaved rep by rep (one step of every configuration, then the next rep), as CPU time per
+step (`time.process_time`, so the figures hold when the machine is busy), and reported as a
+ratio to the Transformer at the same width measured in the same run. Operator calls come from
+one profiled step (`torch.profiler`, aten::* events): the dispatch cost of many small ops is
+what separates an in-context level's step from a Transformer's.
 
-    python benchmarks/bench_levels.py [--steps 10] [--out benchmarks/results/levels.json]
+    python benchmarks/bench_levels.py [--reps 3] [--threads 1] [--no-wide]
+        [--out benchmarks/results/levels.json]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from report import machine, write
 
-from nestgraph.runtime.program import load_program
-from nestgraph.runtime.train.data import load_corpus
-from nestgraph.runtime.train.step import build_state, resolve_device, train_step
-from nestgraph.testing import compile_build
-
-CONFIGS = {
-    "transformer (baseline)": ("transformer", []),
-    "cms, second-order meta-gradient": ("cms", []),
-    "cms, first-order meta-gradient": ("cms", ["levels.cms_fast.meta=first_order",
-                                               "levels.cms_mid.meta=first_order"]),
-    "cms, fast level every 64 tokens": ("cms", ["levels.cms_fast.every=64 tokens"]),
-    "hope (the reference spec)": ("hope", []),
-    "hope-attention": ("hope-attention", []),
-}
+MAIN = ("transformer", "cms", "titans", "titans-mag", "hope", "hope-attention")
+OPTIMIZERS = ("optimizers/adam", "optimizers/momentum", "optimizers/delta-momentum",
+              "optimizers/dmgd", "optimizers/m3", "optimizers/muon")
 
 
-def time_steps(program, corpus, steps: int) -> list[float]:
-    cfg = dict(program.train)
-    device = resolve_device("cpu")
-    state = build_state(program, cfg, device)
-    train_step(state, program, cfg, corpus, device)  # warm-up
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        train_step(state, program, cfg, corpus, device)
-        times.append(time.perf_counter() - start)
-    return times
+def configs(wide: bool) -> dict[str, tuple[str, list[str]]]:
+    out = {f"{spec} (shipped size)": (spec, []) for spec in (*MAIN, *OPTIMIZERS)}
+    if wide:
+        out.update({f"{spec} (width 256)": (spec, ["model.dim=256"]) for spec in MAIN})
+    return out
+
+
+class Bench:
+    """One configuration: its program, trainer state and the CPU time of each timed step."""
+
+    def __init__(self, label: str, spec: str, overrides: list[str], folder: Path, corpus):
+        from nestgraph.runtime.program import load_program
+        from nestgraph.runtime.train.step import build_state, resolve_device
+        from nestgraph.testing import compile_build
+
+        build = compile_build(folder / label.replace(" ", "_").replace("/", "-"), spec,
+                              overrides)
+        self.label, self.spec = label, spec
+        self.program = load_program(build)
+        self.cfg = dict(self.program.train)
+        self.device = resolve_device("cpu")
+        self.state = build_state(self.program, self.cfg, self.device)
+        self.corpus = corpus
+        self.params = sum(p.numel() for p in self.state.model.parameters())
+        self.times: list[float] = []
+        self.step()  # warm-up
+
+    def step(self) -> float:
+        from nestgraph.runtime.train.step import train_step
+
+        start = time.process_time()
+        train_step(self.state, self.program, self.cfg, self.corpus, self.device)
+        return time.process_time() - start
+
+    def op_calls(self) -> int:
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            self.step()
+        return sum(e.count for e in prof.key_averages() if e.key.startswith("aten::"))
 
 
 def main() -> None:
+    from nestgraph.runtime.train.data import load_corpus
+
     parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--no-wide", action="store_true", help="skip the width-256 configs")
     parser.add_argument("--out", default="benchmarks/results/levels.json")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     corpus = load_corpus(None, max_bytes=1_000_000)
-    results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for label, (spec, overrides) in CONFIGS.items():
-            program = load_program(compile_build(Path(tmp) / label.replace(" ", "_"), spec,
-                                                 overrides))
-            times = time_steps(program, corpus, args.steps)
-            tokens = program.train["batch"] * program.train["seq_len"]
-            results[label] = {"median_step_s": statistics.median(times),
-                              "tokens_per_s": tokens / statistics.median(times)}
-            print(f"{label:36s} {statistics.median(times) * 1e3:8.1f} ms/step", flush=True)
-    base = results["transformer (baseline)"]["median_step_s"]
-    for row in results.values():
-        row["time_vs_baseline"] = row["median_step_s"] / base
-    report = {"benchmark": "step time of in-context levels vs the Transformer baseline",
-              "machine": {"cpu": platform.processor() or platform.machine(),
-                          "threads": torch.get_num_threads(), "torch": torch.__version__},
-              "steps": args.steps, "batch_x_seq": "8 x 256", "results": results}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
+        benches = [Bench(label, spec, overrides, Path(tmp), corpus)
+                   for label, (spec, overrides) in configs(not args.no_wide).items()]
+        for rep in range(args.reps):  # interleaved: every configuration once per rep
+            for bench in benches:
+                bench.times.append(bench.step())
+            print(f"rep {rep + 1}/{args.reps} done", flush=True)
+        ops = {bench.label: bench.op_calls() for bench in benches}
+    results = {}
+    for bench in benches:
+        base = next(b for b in benches if b.spec == "transformer"
+                    and b.label.endswith(bench.label[bench.label.index("("):]))
+        step = statistics.median(bench.times)
+        results[bench.label] = {
+            "params": bench.params, "cpu_s_per_step": step,
+            "time_vs_transformer": step / statistics.median(base.times),
+            "aten_calls_per_step": ops[bench.label],
+            "tokens_per_cpu_s": bench.cfg["batch"] * bench.cfg["seq_len"] / step}
+        row = results[bench.label]
+        print(f"{bench.label:42s} {row['params']:>9,} params {step * 1e3:9.1f} ms "
+              f"{row['time_vs_transformer']:6.2f}x {row['aten_calls_per_step']:>9,} aten calls")
+    write(args.out, {"benchmark": "training-step CPU time of every shipped spec vs the "
+                                  "Transformer at the same width, and aten calls per step",
+                     "machine": machine(threads=args.threads), "reps": args.reps,
+                     "batch_x_seq": "8 x 256", "results": results})
 
 
 if __name__ == "__main__":
