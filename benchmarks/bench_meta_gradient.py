@@ -4,8 +4,8 @@ An in-context level's update is a function of the outer weights; with ``meta: se
 the outer gradient flows through that update (a gradient of a gradient), with ``first_order``
 the inner gradient is treated as a constant (NL §7; MAML's first-order approximation). Each
 seed trains the shipped spec both ways from the same initial weights and the same batches,
-and the held-out bits per byte and the CPU time per step are reported side by side, so the
-figures compare within one run.
+and the held-out bits per byte and the CPU time per step (the spec's compile included, under
+1% of a run) are reported side by side, so the figures compare within one run.
 
     python benchmarks/bench_meta_gradient.py [--spec hope] [--steps 120] [--seeds 2]
         [--data PATH] [--out benchmarks/results/meta_gradient.json]
@@ -31,24 +31,17 @@ IN_CONTEXT = {"hope": ("cms_fast", "cms_mid", "cms_slow"), "cms": ("cms_fast", "
 
 
 def train_one(spec: str, mode: str, seed: int, steps: int, data: str | None, out: Path) -> dict:
-    from nestgraph.runtime.program import load_program
-    from nestgraph.runtime.train.loop import train
-    from nestgraph.runtime.train.progress import SilentReporter
-    from nestgraph.runtime.train.runs import read_metrics
-    from nestgraph.testing import compile_build
+    from nestgraph.testing import train_records
 
     overrides = [f"levels.{lv}.meta={mode}" for lv in IN_CONTEXT[spec]]
-    overrides += [f"train.seed={seed}", f"train.steps={steps}", f"train.eval_every={steps}",
-                  "train.eval_batches=16", "train.checkpoint_every=0", "train.threads=1"]
+    overrides += [f"train.seed={seed}", f"train.eval_every={steps}", "train.eval_batches=16",
+                  "train.checkpoint_every=0", "train.threads=1"]
     if data:
         overrides.append(f"data.source={data}")
-    program = load_program(compile_build(out / f"{spec}-{mode}-{seed}", spec, overrides))
     start = time.process_time()
-    result = train(program, dict(program.train), program.data, out=out / "runs",
-                   reporter=SilentReporter())
+    records = train_records(out / f"{spec}-{mode}-{seed}", spec, overrides, steps)
     cpu = time.process_time() - start
-    evals = [r["heldout_bpb"] for r in read_metrics(result.run_dir / "metrics.jsonl")
-             if "heldout_bpb" in r]
+    evals = [r["heldout_bpb"] for r in records if "heldout_bpb" in r]
     return {"seed": seed, "heldout_bpb": evals[-1], "cpu_s_per_step": cpu / steps}
 
 

@@ -1,6 +1,6 @@
 """spec -> graph -> passes -> plan -> program: the compiler, read top to bottom.
 
-`STAGES` is the pipeline, one named stage per pass in the order they run; `run_stages` runs
+`STAGES` is the pipeline, one named stage per pass in the order they run; `compile_spec` runs
 it, verifies the graph after every stage (`ir.verify_ir`: the node records and the typed
 `Facts`) and stops after any stage, and `nestgraph compile --emit NAME` shows what that stage
 left (`compiler/show.py`). The validation stages collect diagnostics rather than raise; the
@@ -154,8 +154,9 @@ STAGE_NAMES = tuple(stage.name for stage in STAGES)
 VALIDATED = STAGE_NAMES.index("validated")
 
 
-def run_stages(data, source=None, stop_after: str = "program") -> Compilation:
-    """Run the pipeline up to `stop_after`, verifying the graph after every stage.
+def compile_spec(data, source=None, stop_after: str = "program") -> Compilation:
+    """Run the pipeline on a spec document up to `stop_after`, verifying the graph after every
+    stage.
 
     A stage before ``validated`` is where the result stops, but the validation stages still
     run to their end, so that a spec with problems reports all of them wherever one stops."""
@@ -198,14 +199,9 @@ def _snapshot(c: Compilation) -> Compilation:
     return out
 
 
-def compile_spec(data, source=None, stop_after: str = "program") -> Compilation:
-    """The whole pipeline (or up to `stop_after`) on a spec document."""
-    return run_stages(data, source, stop_after)
-
-
 def check_document(data, source=None) -> tuple[Spec, nx.DiGraph]:
     """Schema, then the graph checks; every problem of both raised together as one SpecError."""
-    c = run_stages(data, source, "validated")
+    c = compile_spec(data, source, "validated")
     return c.spec, c.graph
 
 

@@ -39,12 +39,8 @@ def train_config(program, overrides: list[str], *, steps: int | None, data: str 
     """
     from pydantic import ValidationError
 
-    from nestgraph.runtime.levels import schedule_problems
-    from nestgraph.runtime.train.step import (
-        COMPILE_CONFLICT,
-        COMPILE_CONFLICT_HINT,
-        needs_double_backward,
-    )
+    from nestgraph.runtime.levels import needs_double_backward, schedule_problems
+    from nestgraph.runtime.train.step import COMPILE_CONFLICT, COMPILE_CONFLICT_HINT
     from nestgraph.spec.overrides import apply_overrides
     from nestgraph.spec.source import OVERRIDE_SEGMENT, SourceFile
     from nestgraph.spec.validation import diagnostics_from_pydantic

@@ -26,7 +26,7 @@ __version__ = "0.1.0"
 # name -> the module that defines it
 _EXPORTS = {
     "load_spec": "nestgraph.api",
-    "compile_spec": "nestgraph.api",
+    "compile_spec": "nestgraph.compiler",
     "compile": "nestgraph.api",
     "load_program": "nestgraph.api",
     "train": "nestgraph.api",

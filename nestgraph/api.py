@@ -44,14 +44,6 @@ def load_spec(name_or_path: str, overrides: list[str] | tuple[str, ...] = (), *,
     return LoadedSpec(spec=spec, source=source, data=data)
 
 
-def compile_spec(data, source=None, stop_after: str = "program"):
-    """The compiler pipeline on a spec document (`nestgraph.compiler.compile_spec`): a
-    `Compilation` holding the spec, the graph, the plan and the program's text."""
-    from nestgraph.compiler import compile_spec as run
-
-    return run(data, source, stop_after)
-
-
 def compile(spec: str, overrides: list[str] | tuple[str, ...] = (),  # noqa: A001
             out: str | Path | None = None) -> Path:
     """Compile a spec (a path or a shipped name) into a build folder, as `nestgraph compile`
@@ -106,17 +98,29 @@ def train(build: str | Path, overrides: list[str] | tuple[str, ...] = (), *,
 
 
 def sample(run: str | Path, prompt: str = "", *, tokens: int = 200, temperature: float = 0.8,
-           seed: int = 0, learn: bool = False, trust: bool = False) -> str:
+           seed: int = 0, learn: bool = False, trust: bool = False,
+           state: str | Path | None = None, save_state: str | Path | None = None) -> str:
     """Continue `prompt` from a run's latest checkpoint (`nestgraph.runtime.generate.sample`),
-    the in-context levels learning as they read; `learn` lets stream levels learn too."""
+    the in-context levels learning as they read; `learn` lets stream levels learn too.
+    `state` starts from a saved stream state instead of the run's; `save_state` writes the
+    stream state reached (atomically), as `nestgraph generate --state/--save-state` do."""
     from nestgraph.compiler.buildfolder import load_run
     from nestgraph.runtime.generate import sample as generate
+    from nestgraph.runtime.state_file import load_state
+    from nestgraph.runtime.state_file import save_state as write_state
 
     model, program, stream, cfg = load_run(Path(run), trust=trust)
+    if state is not None:
+        stream = load_state(Path(state), stream)
     out = generate(model, program.schedule, stream, prompt.encode(), tokens=tokens,
                    seq_len=cfg["seq_len"], temperature=temperature, seed=seed,
                    bf16=cfg["precision"] == "bf16", threads=cfg.get("threads", "auto"),
                    learn=learn)
+    if save_state is not None:
+        from nestgraph.fsutil import environment_errors
+
+        with environment_errors(Path(save_state)):
+            write_state(Path(save_state), stream, program.name)
     return out.decode("utf-8", errors="replace")
 
 
@@ -141,13 +145,13 @@ def draw(spec: str, overrides: list[str] | tuple[str, ...] = (), *, view: str = 
     """A diagram of a spec, a build or a run as text (``dot``, ``mermaid`` or ``json``): the
     ``levels``, ``schedule`` or ``modules`` view, as `nestgraph graph` draws it."""
     from nestgraph.errors import UsageProblem
-    from nestgraph.viz import sources, views
+    from nestgraph.viz.drawing import DrawRequest
+    from nestgraph.viz.drawing import draw as drawing
+    from nestgraph.viz.views import TEXT_FORMATS
 
-    if view not in views.VIEWS:
-        raise UsageProblem(f"unknown view '{view}'", f"choose {', '.join(views.VIEWS)}")
-    if fmt not in views.TEXT_FORMATS:
+    if fmt not in TEXT_FORMATS:
         raise UsageProblem(f"draw() returns text: format '{fmt}' is not one",
-                           f"choose {', '.join(views.TEXT_FORMATS)}, or use nestgraph graph -o "
+                           f"choose {', '.join(TEXT_FORMATS)}, or use nestgraph graph -o "
                            "FILE for pictures")
-    plan, loaded = sources.load(spec, list(overrides))
-    return views.text(plan, loaded, view, fmt, depth, "TB")
+    (text,) = drawing(spec, list(overrides), DrawRequest(view, fmt, depth), None)
+    return text

@@ -51,10 +51,7 @@ def modules() -> dict[str, Path]:
         for path in folder.rglob("*.py"):
             rel = path.relative_to(folder).with_suffix("")
             parts = [p for p in rel.parts if p != "__init__"]
-            name = ".".join([package, *parts])
-            if not any(name.startswith(f"{other}.") or name == other
-                       for other in FOLDERS if other != package and other.startswith(package)):
-                found[name] = path
+            found[".".join([package, *parts])] = path
     return found
 
 

@@ -73,13 +73,19 @@ def train(
 
 def _plot_after_training(run_dir: Path) -> None:
     """Draw the run's curves into its folder when matplotlib is there; say so when it is not."""
-    from nestgraph.errors import EnvironmentProblem
     from nestgraph.viz.plot import plot_run
 
+    _draw_if_possible("curves", lambda: plot_run(run_dir))
+
+
+def _draw_if_possible(what: str, draw) -> None:
+    """Draw a figure and name its file, or say why none was drawn (matplotlib is optional)."""
+    from nestgraph.errors import EnvironmentProblem
+
     try:
-        _status(f"curves: {printable(str(plot_run(run_dir)))}")
+        _status(f"{what}: {printable(str(draw()))}")
     except EnvironmentProblem as err:
-        _status(f"no curves drawn: {printable(err.message)} ({printable(err.hint)})")
+        _status(f"no {what} drawn: {printable(err.message)} ({printable(err.hint)})")
 
 
 @app.command(cls=Command, short_help="Sample from a trained run; in-context levels keep learning.")
@@ -115,28 +121,15 @@ def generate(
     mismatched one 5.
     Example: nestgraph generate runs/cms/20261122-101500 --prompt "def " --tokens 100
     """
-    from nestgraph.compiler.buildfolder import load_run
+    from nestgraph import api
 
     if save_state is not None and not save_state.parent.is_dir():
         raise UsageProblem(f"cannot write '{printable(str(save_state))}': its folder does not "
                            "exist", "create the folder first, or pick another path")
-    model, program, stream, cfg = load_run(run, trust=trust_program)
-    from nestgraph.runtime.generate import sample
-    from nestgraph.runtime.state_file import load_state
-    from nestgraph.runtime.state_file import save_state as write_state
-
-    if state is not None:
-        stream = load_state(state, stream)
-    text = sample(model, program.schedule, stream, prompt.encode(), tokens=tokens,
-                  seq_len=cfg["seq_len"], temperature=temperature, seed=seed,
-                  bf16=cfg["precision"] == "bf16", threads=cfg.get("threads", "auto"),
-                  learn=learn)
-    typer.echo(prompt + text.decode("utf-8", errors="replace"))
+    text = api.sample(run, prompt, tokens=tokens, temperature=temperature, seed=seed,
+                      learn=learn, trust=trust_program, state=state, save_state=save_state)
+    typer.echo(prompt + text)
     if save_state is not None:
-        from nestgraph.fsutil import environment_errors
-
-        with environment_errors(save_state):
-            write_state(save_state, stream, program.name)
         _status(f"wrote the stream state to {printable(str(save_state))}")
 
 
@@ -209,13 +202,9 @@ def eval_cmd(
 
 
 def _plot_eval(run: Path, task: str, doc: dict) -> None:
-    from nestgraph.errors import EnvironmentProblem
     from nestgraph.viz.eval_plot import plot_eval
 
-    try:
-        _status(f"figure: {printable(str(plot_eval(run, task, doc)))}")
-    except EnvironmentProblem as err:
-        _status(f"no figure drawn: {printable(err.message)} ({printable(err.hint)})")
+    _draw_if_possible("figure", lambda: plot_eval(run, task, doc))
 
 
 @app.command(cls=Command, short_help="Draw a run's training curves (needs matplotlib).")

@@ -51,7 +51,7 @@ class Scorer:
                  batch_size: int = DEFAULT_BATCH, device: str | None = None,
                  trust: bool = False) -> None:
         from nestgraph.compiler.buildfolder import load_run
-        from nestgraph.runtime.engine import in_context_levels
+        from nestgraph.runtime.levels import in_context_levels
         from nestgraph.runtime.train.threads import apply_threads
 
         model, program, stream, cfg = load_run(Path(run), trust=trust)

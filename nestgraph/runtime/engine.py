@@ -33,14 +33,11 @@ from nestgraph.runtime.fast_weights import FastWeights
 from nestgraph.runtime.levels import (
     LevelDef,
     fires,
+    in_context_levels,
     owned_parameters,
 )
 from nestgraph.runtime.mode import Cache, ReadMode
 from nestgraph.runtime.stream import Carry, SequenceResult, StreamState
-
-
-def in_context_levels(levels: tuple[LevelDef, ...]) -> list[LevelDef]:
-    return [lv for lv in levels if lv.kind == "in_context"]
 
 
 def chunk_size(levels: tuple[LevelDef, ...], seq_len: int) -> int:

@@ -10,6 +10,8 @@ from nestgraph.runtime.levels import (
     GDRule,
     LevelDef,
     gd_step,
+    in_context_levels,
+    needs_double_backward,
     owned_parameters,
     parameters_under,
 )
@@ -21,12 +23,10 @@ class FastWeights:
 
     def __init__(self, model, levels, batch, stream, learn_stream, differentiable,
                  carry: Carry | None = None):
-        self.levels = [lv for lv in levels if lv.kind == "in_context"]
+        self.levels = in_context_levels(levels)
         self.stream, self.learn_stream = stream, learn_stream
         self.differentiable = differentiable
-        # Whether the inner gradients must themselves be differentiable (second order).
-        self.second_order = differentiable and any(
-            lv.meta == "second_order" and lv.lifetime == "sequence" for lv in self.levels)
+        self.second_order = differentiable and needs_double_backward(self.levels)
         self.weights: dict[str, torch.Tensor] = {}
         self.accum: dict[str, torch.Tensor] = {}
         self.velocity: dict[str, torch.Tensor | None] = {}

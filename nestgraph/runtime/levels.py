@@ -69,6 +69,7 @@ class TitansRule:
     A rate given as a string is produced per token by the module (recorded here for the plan).
     """
 
+    tag: ClassVar[str] = "titans"  # how the memory module names the rule it applies
     lr: float | str
     forget: float | str = 0.0
     momentum: float | str = 0.0
@@ -80,6 +81,7 @@ class TitansRule:
 class DGDRule:
     """Delta Gradient Descent with weight decay (NL Eq. 88); applied inside the forward pass."""
 
+    tag: ClassVar[str] = "dgd"
     lr: float | str
     forget: float | str = 0.0
     max_lr: float = 0.01
@@ -181,6 +183,17 @@ class LevelDef:
     # An optimizer level: the step level whose gradients it reads.
     source: str = ""
     notes: tuple[str, ...] = field(default=())
+
+
+def in_context_levels(levels: tuple[LevelDef, ...]) -> list[LevelDef]:
+    return [lv for lv in levels if lv.kind == "in_context"]
+
+
+def needs_double_backward(levels) -> bool:
+    """Whether some level differentiates through its own update (second-order in-context
+    levels): the inner gradients must be differentiable, which torch.compile cannot do."""
+    return any(lv.lifetime == "sequence" and lv.meta == "second_order"
+               for lv in in_context_levels(levels))
 
 
 def bind_levels(model: torch.nn.Module, schedule: tuple[LevelDef, ...]) -> torch.nn.Module:

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from nestgraph.runtime.engine import in_context_levels, read_sequence, stream_weight_names
-from nestgraph.runtime.levels import LevelDef
+from nestgraph.runtime.engine import read_sequence, stream_weight_names
+from nestgraph.runtime.levels import LevelDef, in_context_levels
 from nestgraph.runtime.stream import Carry, StreamState
 
 

@@ -139,9 +139,10 @@ class NeuralMemory(nn.Module):
         if produced != self.produced:
             raise ValueError(f"level '{level.name}' has the memory produce {produced} per token, "
                              f"but it was built producing {self.produced}")
-        self.rule = type(rule).__name__.removesuffix("Rule").lower()
-        if self.rule not in ("titans", "dgd"):
-            raise ValueError(f"unknown memory rule {self.rule!r}; expected 'titans' or 'dgd'")
+        if getattr(rule, "tag", None) not in ("titans", "dgd"):
+            raise ValueError(f"level '{level.name}': a neural memory applies the titans or dgd "
+                             f"rule, not {type(rule).__name__}")
+        self.rule = rule.tag
         self.chunk, self.objective, self.constants = level.period, level.objective, constants
         self.max_lr, self.max_momentum = rule.max_lr, getattr(rule, "max_momentum", 0.9)
 

@@ -14,18 +14,15 @@ from nestgraph.errors import (
     EnvironmentProblem,
     TrainingError,
 )
-from nestgraph.runtime.engine import (
-    in_context_levels,
-    init_stream,
-    read_sequence,
-    stream_weight_names,
-)
+from nestgraph.runtime.engine import init_stream, read_sequence, stream_weight_names
 from nestgraph.runtime.levels import (
     AdamWRule,
     LevelDef,
     MemoriesRule,
     fires,
+    in_context_levels,
     make_optimizer,
+    needs_double_backward,
     owned_parameters,
     schedule_factor,
 )
@@ -87,13 +84,6 @@ def step_optimizers(model: torch.nn.Module, schedule) -> dict[str, torch.optim.O
         p.requires_grad_(name not in stream_owned or name in stepped)
     return {lv.name: make_optimizer(lv, owned_parameters(model, lv), schedule)
             for lv in schedule if lv.kind == "step"}
-
-
-def needs_double_backward(schedule) -> bool:
-    """Whether some level differentiates through its own update (second-order in-context
-    levels), which torch.compile cannot do."""
-    return any(lv.kind == "in_context" and lv.lifetime == "sequence"
-               and lv.meta == "second_order" for lv in schedule)
 
 
 def _wants_compile(choice: str, device: torch.device, schedule) -> bool:
