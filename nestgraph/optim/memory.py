@@ -98,11 +98,9 @@ def delta_erase(buffer: torch.Tensor, g: torch.Tensor, strength: float) -> None:
     held along the direction it is now told about, before writing the new gradient.
     """
     flat, direction = buffer.reshape(-1), g.reshape(-1)
-    norm = direction.norm()
-    if norm == 0:
-        return
-    direction = direction / norm
-    flat.sub_(direction, alpha=strength * float(flat @ direction))
+    # A zero gradient gives a zero direction (nothing erased), with no host read to test it.
+    direction = direction / direction.norm().clamp_min(torch.finfo(direction.dtype).tiny)
+    flat.sub_(direction * (strength * (flat @ direction)))
 
 
 class ParameterwiseOptimizer(torch.optim.Optimizer):

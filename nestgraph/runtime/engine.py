@@ -93,6 +93,9 @@ def read_sequence(model: torch.nn.Module, levels: tuple[LevelDef, ...], x: torch
     cache = Cache(carry.cache if carry is not None else None,
                   ReadMode(fast.second_order, _off_modules(model, levels, off), attention_window))
     offset = carry.position if carry is not None else 0
+    # Counted targets up to every position, read to the host once per call rather than once
+    # per chunk (on a GPU each read is a synchronisation).
+    counted_to = (y >= 0).sum(0).cumsum(0).tolist()
     total, counted, all_logits = None, 0, []
     for start in range(0, seq_len, chunk):
         end = min(start + chunk, seq_len)
@@ -104,7 +107,7 @@ def read_sequence(model: torch.nn.Module, levels: tuple[LevelDef, ...], x: torch
         loss_sum = F.cross_entropy(scored.flatten(0, 1), target.flatten(),
                                    ignore_index=-1, reduction="sum")
         total = loss_sum if total is None else total + loss_sum
-        counted += int((target >= 0).sum())
+        counted = counted_to[end - 1]
         if keep_logits:
             all_logits.append(logits)
         if fast.levels and end - start == chunk and counted:

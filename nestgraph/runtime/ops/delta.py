@@ -114,8 +114,9 @@ def _solve_chunk(m0: Tensor, left: Tensor, right: Tensor, decay: _Decay) -> Tens
     """
     norm = right.norm(dim=-1, keepdim=True).clamp_min(_TINY)
     x = right / norm
+    # Strictly lower (carry_prev is zero on the diagonal); the solve takes the unit diagonal
+    # as given, so I is never added.
     system = decay.carry_prev * (x @ x.transpose(-1, -2))
-    system = system + torch.eye(system.shape[-1], dtype=system.dtype, device=system.device)
     # Per-token scalars go on the inputs, which several memories may share, not on the
     # (larger) per-memory products.
     rhs = (decay.lr * norm) * left + (decay.step_reach * x) @ m0.transpose(-1, -2)

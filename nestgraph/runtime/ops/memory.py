@@ -169,11 +169,10 @@ def chunk_coefficients(lr: Tensor, retention: Tensor, decay: Tensor,
 def _segment_products(x: Tensor) -> Tensor:
     """``G[..., t, i] = Π_{j=i+1..t} x_j`` on and below the diagonal, zero above it."""
     size = x.shape[-1]
-    idx = torch.arange(size, device=x.device)
-    below = idx[:, None] > idx[None, :]
-    # Column i holds x_t only for t > i, so running down it multiplies exactly x_{i+1..t}.
-    factors = torch.where(below, x.unsqueeze(-1).expand(*x.shape, size), 1.0)
-    return torch.where(idx[:, None] >= idx[None, :], torch.cumprod(factors, dim=-2), 0.0)
+    # Column i holds x_t only for t > i (ones on and above the diagonal), so running down it
+    # multiplies exactly x_{i+1..t}; built from tril alone, no index masks per call.
+    factors = 1 + torch.tril(x.unsqueeze(-1).expand(*x.shape, size) - 1, -1)
+    return torch.tril(torch.cumprod(factors, dim=-2))
 
 
 def _chunks(lr: Tensor, retention: Tensor, decay: Tensor, chunk: int,
