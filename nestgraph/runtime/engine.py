@@ -91,35 +91,40 @@ def read_sequence(model: torch.nn.Module, levels: tuple[LevelDef, ...], x: torch
     fast = FastWeights(model, levels, batch, stream, learn_stream, differentiable, carry)
     # The fused attention kernels have no double backward, which second-order levels need.
     cache = Cache(carry.cache if carry is not None else None,
-                  ReadMode(fast.second_order, _off_modules(model, levels, off), attention_window))
+                  ReadMode(fast.double_backward, _off_modules(model, levels, off),
+                           attention_window))
     offset = carry.position if carry is not None else 0
     # Counted targets up to every position, read to the host once per call rather than once
     # per chunk (on a GPU each read is a synchronisation).
     counted_to = (y >= 0).sum(0).cumsum(0).tolist()
     total, counted, all_logits = None, 0, []
-    for start in range(0, seq_len, chunk):
-        end = min(start + chunk, seq_len)
-        inputs = fast.chunk_inputs(cache)
-        logits = functional_call(model, inputs, (x[:, start:end], cache), strict=False)
-        target = y[:, start:end]
-        # bf16 logits are scored in fp32; fp32 and fp64 as they are.
-        scored = logits.float() if logits.element_size() < 4 else logits
-        loss_sum = F.cross_entropy(scored.flatten(0, 1), target.flatten(),
-                                   ignore_index=-1, reduction="sum")
-        total = loss_sum if total is None else total + loss_sum
-        counted = counted_to[end - 1]
-        if keep_logits:
-            all_logits.append(logits)
-        if fast.levels and end - start == chunk and counted:
-            # Without a carry, a sequence-lifetime level's update at the sequence's end is
-            # reset before any prediction reads it: neither its gradient nor its step is needed.
-            wasted = carry is None and end == seq_len
-            acting = [lv for lv in fast.levels if lv.name not in off
-                      and not (wasted and lv.lifetime == "sequence")]
-            fast.accumulate(loss_sum, inputs, batch, _needed(fast, acting))
-            _fire_levels(fast, acting, stream, offset, end, timeline)
-        if trace is not None:
-            trace.append((end, {n: w.detach().clone() for n, w in fast.weights.items()}))
+    try:
+        for start in range(0, seq_len, chunk):
+            end = min(start + chunk, seq_len)
+            fast.new_chunk()
+            inputs = fast.chunk_inputs(cache)
+            logits = functional_call(model, inputs, (x[:, start:end], cache), strict=False)
+            target = y[:, start:end]
+            # bf16 logits are scored in fp32; fp32 and fp64 as they are.
+            scored = logits.float() if logits.element_size() < 4 else logits
+            loss_sum = F.cross_entropy(scored.flatten(0, 1), target.flatten(),
+                                       ignore_index=-1, reduction="sum")
+            total = loss_sum if total is None else total + loss_sum
+            counted = counted_to[end - 1]
+            if keep_logits:
+                all_logits.append(logits)
+            if fast.levels and end - start == chunk and counted:
+                # Without a carry, a sequence-lifetime level's update at the sequence's end is
+                # reset before any prediction reads it: neither its gradient nor its step is needed.
+                wasted = carry is None and end == seq_len
+                acting = [lv for lv in fast.levels if lv.name not in off
+                          and not (wasted and lv.lifetime == "sequence")]
+                fast.accumulate(loss_sum, inputs, batch, _needed(fast, acting))
+                _fire_levels(fast, acting, stream, offset, end, timeline)
+            if trace is not None:
+                trace.append((end, {n: w.detach().clone() for n, w in fast.weights.items()}))
+    finally:
+        fast.close()  # the hooks of truncated levels
     fast.store_stream()
     if learn_stream:
         stream.position += seq_len

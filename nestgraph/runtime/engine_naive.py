@@ -38,7 +38,12 @@ def read_sequence_reference(model: torch.nn.Module, levels: tuple[LevelDef, ...]
     init_sums = {n: torch.zeros_like(weights[n]) for n in init}
     velocity = {n: torch.zeros_like(w) for n, w in weights.items()}
     second = any(lv.meta == "second_order" for lv in fast_levels)
-    cache = Cache(mode=ReadMode(double_backward=second))
+    truncated = [lv for lv in fast_levels if lv.meta == "truncated"]
+    cache = Cache(mode=ReadMode(double_backward=second or bool(truncated)))
+    # Truncated levels: every output of their modules during the chunk, one per token's call.
+    outputs: dict[str, list] = {path: [] for lv in truncated for path in lv.modules}
+    hooks = [model.get_submodule(path).register_forward_hook(
+        lambda module, args, out, kept=kept: kept.append(out)) for path, kept in outputs.items()]
     losses, logits_all, chunk_loss = [], [], 0.0
     for t in range(seq_len):
         if t % chunk == 0:
@@ -46,6 +51,8 @@ def read_sequence_reference(model: torch.nn.Module, levels: tuple[LevelDef, ...]
             # alias, not through the earlier updates the weights also fed.
             now = {n: w.view_as(w) for n, w in weights.items()}
             chunk_loss = 0.0
+            for kept in outputs.values():
+                kept.clear()
         logits = functional_call(model, now, (x[:, t : t + 1], cache), strict=False)
         loss = F.cross_entropy(logits[:, 0], y[:, t], reduction="sum")
         losses.append(loss)
@@ -54,9 +61,16 @@ def read_sequence_reference(model: torch.nn.Module, levels: tuple[LevelDef, ...]
         if not weights or (t + 1) % chunk:
             continue
         names = list(weights)
-        grads = torch.autograd.grad(chunk_loss, [now[n] for n in names], retain_graph=True,
-                                    create_graph=second)
-        for n, g in zip(names, grads, strict=True):
+        grads = dict(zip(names, torch.autograd.grad(chunk_loss, [now[n] for n in names],
+                                                    retain_graph=True, create_graph=second),
+                         strict=True))
+        for path, kept in outputs.items():  # the error at a module's outputs, held fixed
+            mine = [n for n in names if n.startswith(path + ".")]
+            errors = torch.autograd.grad(chunk_loss, kept, retain_graph=True)
+            grads.update(zip(mine, torch.autograd.grad(
+                kept, [now[n] for n in mine], errors, retain_graph=True, create_graph=True),
+                strict=True))
+        for n, g in grads.items():
             g = g.detach() if owner[n].meta == "first_order" else g
             sums[n] = sums[n] + g
             if n in init_sums:
@@ -70,6 +84,8 @@ def read_sequence_reference(model: torch.nn.Module, levels: tuple[LevelDef, ...]
                     init[n], _ = _step(lv, init[n], init_sums[n], torch.zeros_like(init[n]))
                     weights[n], velocity[n] = init[n], torch.zeros_like(init[n])
                     sums[n] = init_sums[n] = torch.zeros_like(sums[n])
+    for hook in hooks:
+        hook.remove()
     return torch.stack(losses).sum() / (batch * seq_len), torch.cat(logits_all, dim=1)
 
 

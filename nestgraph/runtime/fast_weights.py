@@ -4,6 +4,8 @@ nested CMS's learned initial states."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 
 from nestgraph.runtime.levels import (
@@ -26,7 +28,18 @@ class FastWeights:
         self.levels = in_context_levels(levels)
         self.stream, self.learn_stream = stream, learn_stream
         self.differentiable = differentiable
-        self.second_order = differentiable and needs_double_backward(self.levels)
+        # Double backward somewhere (the read's mode); create_graph on the whole chunk's
+        # graph only for full second-order levels (truncated ones build theirs in `_truncated`).
+        self.double_backward = differentiable and needs_double_backward(self.levels)
+        self.second_order = differentiable and any(
+            lv.meta == "second_order" and lv.lifetime == "sequence" for lv in self.levels)
+        self.truncated = [lv for lv in self.levels if differentiable and lv.meta == "truncated"
+                          and lv.lifetime == "sequence"]
+        # Per module of a truncated level, its outputs during the current chunk.
+        self.outputs: dict[str, list[torch.Tensor]] = {
+            path: [] for lv in self.truncated for path in lv.modules}
+        self._hooks = [model.get_submodule(path).register_forward_hook(
+            partial(_keep_output, kept)) for path, kept in self.outputs.items()]
         self.weights: dict[str, torch.Tensor] = {}
         self.accum: dict[str, torch.Tensor] = {}
         self.velocity: dict[str, torch.Tensor | None] = {}
@@ -105,14 +118,29 @@ class FastWeights:
             return {n: w.view_as(w) for n, w in self.weights.items()}
         return {n: w + horizon for n, w in self.weights.items()}
 
+    def close(self) -> None:
+        """Remove the hooks that keep the truncated levels' module outputs."""
+        for hook in self._hooks:
+            hook.remove()
+
+    def new_chunk(self) -> None:
+        for kept in self.outputs.values():
+            kept.clear()
+
     def accumulate(self, loss_sum: torch.Tensor, inputs: dict[str, torch.Tensor],
                    batch: int, names: list[str]) -> None:
         """Add d(chunk loss)/d(fast weights) to the accumulators of ``names`` (Eq. 71)."""
         if not names:
             return
-        grads = torch.autograd.grad(loss_sum, [inputs[n] for n in names], retain_graph=True,
-                                    create_graph=self.second_order, allow_unused=True)
-        for n, g in zip(names, grads, strict=True):
+        truncated = {n for lv in self.truncated for n in names if self.owner[n] is lv}
+        whole = [n for n in names if n not in truncated]
+        grads = dict(zip(whole, torch.autograd.grad(
+            loss_sum, [inputs[n] for n in whole], retain_graph=True,
+            create_graph=self.second_order, allow_unused=True), strict=True)) if whole else {}
+        if truncated:
+            grads.update(self._truncated(loss_sum, inputs, truncated))
+        for n in names:
+            g = grads[n]
             if g is None:
                 continue
             lv = self.owner[n]
@@ -124,6 +152,29 @@ class FastWeights:
             self.accum[n] = self.accum[n] + g
             if n in self.init_accum:
                 self.init_accum[n] = self.init_accum[n] + g
+
+    def _truncated(self, loss_sum: torch.Tensor, inputs: dict[str, torch.Tensor],
+                   names: set[str]) -> dict[str, torch.Tensor | None]:
+        """The same gradients as a full backward (a weight reaches the loss only through its
+        own module's outputs), but differentiable only through that module: the error at its
+        outputs is taken without a graph and then held fixed. Module by module, so that a
+        module downstream of another (a sequential chain) does not pass its error back into
+        the first one's weights a second time."""
+        modules = {path: [n for n in names if n.startswith(path + ".")]
+                   for path, kept in self.outputs.items() if kept}
+        modules = {path: mine for path, mine in modules.items() if mine}
+        outs = [o for path in modules for o in self.outputs[path]]
+        errors = iter(torch.autograd.grad(loss_sum, outs, retain_graph=True,
+                                          allow_unused=True))
+        found: dict[str, torch.Tensor | None] = {}
+        for path, mine in modules.items():
+            kept = self.outputs[path]
+            error = [torch.zeros_like(o) if e is None else e
+                     for o, e in zip(kept, [next(errors) for _ in kept], strict=True)]
+            found.update(zip(mine, torch.autograd.grad(
+                kept, [inputs[n] for n in mine], error, retain_graph=True, create_graph=True,
+                allow_unused=True), strict=True))
+        return {n: found.get(n) for n in names}
 
     def update(self, lv: LevelDef) -> None:
         """Apply the level's rule to its accumulated gradient, then clear the accumulator."""
@@ -170,6 +221,10 @@ class FastWeights:
             self.stream.accum[n] = self.accum[n].detach().clone()
             if self.velocity[n] is not None:
                 self.stream.velocity[n] = self.velocity[n].detach().clone()
+
+
+def _keep_output(kept: list, module, args, output) -> None:
+    kept.append(output)
 
 
 def _horizon(carried) -> torch.Tensor | None:

@@ -190,9 +190,10 @@ def in_context_levels(levels: tuple[LevelDef, ...]) -> list[LevelDef]:
 
 
 def needs_double_backward(levels) -> bool:
-    """Whether some level differentiates through its own update (second-order in-context
-    levels): the inner gradients must be differentiable, which torch.compile cannot do."""
-    return any(lv.lifetime == "sequence" and lv.meta == "second_order"
+    """Whether some level differentiates through its own update (second-order or truncated
+    in-context levels): the inner gradients must be differentiable, which torch.compile
+    cannot do."""
+    return any(lv.lifetime == "sequence" and lv.meta in ("second_order", "truncated")
                for lv in in_context_levels(levels))
 
 

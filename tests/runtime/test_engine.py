@@ -56,6 +56,8 @@ def grads_of(model, loss):
 CASES = [
     pytest.param(dict(), id="second-order"),
     pytest.param(dict(meta="first_order"), id="first-order"),
+    pytest.param(dict(meta="truncated"), id="truncated"),
+    pytest.param(dict(meta="truncated", fast=1, slow=2), id="truncated-chunk-1"),
     pytest.param(dict(momentum=0.5), id="momentum"),
     pytest.param(dict(fast=1, slow=1), id="chunk-1"),
     pytest.param(dict(fast=4, slow=16), id="slow-once"),
@@ -85,6 +87,22 @@ def test_second_order_gradient_differs_from_first_order():
     g2, = torch.autograd.grad(second.loss, [w])
     g1, = torch.autograd.grad(first.loss, [w])
     assert not torch.allclose(g1, g2)
+
+
+def test_truncated_meta_gradient_lies_between_the_others():
+    # Same forward and the same in-context updates as both other modes; outer gradients of the
+    # initial states differ from both (the truncation is real, and is not first order).
+    model, x_y = tiny_model(), batch()
+    reads = {m: read_sequence(model, cms_levels(meta=m), *x_y, StreamState(), trace=[])
+             for m in ("second_order", "truncated", "first_order")}
+    w = model.layers[0].blocks.cms.body.blocks.fast.w1
+    grads = {m: torch.autograd.grad(r.loss, [w])[0] for m, r in reads.items()}
+    torch.testing.assert_close(reads["truncated"].loss, reads["second_order"].loss)
+    assert not torch.allclose(grads["truncated"], grads["second_order"])
+    assert not torch.allclose(grads["truncated"], grads["first_order"])
+    # Closer to the full meta-gradient than first order is.
+    gap = {m: (grads[m] - grads["second_order"]).norm() for m in ("truncated", "first_order")}
+    assert gap["truncated"] < gap["first_order"]
 
 
 def test_independent_chain_matches_reference():

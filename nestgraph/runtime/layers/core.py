@@ -27,9 +27,21 @@ def fast_linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 _ACTIVATIONS = {"gelu": F.gelu, "silu": F.silu, "relu": F.relu}
 
 
+class RMSNorm(nn.RMSNorm):
+    """`nn.RMSNorm` whose weight takes the input's dtype. Under bf16 autocast the input is bf16
+    and the (fp32 master) weight is not, which sends ``torch.rms_norm`` to its unfused
+    fallback; the cast is differentiable, so the fp32 weight still gets the gradient."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.weight
+        if weight is not None and weight.dtype != x.dtype:
+            weight = weight.to(x.dtype)
+        return F.rms_norm(x, self.normalized_shape, weight, self.eps)
+
+
 def make_norm(kind: str, dim: int) -> nn.Module:
     if kind == "rms":
-        return nn.RMSNorm(dim, eps=1e-6)
+        return RMSNorm(dim, eps=1e-6)
     if kind == "layer":
         return nn.LayerNorm(dim)
     return nn.Identity()

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nestgraph.runtime.layers.core import RMSNorm
 from nestgraph.runtime.layers.titans import (
     CausalDepthwiseConv,
     MemoryInit,
@@ -83,7 +84,7 @@ class SelfModParts(nn.Module):
         self.readout = nn.Parameter(torch.randn(2, heads, head_dim) * 0.02)  # η, α
         self.readout_bias = nn.Parameter(torch.tensor([[0.0], [FORGET_START]]).expand(2, heads)
                                          .clone())
-        self.norm = nn.RMSNorm(head_dim, eps=1e-6)
+        self.norm = RMSNorm(head_dim, eps=1e-6)
         self.gate = nn.Linear(dim, dim, bias=False) if gate else None
         self.out = nn.Linear(dim, dim, bias=False)
         if self.q is not None:

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nestgraph.runtime.layers.core import RMSNorm
 from nestgraph.runtime.mode import mode_of
 from nestgraph.runtime.ops.delta import delta_scan
 from nestgraph.runtime.ops.memory import memory_scan
@@ -86,7 +87,7 @@ class MemoryProjections(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim, bias=False)
         self.conv = CausalDepthwiseConv(3 * dim, conv) if conv else None
         self.rates = nn.Linear(dim, rates * heads) if rates else None
-        self.norm = nn.RMSNorm(dim // heads, eps=1e-6)
+        self.norm = RMSNorm(dim // heads, eps=1e-6)
         self.gate = nn.Linear(dim, dim, bias=False) if gate else None
         self.out = nn.Linear(dim, dim, bias=False)
         nn.init.normal_(self.qkv.weight, std=dim**-0.5)
@@ -218,8 +219,8 @@ class MemoryAsGate(nn.Module):
     def __init__(self, attn: nn.Module, mem: NeuralMemory) -> None:
         super().__init__()
         self.attn, self.mem = attn, mem
-        self.norms = nn.ModuleDict({"attn": nn.RMSNorm(mem.dim, eps=1e-6),
-                                    "mem": nn.RMSNorm(mem.dim, eps=1e-6)})
+        self.norms = nn.ModuleDict({"attn": RMSNorm(mem.dim, eps=1e-6),
+                                    "mem": RMSNorm(mem.dim, eps=1e-6)})
 
     def forward(self, x: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
         short = self.norms["attn"](self.attn(x, cache))

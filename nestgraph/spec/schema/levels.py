@@ -266,10 +266,12 @@ class Level(Strict):
     objective: Objective
     rule: Rule
     lifetime: Literal["sequence", "stream", "run"]
-    meta: Literal["second_order", "first_order"] = Field(
+    meta: Literal["second_order", "truncated", "first_order"] = Field(
         "second_order",
         description="how slower levels learn this level's initial state: backprop through its "
-        "in-context updates (second_order) or with that gradient stopped (first_order)",
+        "in-context updates (second_order), through them but only inside the level's own "
+        "modules, the error reaching their outputs held fixed (truncated), or with that "
+        "gradient stopped (first_order)",
     )
 
 
