@@ -274,3 +274,13 @@ def test_stream_weight_is_trained_initial_value_plus_in_context_change():
     same = read_sequence(model, levels, x, y, shifted, keep_logits=True, learn_stream=False,
                          differentiable=False)
     torch.testing.assert_close(moved.logits[:, :4], same.logits[:, :4])
+
+
+@pytest.mark.parametrize("meta", ["second_order", "truncated"])
+def test_compile_is_refused_for_levels_that_need_a_double_backward(meta):
+    from nestgraph.errors import TrainingError
+    from nestgraph.runtime.train.step import _wants_compile
+
+    with pytest.raises(TrainingError, match="double backward"):
+        _wants_compile("on", torch.device("cpu"), cms_levels(meta=meta))
+    assert _wants_compile("on", torch.device("cpu"), cms_levels(meta="first_order"))

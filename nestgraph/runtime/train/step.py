@@ -46,7 +46,7 @@ class TrainState:
 
 
 COMPILE_CONFLICT = ("train.compile=on, but torch.compile has no double backward, which the "
-                    "second-order in-context levels need")
+                    "second-order and truncated in-context levels need")
 
 
 COMPILE_CONFLICT_HINT = "set meta: first_order on those levels, or train.compile=auto"
