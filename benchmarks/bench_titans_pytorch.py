@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nestgraph.runtime.layers.titans import NeuralMemory
+from nestgraph.runtime.layers.titans import NeuralMemory, split_heads
 from nestgraph.runtime.ops.memory import memory_read
 
 try:
@@ -155,7 +155,7 @@ def read_after_chunk(layer: NeuralMemory, x: torch.Tensor) -> torch.Tensor:
     holding t + 1 (titans_pytorch's read), built from its own modules and `memory_read`."""
     b, t, d = x.shape
     states = nestgraph_states(layer, x)
-    q = layer._heads(F.silu(layer.proj.qkv(x)).chunk(3, dim=-1)[0])
+    q = split_heads(F.silu(layer.proj.qkv(x)).chunk(3, dim=-1)[0], layer.heads)
     index = [(i + 1) // layer.chunk for i in range(t)]
     y = torch.cat([memory_read("mlp", states[n], q[..., i : i + 1, :])
                    for i, n in enumerate(index)], dim=-2)

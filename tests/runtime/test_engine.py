@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -284,3 +285,15 @@ def test_compile_is_refused_for_levels_that_need_a_double_backward(meta):
     with pytest.raises(TrainingError, match="double backward"):
         _wants_compile("on", torch.device("cpu"), cms_levels(meta=meta))
     assert _wants_compile("on", torch.device("cpu"), cms_levels(meta="first_order"))
+
+
+@pytest.mark.slow
+def test_compiled_layers_train_with_first_order_in_context_levels(tmp_path):
+    # The inner gradients keep the graph; a compiled backward must accept that (minutes on a CPU).
+    from nestgraph.testing import SMALL_CMS, train_records
+
+    overrides = [*SMALL_CMS, "levels.cms_fast.meta=first_order",
+                 "levels.cms_mid.meta=first_order", "train.compile=on", "train.log_every=1"]
+    records = train_records(tmp_path, "cms", overrides, 3)
+    losses = [r["loss"] for r in records if "loss" in r]
+    assert len(losses) == 3 and all(math.isfinite(x) for x in losses)

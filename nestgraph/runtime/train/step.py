@@ -69,6 +69,11 @@ def build_state(program: Program, cfg: dict, device: torch.device) -> TrainState
         model = model.double()
     optimizers = step_optimizers(model, program.schedule)
     if _wants_compile(cfg["compile"], device, program.schedule):
+        if in_context_levels(program.schedule):
+            # The inner gradients keep the graph for the outer backward (retain_graph), which a
+            # compiled backward that reuses ("donates") its saved buffers refuses at its first
+            # call. The setting is torch's, process-wide; it only costs memory.
+            torch._functorch.config.donated_buffer = False
         for layer in model.layers:
             layer.compile()
     return TrainState(model, init_stream(model, program.schedule), optimizers)
