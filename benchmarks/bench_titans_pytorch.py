@@ -37,10 +37,7 @@ from torch import nn
 from nestgraph.runtime.layers.titans import NeuralMemory, split_heads
 from nestgraph.runtime.ops.memory import memory_read
 
-try:
-    import titans_pytorch
-except ImportError as err:  # pragma: no cover - optional dependency
-    raise SystemExit("this benchmark needs titans-pytorch: pip install 'nestgraph[bench]'") from err
+titans_pytorch = None  # the optional extra, imported by `main` (so `--help` works without it)
 
 HEADS = 4
 CHUNKS = [16, 64]
@@ -269,6 +266,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="benchmarks/results/titans_pytorch.json")
     args = parser.parse_args()
+    global titans_pytorch
+    try:
+        import titans_pytorch
+    except ImportError as err:
+        raise SystemExit("this benchmark needs titans-pytorch: pip install 'nestgraph[bench]'") \
+            from err
     torch.set_num_threads(args.threads)
     load_start = os.getloadavg()
 
