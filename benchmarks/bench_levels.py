@@ -36,30 +36,37 @@ def configs(wide: bool) -> dict[str, tuple[str, list[str]]]:
 
 
 class Bench:
-    """One configuration: its program, trainer state and the CPU time of each timed step."""
+    """One configuration: its program, trainer state and the CPU time of each timed step.
 
-    def __init__(self, label: str, spec: str, overrides: list[str], folder: Path, corpus):
+    ``cfg`` replaces train settings after compiling (e.g. ``compile="on"``); ``warm_up``
+    takes one untimed step at once. The record of the last step is kept (its loss, its update
+    counts)."""
+
+    def __init__(self, label: str, spec: str, overrides: list[str], folder: Path, corpus,
+                 warm_up: bool = True, **cfg) -> None:
         from nestgraph.runtime.program import load_program
         from nestgraph.runtime.train.step import build_state, resolve_device
         from nestgraph.testing import compile_build
 
-        build = compile_build(folder / label.replace(" ", "_").replace("/", "-"), spec,
-                              overrides)
+        self.build = compile_build(folder / label.replace(" ", "_").replace("/", "-"), spec,
+                                   overrides)
         self.label, self.spec = label, spec
-        self.program = load_program(build)
-        self.cfg = dict(self.program.train)
+        self.program = load_program(self.build)
+        self.cfg = dict(self.program.train, **cfg)
         self.device = resolve_device("cpu")
         self.state = build_state(self.program, self.cfg, self.device)
         self.corpus = corpus
         self.params = sum(p.numel() for p in self.state.model.parameters())
         self.times: list[float] = []
-        self.step()  # warm-up
+        self.record: dict = {}
+        if warm_up:
+            self.step()
 
     def step(self) -> float:
         from nestgraph.runtime.train.step import train_step
 
         start = time.process_time()
-        train_step(self.state, self.program, self.cfg, self.corpus, self.device)
+        self.record = train_step(self.state, self.program, self.cfg, self.corpus, self.device)
         return time.process_time() - start
 
     def op_calls(self) -> int:

@@ -54,6 +54,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 import yaml
+from bench_levels import Bench
 from report import machine, write
 
 PEER_CONFIG = "pilot_smoke"
@@ -104,37 +105,24 @@ def byte_batch(corpus, step: int, seed: int) -> tuple[torch.Tensor, torch.Tensor
                         order=corpus.order)
 
 
-class Nestgraph:
+class Nestgraph(Bench):
     """nestgraph's `hope` at the peer's width, layers and heads."""
 
     def __init__(self, folder: Path, corpus, peer_model_cfg):
-        from nestgraph.runtime.program import load_program
-        from nestgraph.runtime.train.step import build_state, resolve_device
-        from nestgraph.testing import compile_build
-
         self.overrides = [f"model.dim={peer_model_cfg.dim}",
                           f"model.layers={peer_model_cfg.num_layers}",
                           f"modules.selfmod.heads={peer_model_cfg.heads}", "model.vocab=256",
                           f"train.batch={BATCH}", f"train.seq_len={SEQ_LEN}"]
-        build = compile_build(folder / "hope", "hope", self.overrides)
-        resolved = yaml.safe_load((build / "spec.resolved.yaml").read_text())
+        super().__init__("hope", "hope", self.overrides, folder, corpus, warm_up=False)
+        resolved = yaml.safe_load((self.build / "spec.resolved.yaml").read_text())
         self.config = {key: resolved[key] for key in ("model", "modules", "levels", "train")}
-        self.program = load_program(build)
-        self.cfg = dict(self.program.train)
-        self.device = resolve_device("cpu")
-        self.state = build_state(self.program, self.cfg, self.device)
-        self.corpus = corpus
-        self.params = sum(p.numel() for p in self.state.model.parameters())
-        self.update_counts: dict[str, int] = {}
+
+    @property
+    def update_counts(self) -> dict[str, int]:
+        return {k: v for k, v in self.record.items() if k.startswith("updates/")}
 
     def step(self) -> tuple[float, float]:
-        from nestgraph.runtime.train.step import train_step
-
-        start = time.process_time()
-        record = train_step(self.state, self.program, self.cfg, self.corpus, self.device)
-        elapsed = time.process_time() - start
-        self.update_counts = {k: v for k, v in record.items() if k.startswith("updates/")}
-        return elapsed, record["loss"]
+        return super().step(), self.record["loss"]
 
 
 class Peer:
