@@ -70,6 +70,9 @@ class FastWeights:
                        if lv.resets}
         self.init = {n: self.weights[n] for names in self.resets.values() for n in names}
         self.init_accum = {n: torch.zeros_like(self.accum[n]) for n in self.init}
+        # A truncated level's weight -> the module whose outputs it reaches the loss through.
+        self.module_of = {n: path for path in self.outputs for n in self.owner
+                          if n.startswith(path + ".")}
         if carry is not None and carry.fast:
             self._load(carry.fast)
 
@@ -132,8 +135,8 @@ class FastWeights:
         """Add d(chunk loss)/d(fast weights) to the accumulators of ``names`` (Eq. 71)."""
         if not names:
             return
-        truncated = {n for lv in self.truncated for n in names if self.owner[n] is lv}
-        whole = [n for n in names if n not in truncated]
+        truncated = [n for n in names if n in self.module_of]
+        whole = [n for n in names if n not in self.module_of]
         grads = dict(zip(whole, torch.autograd.grad(
             loss_sum, [inputs[n] for n in whole], retain_graph=True,
             create_graph=self.second_order, allow_unused=True), strict=True)) if whole else {}
@@ -154,23 +157,22 @@ class FastWeights:
                 self.init_accum[n] = self.init_accum[n] + g
 
     def _truncated(self, loss_sum: torch.Tensor, inputs: dict[str, torch.Tensor],
-                   names: set[str]) -> dict[str, torch.Tensor | None]:
+                   names: list[str]) -> dict[str, torch.Tensor | None]:
         """The same gradients as a full backward (a weight reaches the loss only through its
         own module's outputs), but differentiable only through that module: the error at its
         outputs is taken without a graph and then held fixed. Module by module, so that a
         module downstream of another (a sequential chain) does not pass its error back into
         the first one's weights a second time."""
-        modules = {path: [n for n in names if n.startswith(path + ".")]
-                   for path, kept in self.outputs.items() if kept}
-        modules = {path: mine for path, mine in modules.items() if mine}
-        outs = [o for path in modules for o in self.outputs[path]]
-        errors = iter(torch.autograd.grad(loss_sum, outs, retain_graph=True,
-                                          allow_unused=True))
+        paths = [p for p in dict.fromkeys(self.module_of[n] for n in names) if self.outputs[p]]
+        outs = [o for p in paths for o in self.outputs[p]]
+        errors = torch.autograd.grad(loss_sum, outs, retain_graph=True, allow_unused=True)
+        errors = [torch.zeros_like(o) if e is None else e for o, e in zip(outs, errors,
+                                                                           strict=True)]
         found: dict[str, torch.Tensor | None] = {}
-        for path, mine in modules.items():
-            kept = self.outputs[path]
-            error = [torch.zeros_like(o) if e is None else e
-                     for o, e in zip(kept, [next(errors) for _ in kept], strict=True)]
+        for p in paths:
+            kept = self.outputs[p]
+            error, errors = errors[:len(kept)], errors[len(kept):]
+            mine = [n for n in names if self.module_of[n] == p]
             found.update(zip(mine, torch.autograd.grad(
                 kept, [inputs[n] for n in mine], error, retain_graph=True, create_graph=True,
                 allow_unused=True), strict=True))
