@@ -44,7 +44,8 @@ def compile_build(folder: Path, spec: str, overrides=()) -> Path:
 
 
 def stream_average_worker(rank: int, world: int, init_file: str, out: str) -> None:
-    """One rank of a gloo job: average a rank-dependent stream state, agree on a run folder.
+    """One rank of a gloo job: average a rank-dependent pending stream signal, agree on a run
+    folder.
 
     Lives in the package (not the test file) so that spawned processes can import it.
     """
@@ -66,9 +67,12 @@ def stream_average_worker(rank: int, world: int, init_file: str, out: str) -> No
                              accum={"w": torch.full((2, 2), 2.0 * rank)})
         average_stream(stream)
         run_dir = shared_run_dir(lambda: f"runs/x/chosen-by-{current_rank().rank}")
-        ok = (torch.equal(stream.weights["w"], torch.full((2, 2), 0.5))
+        # The pending signal is averaged; the weights are left alone (the ranks stepped them
+        # alike from averaged signals, so averaging them would only cost a reduction).
+        ok = (torch.equal(stream.weights["w"], torch.full((2, 2), float(rank)))
               and torch.equal(stream.accum["w"], torch.full((2, 2), 1.0))
-              and all_equal(stream.weights["w"]) and run_dir == "runs/x/chosen-by-0")
+              and all_equal(stream.accum["w"]) and not all_equal(stream.weights["w"])
+              and run_dir == "runs/x/chosen-by-0")
         Path(f"{out}.{rank}").write_text("ok" if ok else f"bad {stream.weights['w']} {run_dir}")
     finally:
         dist.destroy_process_group()
@@ -77,6 +81,73 @@ def stream_average_worker(rank: int, world: int, init_file: str, out: str) -> No
 # ------------------------------------------------------ helpers for the compiler-pass tests
 # Every spec in those tests is a shipped spec with one thing changed, so each test shows which
 # entry a pass reacts to and that the diagnostic's path points at that entry.
+
+
+def train_build(build, overrides=(), *, steps: int, out, resume: str = "never") -> Path:
+    """Train a build folder quietly, as `nestgraph train` does (overrides checked alike);
+    returns the run folder."""
+    from nestgraph.compiler.buildfolder import RESOLVED, spec_folder_of
+    from nestgraph.compiler.train_config import train_config
+    from nestgraph.runtime.program import load_program
+    from nestgraph.runtime.train.loop import train
+    from nestgraph.runtime.train.progress import SilentReporter
+
+    program = load_program(Path(build))
+    cfg, data_cfg = train_config(program, list(overrides), steps=steps, data=None,
+                                 resolved=Path(build) / RESOLVED)
+    return train(program, cfg, data_cfg, out=Path(out), resume=resume, steps=steps,
+                 data_base=spec_folder_of(Path(build)), reporter=SilentReporter()).run_dir
+
+
+def stream_steps_worker(rank: int, world: int, init_file: str, build: str, out: str,
+                        steps: int, level: str) -> None:
+    """Train `steps` steps on `world` gloo ranks (1: no group) and save, per rank, the stream
+    state reached and how often `level` fired in each step, to ``OUT.RANK``."""
+    import torch
+    import torch.distributed as dist
+
+    from nestgraph.compiler.buildfolder import RESOLVED
+    from nestgraph.compiler.train_config import train_config
+    from nestgraph.runtime.program import load_program
+    from nestgraph.runtime.train.data import load_corpus
+    from nestgraph.runtime.train.distributed import average_stream
+    from nestgraph.runtime.train.step import build_state, train_step
+
+    if world > 1:
+        dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
+                                world_size=world)
+    try:
+        program = load_program(Path(build))
+        cfg, data_cfg = train_config(program, [], steps=steps, data=None,
+                                     resolved=Path(build) / RESOLVED)
+        corpus = load_corpus(None, heldout_fraction=data_cfg["heldout"],
+                             max_bytes=data_cfg["max_bytes"])
+        state = build_state(program, cfg, torch.device("cpu"))
+        fired = []
+        for _ in range(steps):
+            fired.append(train_step(state, program, cfg, corpus, torch.device("cpu"))
+                         [f"updates/{level}"])
+            average_stream(state.stream)
+        torch.save({"stream": state.stream.state_dict(), "fired": fired}, f"{out}.{rank}")
+    finally:
+        if world > 1:
+            dist.destroy_process_group()
+
+
+def data_parallel_worker(rank: int, world: int, init_file: str, build: str, out: str,
+                         overrides: list[str], steps: int, resume: str = "never") -> None:
+    """One rank of a gloo job training `build` through `nestgraph.api.train`; rank 0 writes
+    the run folder's path to ``OUT/run.txt``. In the package so spawned processes import it."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
+                            world_size=world)
+    try:
+        run = train_build(build, overrides, steps=steps, out=out, resume=resume)
+        if rank == 0:
+            (Path(out) / "run.txt").write_text(str(run))
+    finally:
+        dist.destroy_process_group()
 
 
 @functools.cache

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -42,10 +43,30 @@ def train(
         "--resume", metavar="auto|never|PATH",
         help="auto (continue an unfinished run), never, or a run/checkpoint folder")]
     = "auto",
+    nproc_per_node: Annotated[int | None, typer.Option(
+        "--nproc-per-node", metavar="N", help="train data-parallel on N processes of this "
+        "machine (as torchrun does; gloo on CPU, nccl on GPUs)", rich_help_panel="Parallel")]
+    = None,
+    nnodes: Annotated[str, typer.Option(
+        "--nnodes", metavar="N", help="nodes of the job (with --rdzv-endpoint)",
+        rich_help_panel="Parallel")] = "1",
+    node_rank: Annotated[int, typer.Option(
+        "--node-rank", metavar="K", help="this node's place in the job",
+        rich_help_panel="Parallel")] = 0,
+    rdzv_endpoint: Annotated[str | None, typer.Option(
+        "--rdzv-endpoint", metavar="HOST:PORT", help="where the nodes meet",
+        rich_help_panel="Parallel")] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="print what each process would do (rows, levels, what is averaged "
+        "when), then stop")] = False,
     trust_program: TrustOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """Train a compiled program; runs go to runs/NAME/TIMESTAMP/.
+
+    With --nproc-per-node N the build is trained on N processes (data-parallel, train.parallel:
+    ddp or fsdp; train.batch is the global batch); `torchrun --nproc-per-node N -m nestgraph
+    train BUILD` does the same.
 
     The build's program.py is compiled again from its spec.resolved.yaml and must match byte
     for byte (exit 5 otherwise; --trust-program skips the check). Examples:
@@ -66,9 +87,51 @@ def train(
     else:
         folder = find_build(words)
         check_program(folder, trust=trust_program)
+    world = (nproc_per_node or 1) * _nodes(nnodes)
+    if dry_run:
+        typer.echo("\n".join(_plan(folder, overrides, steps, data, world)))
+        return
+    if nproc_per_node is not None and not _under_launcher():
+        from nestgraph.cli.launch import child_command, launch, launcher_args
+
+        _plan(folder, overrides, steps, data, world)  # bad settings stop here, not N times
+        launch(launcher_args(nproc_per_node, nnodes, node_rank, rdzv_endpoint, child_command(
+            folder, overrides, data=data, steps=steps, out=out, resume=resume)))
+        return
     run_dir = api.train(folder, overrides, steps=steps, data=data, out=out, resume=resume,
                         trust=True, command=sys.argv)  # checked above, or just compiled
-    _plot_after_training(run_dir)
+    if os.environ.get("RANK", "0") == "0":  # one figure per job, by rank 0
+        _plot_after_training(run_dir)
+
+
+def _under_launcher() -> bool:
+    """Whether torchrun (or `--nproc-per-node`) started this process."""
+    return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def _nodes(nnodes: str) -> int:
+    try:
+        return int(nnodes.split(":")[-1])
+    except ValueError:
+        raise UsageProblem(f"--nnodes expects N or MIN:MAX, got {printable(nnodes)}") from None
+
+
+def _plan(folder: Path, overrides: list[str], steps, data, world: int) -> list[str]:
+    """The settings checked and the job described (`nestgraph.cli.dry_run`)."""
+    from nestgraph.api import load_program
+    from nestgraph.cli.dry_run import describe
+    from nestgraph.compiler.buildfolder import RESOLVED
+    from nestgraph.compiler.train_config import train_config
+
+    world = int(os.environ.get("WORLD_SIZE", world))
+    cfg, _ = train_config(load_program(folder, trust=True), list(overrides), steps=steps,
+                          data=data, resolved=folder / RESOLVED)
+    lines = describe(folder, cfg, world)
+    if cfg["batch"] % world:
+        raise UsageProblem(f"train.batch={cfg['batch']} does not split evenly over {world} "
+                           "processes (it is the global batch)",
+                           f"set train.batch to a multiple of {world}")
+    return lines
 
 
 def _plot_after_training(run_dir: Path) -> None:

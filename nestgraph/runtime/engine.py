@@ -24,6 +24,7 @@ sequence-lifetime levels then keep their state across the windows instead of bei
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -67,7 +68,9 @@ def read_sequence(model: torch.nn.Module, levels: tuple[LevelDef, ...], x: torch
                   differentiable: bool = True, keep_logits: bool = False,
                   in_context: bool = True, off: frozenset[str] = frozenset(),
                   carry: Carry | None = None, attention_window: int = 0,
-                  timeline: list | None = None, trace: list | None = None) -> SequenceResult:
+                  timeline: list | None = None, trace: list | None = None,
+                  reduce_stream: Callable[[torch.Tensor], torch.Tensor] | None = None
+                  ) -> SequenceResult:
     """Read ``x`` (B, T), predicting ``y`` (targets < 0 are not counted), learning in context.
 
     ``learn_stream=False`` reads without changing the stream (evaluation, sampling).
@@ -83,12 +86,16 @@ def read_sequence(model: torch.nn.Module, levels: tuple[LevelDef, ...], x: torch
     ``attention_window``: softmax attention sees at most this many past keys (0: all).
     ``timeline``, when given, receives ``(level, position)`` for every in-context update;
     ``trace`` receives ``(position, fast weights)`` after every chunk (for tests).
+    ``reduce_stream``, under data parallelism, turns a stream level's accumulated signal into
+    its mean over the ranks just before the level fires, so that it fires once, with the
+    global signal, and every rank steps its stream weights alike.
     """
     batch, seq_len = x.shape
     if not in_context:
         off = frozenset(lv.name for lv in levels if lv.kind in ("in_context", "memory"))
     chunk = chunk_size(levels, seq_len)
-    fast = FastWeights(model, levels, batch, stream, learn_stream, differentiable, carry)
+    fast = FastWeights(model, levels, batch, stream, learn_stream, differentiable, carry,
+                       reduce_stream)
     # The fused attention kernels have no double backward, which second-order levels need.
     cache = Cache(carry.cache if carry is not None else None,
                   ReadMode(fast.double_backward, _off_modules(model, levels, off),

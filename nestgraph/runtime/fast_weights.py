@@ -24,8 +24,9 @@ class FastWeights:
     """The fast weights of one batch, with their accumulators and momentum."""
 
     def __init__(self, model, levels, batch, stream, learn_stream, differentiable,
-                 carry: Carry | None = None):
+                 carry: Carry | None = None, reduce_stream=None):
         self.levels = in_context_levels(levels)
+        self.reduce_stream = reduce_stream  # the mean over ranks of a stream signal, or None
         self.stream, self.learn_stream = stream, learn_stream
         self.differentiable = differentiable
         # Double backward somewhere (the read's mode); create_graph on the whole chunk's
@@ -197,8 +198,9 @@ class FastWeights:
     def _update_stream(self, lv: LevelDef, n: str) -> None:
         """Step Δ (never W0): weight decay pulls Δ back to 0, i.e. the weight back to the
         trained W0, the state "reset" returns to."""
-        new, self.velocity[n] = gd_step(lv.rule, self.delta[n], self.accum[n],
-                                        self.velocity[n], batched=False)
+        signal = self.accum[n] if self.reduce_stream is None else self.reduce_stream(self.accum[n])
+        new, self.velocity[n] = gd_step(lv.rule, self.delta[n], signal, self.velocity[n],
+                                        batched=False)
         self.delta[n] = new.detach()
         self.weights[n] = self._stream_weight(n)
         self.accum[n] = torch.zeros_like(self.accum[n])

@@ -1,4 +1,4 @@
-"""Stream state averaged across ranks, and one run folder for all ranks (two gloo processes)."""
+"""The pending stream signal averaged across ranks, and one run folder for all ranks (two gloo processes)."""
 
 from __future__ import annotations
 

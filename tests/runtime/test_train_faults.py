@@ -280,7 +280,7 @@ def test_a_full_disk_or_a_read_only_folder_is_an_environment_problem(
         error.filename = str(tmp_path / "runs" / "x")
         raise error
 
-    monkeypatch.setattr(ckpt, "_write_files", refuse)
+    monkeypatch.setattr(ckpt, "write_files", refuse)
     with pytest.raises(EnvironmentProblem, match=words) as err:
         run(program, tmp_path / "runs", 1, data)
     assert err.value.exit_code == 6 and "--out" in err.value.hint

@@ -9,6 +9,11 @@ Each checkpoint folder holds three files:
   the two other files (``files``). It is written last, and the hashes are checked on load, so
   a damaged weights or state file is refused instead of resuming with other numbers.
 
+A run trained with FSDP2 (``train.parallel: fsdp``) writes ``shards/`` (every rank's part of
+the weights, optimizer states and pending gradients, through ``torch.distributed.checkpoint``;
+see `sharded.py`) in place of ``model.safetensors``, and ``format: sharded`` in
+``trainer_state.json``.
+
 A folder is written under a temporary name and renamed into place only when complete, and
 ``checkpoints/latest`` is replaced atomically afterwards: a crash at any moment leaves the
 previous checkpoint or the new one, never a half-written folder under a ``step-*`` name.
@@ -20,9 +25,9 @@ import hashlib
 import io
 import json
 import os
-import random
 import re
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +37,13 @@ import torch
 from nestgraph.errors import TrainingError
 from nestgraph.escape import printable
 from nestgraph.fsutil import atomic_write_text, fsync_dir, fsync_file
+from nestgraph.runtime.train.rng import rng_state, set_rng_state
+
+__all__ = ["rng_state", "set_rng_state"]  # re-exported: a checkpoint holds them
 
 WEIGHTS_FILE = "model.safetensors"
 STATE_FILE = "state.pt"
+SHARDS_DIR = "shards"
 META_FILE = "trainer_state.json"
 LATEST_FILE = "latest"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
@@ -84,22 +93,31 @@ def save_checkpoint(
         raise ValueError(f"step must be non-negative, got {step}")
     if keep_last is not None and keep_last < 1:
         raise ValueError(f"keep_last must be at least 1, got {keep_last}")
-    _check_state(state, "state")
-    meta = _meta_with_step(meta, step)
-
-    root = Path(run_dir) / "checkpoints"
-    root.mkdir(parents=True, exist_ok=True)
-    name = checkpoint_name(step)
-    tmp = root / f".tmp-{name}-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)  # left by an earlier crash of a process with the same pid
-    tmp.mkdir()
+    tmp = temporary_folder(run_dir, step)
     try:
-        _write_files(tmp, weights=weights, state=state, meta=meta)
+        write_files(tmp, weights=weights, state=state, meta=_meta_with_step(meta, step))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    return publish(tmp, step, keep_last)
 
+
+def temporary_folder(run_dir: Path, step: int, pid: int | None = None) -> Path:
+    """A new, empty folder to write the checkpoint of `step` into, beside the others."""
+    root = Path(run_dir) / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f".tmp-{checkpoint_name(step)}-{pid or os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)  # left by an earlier crash of a process with the same pid
+    tmp.mkdir()
+    return tmp
+
+
+def publish(tmp: Path, step: int, keep_last: int | None) -> Path:
+    """Rename a finished folder to its step's name, point ``latest`` at it, prune."""
+    if keep_last is not None and keep_last < 1:
+        raise ValueError(f"keep_last must be at least 1, got {keep_last}")
+    root, name = tmp.parent, checkpoint_name(step)
     final = root / name
     _move_into_place(tmp, final)
     atomic_write_text(root / LATEST_FILE, name + "\n")
@@ -132,78 +150,47 @@ def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
             f"checkpoint '{path}' does not exist or is not a folder",
             "point --resume at a run folder or at one of its checkpoints/step-* folders",
         )
-    missing = [f for f in (WEIGHTS_FILE, STATE_FILE, META_FILE) if not (path / f).is_file()]
+    sharded = (path / SHARDS_DIR).is_dir()
+    needed = (STATE_FILE, META_FILE) + (() if sharded else (WEIGHTS_FILE,))
+    missing = [f for f in needed if not (path / f).is_file()]
+    if sharded and not (path / SHARDS_DIR / ".metadata").is_file():
+        missing.append(f"{SHARDS_DIR}/.metadata")
     if missing:
         raise CheckpointError(
             f"checkpoint '{path}' is incomplete: missing {', '.join(missing)}",
             "resume from an earlier checkpoint of the same run",
         )
     meta = read_meta(path)
-    return _load_weights(path, meta), _load_state(path, meta), meta
-
-
-# --- random number generators -------------------------------------------------------------
-
-
-def rng_state() -> dict[str, Any]:
-    """Python's, torch's CPU and every CUDA device's generator states, as tensors.
-
-    Python's state tuple becomes a tensor plus primitives, so the dict can go into
-    ``state.pt`` and reload under ``weights_only=True``.
-    """
-    version, internal, gauss_next = random.getstate()
-    state: dict[str, Any] = {
-        "python": {
-            "version": version,
-            "state": torch.tensor(internal, dtype=torch.int64),  # 625 words, each < 2**32
-            "gauss_next": gauss_next,
-        },
-        "torch": torch.get_rng_state(),
-        "cuda": [],
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = [torch.cuda.get_rng_state(i) for i in range(torch.cuda.device_count())]
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore what `rng_state` captured.
-
-    CUDA states are restored for the devices present in both the saved state and this
-    machine; resuming a GPU run on the CPU simply leaves them out.
-    """
-    py = state["python"]
-    internal = tuple(int(v) for v in py["state"].tolist())
-    random.setstate((int(py["version"]), internal, py["gauss_next"]))
-    torch.set_rng_state(state["torch"].to(device="cpu", dtype=torch.uint8))
-    saved_cuda = state.get("cuda") or []
-    if saved_cuda and torch.cuda.is_available():
-        for i in range(min(len(saved_cuda), torch.cuda.device_count())):
-            torch.cuda.set_rng_state(saved_cuda[i].to(device="cpu", dtype=torch.uint8), i)
+    if sharded:
+        return _full_weights(path / SHARDS_DIR), load_state(path, meta), meta
+    return _load_weights(path, meta), load_state(path, meta), meta
 
 
 # --- writing ------------------------------------------------------------------------------
 
 
-def _write_files(
+def write_files(
     folder: Path,
     *,
-    weights: dict[str, torch.Tensor],
+    weights: dict[str, torch.Tensor] | None,
     state: dict[str, Any],
     meta: dict[str, Any],
 ) -> None:
-    # Cloning gives every tensor its own contiguous storage: safetensors refuses tensors that
-    # share memory (tied embeddings) and non-contiguous views.
-    plain = {key: value.detach().contiguous().clone() for key, value in weights.items()}
-    safetensors.torch.save_file(plain, str(folder / WEIGHTS_FILE))
-    fsync_file(folder / WEIGHTS_FILE)
+    """The weights (unless they are in ``shards/``), the state, and trainer_state.json last."""
+    _check_state(state, "state")
+    if weights is not None:
+        # Cloning gives every tensor its own contiguous storage: safetensors refuses tensors
+        # that share memory (tied embeddings) and non-contiguous views.
+        plain = {key: value.detach().contiguous().clone() for key, value in weights.items()}
+        safetensors.torch.save_file(plain, str(folder / WEIGHTS_FILE))
+        fsync_file(folder / WEIGHTS_FILE)
 
     with open(folder / STATE_FILE, "wb") as handle:
         torch.save(state, handle)
         handle.flush()
         os.fsync(handle.fileno())
-    meta = {**meta, "files": {name: _sha256((folder / name).read_bytes())
-                              for name in (WEIGHTS_FILE, STATE_FILE)}}
+    written = (STATE_FILE,) if weights is None else (WEIGHTS_FILE, STATE_FILE)
+    meta = {**meta, "files": {name: _sha256((folder / name).read_bytes()) for name in written}}
 
     with open(folder / META_FILE, "w", encoding="utf-8", newline="\n") as handle:
         handle.write(json.dumps(meta, sort_keys=True, indent=2) + "\n")
@@ -318,6 +305,16 @@ def _verified_bytes(path: Path, file: str, meta: dict[str, Any]) -> bytes:
     return raw
 
 
+def _full_weights(shards: Path) -> dict[str, torch.Tensor]:
+    """The whole weights of a sharded checkpoint, read by one process (sampling, evaluation)."""
+    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+
+    with tempfile.TemporaryDirectory() as folder:
+        whole = Path(folder) / "whole.pt"
+        dcp_to_torch_save(shards, whole)
+        return torch.load(whole, map_location="cpu", weights_only=True)["model"]
+
+
 def _load_weights(path: Path, meta: dict[str, Any]) -> dict[str, torch.Tensor]:
     raw = _verified_bytes(path, WEIGHTS_FILE, meta)
     try:
@@ -326,7 +323,7 @@ def _load_weights(path: Path, meta: dict[str, Any]) -> dict[str, torch.Tensor]:
         raise _corrupt(path, WEIGHTS_FILE, exc) from exc
 
 
-def _load_state(path: Path, meta: dict[str, Any]) -> dict[str, Any]:
+def load_state(path: Path, meta: dict[str, Any]) -> dict[str, Any]:
     raw = _verified_bytes(path, STATE_FILE, meta)
     try:
         state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)

@@ -119,6 +119,13 @@ class Loggers:
         self.close()
 
 
+class NoLoggers(Loggers):
+    """The loggers of a rank other than 0: rank 0 writes the metrics of the whole job."""
+
+    def __init__(self) -> None:
+        self.sinks = []
+
+
 def _ordered(keys: list[str]) -> list[str]:
     unique = list(dict.fromkeys(keys))
     first = [k for k in _FIRST_COLUMNS if k in unique]

@@ -34,9 +34,19 @@ from nestgraph.runtime.train.data import (
     load_corpus,
     resolve_source,
 )
-from nestgraph.runtime.train.distributed import average_stream, current_rank, shared_run_dir
-from nestgraph.runtime.train.loggers import Loggers, require_loggers
-from nestgraph.runtime.train.progress import LogFileReporter, Reporter
+from nestgraph.runtime.train.distributed import (
+    any_rank,
+    average_grads,
+    average_stream,
+    barrier,
+    current_rank,
+    from_main,
+    local_device,
+    process_group,
+    shared_run_dir,
+)
+from nestgraph.runtime.train.loggers import Loggers, NoLoggers, require_loggers
+from nestgraph.runtime.train.progress import FollowerReporter, LogFileReporter, Reporter
 from nestgraph.runtime.train.resume import find_resume, restore, save, trim_metrics
 from nestgraph.runtime.train.runs import (
     ENV_FILE,
@@ -49,7 +59,9 @@ from nestgraph.runtime.train.runs import (
 from nestgraph.runtime.train.step import (
     TrainState,
     build_state,
+    check_finite,
     evaluate,
+    gradients_synchronised,
     non_finite_hint,
     resolve_device,
     train_step,
@@ -138,9 +150,17 @@ class _Session:
                                 "checkpoint was written for it", non_finite_hint(self.cfg))
         return bpb
 
-    def save(self, state: TrainState) -> Path:
-        return save(state, self.run_dir, self.cfg, self.data_cfg, self.corpus,
-                    self.program.sha256)
+    def save(self, state: TrainState) -> None:
+        """Every rank takes part; rank 0 writes (the weights, optimizer and stream states are
+        the same on every rank). Gradients still pending from steps that did not reduce them
+        (a checkpoint on Ctrl-C) are averaged first, so the checkpoint stands for all ranks."""
+        if not gradients_synchronised(self.program, self.cfg, state.step):
+            average_grads(state.model)
+        if current_rank().is_main or self.cfg.get("parallel") == "fsdp":  # fsdp: all write
+            save(state, self.run_dir, self.cfg, self.data_cfg, self.corpus, self.program.sha256)
+        else:
+            check_finite(state, self.cfg)  # fails on every rank alike, as on rank 0
+        barrier()  # nobody moves on (or exits) before the checkpoint is in place
 
 
 def train(program: Program, cfg: dict, data_cfg: dict, *, out: Path = Path("runs"),
@@ -160,9 +180,11 @@ def train(program: Program, cfg: dict, data_cfg: dict, *, out: Path = Path("runs
     resume, for settings an older run did not record.
     Every line the reporter shows also goes to ``RUN/train.log``.
     """
-    log = LogFileReporter(reporter or Reporter.auto(cfg["log_every"]), cfg["log_every"])
+    main = current_rank().is_main
+    log = LogFileReporter(reporter or Reporter.auto(cfg["log_every"]), cfg["log_every"]) \
+        if main else FollowerReporter()
     try:
-        with environment_errors(out):
+        with environment_errors(out), process_group(resolve_device(cfg["device"])):
             return _train(program, cfg, data_cfg, out=out, resume=resume, command=command,
                           reporter=log, interrupt_at=interrupt_at, run_dir=run_dir,
                           steps=steps, data_base=data_base, defaults=defaults)
@@ -172,14 +194,16 @@ def train(program: Program, cfg: dict, data_cfg: dict, *, out: Path = Path("runs
 
 def _train(program, cfg, data_cfg, *, out, resume, command, reporter, interrupt_at, run_dir,
            steps, data_base, defaults) -> RunResult:
-    point = find_resume(resume, out, program, cfg, data_cfg, reporter.note, defaults)
+    point = _on_main(lambda: find_resume(resume, out, program, cfg, data_cfg, reporter.note,
+                                         defaults))
     extended_from = None
     if point is not None:
         cfg, data_cfg = point.cfg, point.data_cfg  # a run continues with its own settings
         if resume != "auto" and steps is not None and steps != cfg["steps"]:
             extended_from, cfg = cfg["steps"], dict(cfg, steps=steps)
     threads = apply_threads(cfg.get("threads", "auto"))
-    device = resolve_device(cfg["device"])
+    device = local_device(resolve_device(cfg["device"]))
+    check_world(cfg)
     reporter.note(f"device: {device}  threads: {threads.count} ({threads.how})")
     require_loggers(cfg.get("loggers", ["jsonl"]))
     corpus = _load_corpus(data_cfg, data_base, reporter.note)
@@ -199,28 +223,59 @@ def _train(program, cfg, data_cfg, *, out, resume, command, reporter, interrupt_
             run_dir = point.run_dir
             lock = _claim(run_dir, main)
             restore(state, point.checkpoint, device)
-            trim_metrics(run_dir / "metrics.jsonl", state.step)
+            if main:
+                trim_metrics(run_dir / "metrics.jsonl", state.step)
             reporter.attach(run_dir / TRAIN_LOG)
             reporter.note(f"resuming {run_dir} from step {state.step}")
-            if extended_from is not None:
+            if extended_from is not None and main:
                 reporter.note(f"training to step {cfg['steps']} (the run was for "
                               f"{extended_from}); the learning-rate schedules now end at step "
                               f"{cfg['steps']}")
                 _record_settings(run_dir, cfg, data_cfg)
-            _record_session(run_dir, state.step, threads, command)
+            if main:
+                _record_session(run_dir, state.step, threads, command)
             if state.step >= cfg["steps"]:
                 reporter.note(f"{run_dir} has already run its {cfg['steps']} steps")
                 return RunResult(run_dir, state.step, float("nan"), state.step)
         else:
             run_dir = run_dir or Path(shared_run_dir(lambda: new_run_dir(out, program.name)))
             lock = _claim(run_dir, main)
-            _start_run(run_dir, program, cfg, data_cfg, corpus, device, command, threads)
+            if main:
+                _start_run(run_dir, program, cfg, data_cfg, corpus, device, command, threads)
+            barrier()
             reporter.attach(run_dir / TRAIN_LOG)
         return _session(program, cfg, data_cfg, corpus, device, run_dir, reporter, state,
                         interrupt_at)
     finally:
         if lock is not None:
             lock.release()
+
+
+def _on_main(find):
+    """Rank 0's answer to `find()` on every rank; an error there stops every rank."""
+    if current_rank().world_size == 1:
+        return find()
+    answer = None
+    if current_rank().is_main:
+        try:
+            answer = ("ok", find())
+        except NestgraphError as err:
+            answer = ("error", err.message, err.hint)
+            from_main(answer)
+            raise
+    answer = from_main(answer)
+    if answer[0] == "error":
+        raise TrainingError(f"rank 0 stopped: {answer[1]}", answer[2])
+    return answer[1]
+
+
+def check_world(cfg: dict) -> None:
+    """The global batch must split evenly over the ranks."""
+    world = current_rank().world_size
+    if cfg["batch"] % world:
+        raise TrainingError(f"train.batch={cfg['batch']} does not split evenly over {world} "
+                            "processes (it is the global batch)",
+                            f"set train.batch to a multiple of {world}")
 
 
 def _claim(run_dir: Path, main: bool) -> RunLock | None:
@@ -242,8 +297,9 @@ def _session(program, cfg, data_cfg, corpus, device, run_dir, reporter, state,
     columns = ["step", "loss", "heldout_bpb", "tokens_per_s",
                *[f"lr/{lv.name}" for lv in program.schedule if lv.kind == "step"],
                *[f"updates/{lv.name}" for lv in program.schedule]]
-    with Loggers(run_dir, cfg.get("loggers", ["jsonl"]), columns=columns,
-                 resumed_from=resumed_from) as log, \
+    loggers = Loggers(run_dir, cfg.get("loggers", ["jsonl"]), columns=columns,
+                      resumed_from=resumed_from) if current_rank().is_main else NoLoggers()
+    with loggers as log, \
             _sigint_flag(getattr(reporter, "fileno", lambda: None)()) as sig:
         history = _loop(session, state, log, sig, interrupt_at)
         bpb = session.evaluate(state)
@@ -306,7 +362,7 @@ def _loop(session: _Session, state: TrainState, log, sig, interrupt_at) -> list[
         # Timed from here: evaluation, checkpoints and logging below are not the step's time.
         tick = perf_counter()
         record = train_step(state, session.program, cfg, session.corpus, session.device)
-        average_stream(state.stream)  # a no-op on one process; keeps ranks' streams equal
+        average_stream(state.stream)  # a no-op on one process; the pending stream signal
         record["tokens_per_s"] = tokens_per_step / max(perf_counter() - tick, 1e-9)
         history.append(record)
         log.write(record)
@@ -317,7 +373,8 @@ def _loop(session: _Session, state: TrainState, log, sig, interrupt_at) -> list[
             reporter.note(f"step {state.step}: held-out {bpb:.3f} bits/byte")
         if cfg["checkpoint_every"] and state.step % cfg["checkpoint_every"] == 0:
             session.save(state)
-        if (sig["stop"] or state.step == interrupt_at) and state.step < cfg["steps"]:
+        stop = any_rank(sig["stop"] or state.step == interrupt_at, session.device)
+        if stop and state.step < cfg["steps"]:
             session.save(state)
             reporter.stop()
             raise Interrupted(session.run_dir, state.step)

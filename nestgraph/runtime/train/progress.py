@@ -87,6 +87,17 @@ class RichReporter(Reporter):
             self.progress = None
 
 
+class FollowerReporter(Reporter):
+    """What a rank other than 0 shows of a distributed run: nothing (rank 0 reports for all)."""
+
+    def attach(self, path) -> None: ...
+
+    def fileno(self) -> int | None:
+        return None
+
+    def close(self) -> None: ...
+
+
 class LogFileReporter(Reporter):
     """Another reporter, plus ``RUN/train.log``: every note and periodic step line, as text.
 

@@ -25,6 +25,7 @@ from nestgraph.runtime.program import Program
 from nestgraph.runtime.train import checkpoint as ckpt
 from nestgraph.runtime.train.data import Corpus
 from nestgraph.runtime.train.runs import read_metrics, run_dirs
+from nestgraph.runtime.train.sharded import load_sharded, save_sharded
 from nestgraph.runtime.train.step import TrainState, check_finite
 
 
@@ -113,21 +114,32 @@ def _explicit(target: Path, program: Program) -> ResumePoint:
 
 
 def save(state: TrainState, run_dir: Path, cfg: dict, data_cfg: dict, corpus: Corpus,
-         spec_sha: str) -> Path:
+         spec_sha: str) -> None:
+    """Write the step's checkpoint: whole, by this process (one process or DDP's rank 0), or
+    sharded, by every rank together (``train.parallel: fsdp``)."""
     check_finite(state, cfg)
+    meta = {"step": state.step, "steps": cfg["steps"], "data_sha256": corpus.sha256,
+            "spec_sha256": spec_sha, "train": cfg, "data": data_cfg}
+    if cfg.get("parallel") == "fsdp":
+        save_sharded(state.model, state.optimizers, state.step, run_dir,
+                     {"stream": state.stream.state_dict(), "rng": ckpt.rng_state()}, meta,
+                     cfg["keep_checkpoints"])
+        return
     pending = {n: p.grad for n, p in state.model.named_parameters() if p.grad is not None}
-    return ckpt.save_checkpoint(
+    ckpt.save_checkpoint(
         run_dir, state.step,
         weights=state.model.state_dict(),
         state={"optimizers": {k: o.state_dict() for k, o in state.optimizers.items()},
                "stream": state.stream.state_dict(), "pending_grads": pending,
                "rng": ckpt.rng_state()},
-        meta={"step": state.step, "steps": cfg["steps"], "data_sha256": corpus.sha256,
-              "spec_sha256": spec_sha, "train": cfg, "data": data_cfg},
-        keep_last=cfg["keep_checkpoints"])
+        meta=meta, keep_last=cfg["keep_checkpoints"])
 
 
 def restore(state: TrainState, path: Path, device: torch.device) -> None:
+    meta = ckpt.read_training_meta(path)
+    if meta.get("format") == "sharded":
+        _restore_sharded(state, path, meta)
+        return
     weights, saved, meta = ckpt.load_checkpoint(path)
     ckpt.check_training_meta(path, meta)
     for key in ("optimizers", "stream", "pending_grads", "rng"):
@@ -147,6 +159,26 @@ def restore(state: TrainState, path: Path, device: torch.device) -> None:
         raise ckpt.CheckpointError(f"the checkpoint '{path}' does not fit this program: {err}",
                                    "resume it with the build it was written by") from None
     state.stream.to(device)
+    _restore_rng(path, saved)
+    state.step = meta["step"]
+
+
+def _restore_sharded(state: TrainState, path: Path, meta: dict) -> None:
+    """A checkpoint of an FSDP2 run, into this job however many ranks it has."""
+    saved = ckpt.load_state(path, meta)
+    try:
+        load_sharded(state.model, state.optimizers, path, list(saved.get("pending", [])))
+        state.stream.load_state_dict(saved["stream"])
+    except (KeyError, RuntimeError, ValueError) as err:
+        raise ckpt.CheckpointError(f"the checkpoint '{path}' does not fit this program: {err}",
+                                   "resume it with the build it was written by") from None
+    device = next(iter(state.model.parameters())).device
+    state.stream.to(device)
+    _restore_rng(path, saved)
+    state.step = meta["step"]
+
+
+def _restore_rng(path: Path, saved: dict) -> None:
     try:
         ckpt.set_rng_state(saved["rng"])
     except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as err:
@@ -154,7 +186,6 @@ def restore(state: TrainState, path: Path, device: torch.device) -> None:
             f"checkpoint '{printable(str(path))}' has an unreadable {ckpt.STATE_FILE}: its "
             f"random number generator state is broken ({err})",
             "resume from an earlier checkpoint of the same run") from None
-    state.step = meta["step"]
 
 
 def trim_metrics(path: Path, step: int) -> None:

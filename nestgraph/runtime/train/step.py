@@ -14,7 +14,7 @@ from nestgraph.errors import (
     EnvironmentProblem,
     TrainingError,
 )
-from nestgraph.runtime.engine import init_stream, read_sequence, stream_weight_names
+from nestgraph.runtime.engine import init_stream, stream_weight_names
 from nestgraph.runtime.levels import (
     AdamWRule,
     LevelDef,
@@ -33,6 +33,8 @@ from nestgraph.runtime.train.data import (
     heldout_batches,
     sample_batch,
 )
+from nestgraph.runtime.train.distributed import mean_over_ranks, sum_over_ranks
+from nestgraph.runtime.train.parallel import Parallel, wrap
 
 
 @dataclass
@@ -43,6 +45,8 @@ class TrainState:
     stream: StreamState
     optimizers: dict[str, torch.optim.Optimizer]
     step: int = 0
+    # How this process takes part in a data-parallel job (not saved: rebuilt by build_state).
+    parallel: Parallel | None = None
 
 
 COMPILE_CONFLICT = ("train.compile=on, but torch.compile has no double backward, which the "
@@ -67,7 +71,8 @@ def build_state(program: Program, cfg: dict, device: torch.device) -> TrainState
     model = program.build_model().to(device)
     if cfg["precision"] == "fp64":
         model = model.double()
-    optimizers = step_optimizers(model, program.schedule)
+    stream = init_stream(model, program.schedule)
+    mark_trained(model, program.schedule)
     if _wants_compile(cfg["compile"], device, program.schedule):
         if in_context_levels(program.schedule):
             # The inner gradients keep the graph for the outer backward (retain_graph), which a
@@ -76,17 +81,26 @@ def build_state(program: Program, cfg: dict, device: torch.device) -> TrainState
             torch._functorch.config.donated_buffer = False
         for layer in model.layers:
             layer.compile()
-    return TrainState(model, init_stream(model, program.schedule), optimizers)
+    # Wrapped before the optimizers are built: FSDP2 replaces the parameters by sharded ones.
+    parallel = wrap(model, program.schedule, cfg.get("parallel", "auto"), device)
+    optimizers = {lv.name: make_optimizer(lv, owned_parameters(model, lv), program.schedule)
+                  for lv in program.schedule if lv.kind == "step"}
+    return TrainState(model, stream, optimizers, parallel=parallel)
 
 
-def step_optimizers(model: torch.nn.Module, schedule) -> dict[str, torch.optim.Optimizer]:
-    """One fresh optimizer per step level, after marking which weights a backward trains."""
+def mark_trained(model: torch.nn.Module, schedule) -> None:
+    """Mark which weights a backward trains."""
     stream_owned = set(stream_weight_names(model, schedule))
     stepped = {n for lv in schedule if lv.kind == "step" for n in owned_parameters(model, lv)}
     for name, p in model.named_parameters():
         # A stream weight is W0 + Δ: the step level that owns W0 trains it like any other
         # parameter; without such an owner W0 stays at its initial value.
         p.requires_grad_(name not in stream_owned or name in stepped)
+
+
+def step_optimizers(model: torch.nn.Module, schedule) -> dict[str, torch.optim.Optimizer]:
+    """One fresh optimizer per step level, after marking which weights a backward trains."""
+    mark_trained(model, schedule)
     return {lv.name: make_optimizer(lv, owned_parameters(model, lv), schedule)
             for lv in schedule if lv.kind == "step"}
 
@@ -109,18 +123,25 @@ def _autocast(cfg: dict, device: torch.device):
 
 def train_step(state: TrainState, program: Program, cfg: dict, corpus: Corpus,
                device: torch.device) -> dict:
-    """One step: forward with in-context learning, one backward, the step levels that fire."""
+    """One step: forward with in-context learning, one backward, the step levels that fire.
+
+    Under data parallelism this rank reads its rows of the global batch; the gradients are
+    all-reduced in the backward of every step after which a step level fires or a checkpoint
+    is written (and accumulate locally in between), and the loss recorded is the ranks' mean.
+    """
+    par = state.parallel or wrap(state.model, program.schedule, "none", device)
     x, y = sample_batch(corpus.train, step=state.step, batch=cfg["batch"],
                         seq_len=cfg["seq_len"], seed=cfg["seed"], order=corpus.order)
     timeline: list = []
-    with _autocast(cfg, device):
-        result = read_sequence(state.model, program.schedule, x.to(device), y.to(device),
-                               state.stream, timeline=timeline)
-    loss = result.loss
-    if not torch.isfinite(loss):
-        raise TrainingError(f"the loss became {loss.item()} at step {state.step + 1}",
-                            non_finite_hint(cfg))
-    loss.backward()
+    with par.sync(gradients_synchronised(program, cfg, state.step + 1)):
+        with _autocast(cfg, device):
+            result = par.reader(par.rows(x).to(device), par.rows(y).to(device), state.stream,
+                                timeline=timeline, reduce_stream=par.reduce_stream)
+        loss = mean_over_ranks(result.loss.detach())  # every rank sees the same number
+        if not torch.isfinite(loss):
+            raise TrainingError(f"the loss became {loss.item()} at step {state.step + 1}",
+                                non_finite_hint(cfg))
+        result.loss.backward()
     state.step += 1
     record = {"step": state.step, "loss": loss.item()}
     for lv in program.schedule:
@@ -128,6 +149,14 @@ def train_step(state: TrainState, program: Program, cfg: dict, corpus: Corpus,
             record[f"lr/{lv.name}"] = _apply_step_level(state, lv, cfg["steps"])
     record.update(_update_counts(program.schedule, timeline, state.step, cfg["seq_len"]))
     return record
+
+
+def gradients_synchronised(program: Program, cfg: dict, step: int) -> bool:
+    """Whether step `step`'s gradients must be reduced across ranks in its backward: a step
+    level applies them, or a checkpoint (which holds the pending ones) follows."""
+    saved = step == cfg["steps"] or (cfg["checkpoint_every"]
+                                     and step % cfg["checkpoint_every"] == 0)
+    return bool(saved) or any(lv.kind == "step" and fires(lv, step) for lv in program.schedule)
 
 
 def _update_counts(schedule, timeline: list, step: int, seq_len: int) -> dict[str, int]:
@@ -181,27 +210,44 @@ def _apply_step_level(state: TrainState, lv: LevelDef, total_steps: int) -> floa
 
 def evaluate(state: TrainState, program: Program, cfg: dict, corpus: Corpus,
              device: torch.device) -> float:
-    """Held-out bits per byte, with in-context levels learning exactly as in training."""
+    """Held-out bits per byte, with in-context levels learning exactly as in training.
+
+    Under data parallelism each rank scores its rows of every held-out batch and the sums are
+    added across ranks: the same figure as one process scoring the whole batch.
+    """
+    par = state.parallel or wrap(state.model, program.schedule, "none", device)
     batches = heldout_batches(corpus.heldout, batch=cfg["batch"], seq_len=cfg["seq_len"],
                               max_batches=cfg["eval_batches"])
     learning = bool(in_context_levels(program.schedule))
     total, count = 0.0, 0
     for x, y in batches:
         grad_mode = torch.enable_grad() if learning else torch.no_grad()
-        with grad_mode, _autocast(cfg, device):
-            result = read_sequence(state.model, program.schedule, x.to(device), y.to(device),
-                                   state.stream, learn_stream=False, differentiable=False)
+        with grad_mode, _autocast(cfg, device), par.sync(False):
+            result = par.reader(par.rows(x).to(device), par.rows(y).to(device), state.stream,
+                                learn_stream=False, differentiable=False,
+                                reduce_stream=par.reduce_stream)
         total += result.loss.item() * result.tokens
         count += result.tokens
+    total, count = sum_over_ranks([total, float(count)], device)
     return total / max(count, 1) / math.log(2)
 
 
 def check_finite(state: TrainState, cfg: dict) -> None:
-    """Refuse to checkpoint weights that are no longer numbers: the good checkpoints stay."""
+    """Refuse to checkpoint weights that are no longer numbers: the good checkpoints stay.
+
+    Under FSDP2 each rank checks its shard and the ranks agree, so all of them refuse alike.
+    """
     tensors = {**state.model.state_dict(), **{f"stream {n}": t
                                                for n, t in state.stream.weights.items()}}
-    for name, tensor in tensors.items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise TrainingError(f"the weights became non-finite at step {state.step} "
-                                f"({name}); the last checkpoint written is kept",
-                                non_finite_hint(cfg))
+    bad = next((name for name, tensor in tensors.items() if tensor.is_floating_point()
+                and not bool(torch.isfinite(_local(tensor)).all())), None)
+    device = next(iter(state.model.parameters())).device
+    if sum_over_ranks([float(bad is not None)], device)[0]:
+        raise TrainingError(f"the weights became non-finite at step {state.step} "
+                            f"({bad or 'in another rank’s shard'}); the last checkpoint "
+                            "written is kept", non_finite_hint(cfg))
+
+
+def _local(tensor: torch.Tensor) -> torch.Tensor:
+    """This rank's shard of a sharded (DTensor) weight; any other tensor as it is."""
+    return tensor.to_local() if hasattr(tensor, "to_local") else tensor

@@ -47,6 +47,11 @@ def resolve_threads(setting: int | str) -> Threads:
     if setting != "auto":
         return Threads(int(setting), "train.threads")
     cores, load = usable_cores(), load_average()
+    # Processes of one data-parallel job on this machine share its cores.
+    local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    if local > 1:
+        share = max(1, cores // local)
+        return Threads(share, f"auto: {cores} cores shared by {local} processes")
     if load is None:
         return Threads(cores, f"auto: {cores} cores, no load average")
     free = math.floor(cores - load + 0.5)  # a core more than half free counts as free

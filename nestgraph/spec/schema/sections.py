@@ -39,6 +39,10 @@ class TrainSpec(Strict):
     precision: Literal["fp32", "bf16", "fp64"] = "fp32"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compile: Literal["auto", "on", "off"] = "auto"
+    parallel: Literal["auto", "ddp", "fsdp"] = Field(
+        "auto", description="with several processes (torchrun, --nproc-per-node): 'ddp' "
+        "replicates the weights and all-reduces gradients, 'fsdp' shards them per layer "
+        "(FSDP2); 'auto' is ddp. train.batch is the global batch, split evenly across them")
     log_every: int = Field(10, ge=1, le=STEPS_MAX)
     eval_every: int = Field(50, ge=0, le=STEPS_MAX, description="0 evaluates only at the end")
     eval_batches: int = Field(8, ge=1, le=BATCH_MAX)
