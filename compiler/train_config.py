@@ -40,6 +40,7 @@ def train_config(program, overrides: list[str], *, steps: int | None, data: str 
     from pydantic import ValidationError
 
     from nestgraph.runtime.levels import needs_double_backward, schedule_problems
+    from nestgraph.runtime.train.parallel import SHARDING_CONFLICT_HINT, sharding_conflict
     from nestgraph.runtime.train.step import COMPILE_CONFLICT, COMPILE_CONFLICT_HINT
     from nestgraph.spec.overrides import apply_overrides
     from nestgraph.spec.source import OVERRIDE_SEGMENT, SourceFile
@@ -86,4 +87,8 @@ def train_config(program, overrides: list[str], *, steps: int | None, data: str 
         raise SpecError(problems, source)
     if sections["train"]["compile"] == "on" and needs_double_backward(program.schedule):
         raise CompileError(COMPILE_CONFLICT, hint=COMPILE_CONFLICT_HINT)
+    conflict = sharding_conflict(program.schedule) if sections["train"]["parallel"] == "fsdp" \
+        else None
+    if conflict:
+        raise CompileError(conflict, hint=SHARDING_CONFLICT_HINT)
     return sections["train"], sections["data"]

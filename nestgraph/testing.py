@@ -145,6 +145,7 @@ def data_parallel_worker(rank: int, world: int, init_file: str, build: str, out:
     try:
         run = train_build(build, overrides, steps=steps, out=out, resume=resume)
         if rank == 0:
+            Path(out).mkdir(parents=True, exist_ok=True)  # a resumed run writes elsewhere
             (Path(out) / "run.txt").write_text(str(run))
     finally:
         dist.destroy_process_group()

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from nestgraph.errors import TrainingError
 from nestgraph.runtime.engine import read_sequence
 from nestgraph.runtime.levels import in_context_levels
 from nestgraph.runtime.stream import SequenceResult
@@ -68,6 +69,25 @@ class Parallel:
         return mean_over_ranks if self.world > 1 else None
 
 
+SHARDING_CONFLICT_HINT = "set train.parallel=ddp (the weights are replicated there)"
+
+
+def sharding_conflict(schedule) -> str | None:
+    """Why FSDP2 cannot train this schedule, or None.
+
+    DMGD's deep memory is one MLP trained online on every element of a weight's gradient,
+    scaled by that gradient's RMS: FSDP2 hands each rank a shard of the gradient, so each
+    rank would train its own MLP on its own elements and the ranks would drift apart.
+    """
+    deep = [lv.name for lv in schedule if lv.kind == "optimizer"
+            and getattr(lv.rule, "memory_kind", "") == "deep_momentum"]
+    if not deep:
+        return None
+    return (f"train.parallel=fsdp, but optimizer level(s) {', '.join(map(repr, deep))} learn a "
+            "deep memory from the whole of each weight's gradient, which FSDP2 shards across "
+            "the ranks")
+
+
 def resolve_kind(choice: str, world: int) -> str:
     """``train.parallel`` for this job: none on one process, ddp for ``auto``."""
     if world == 1:
@@ -91,6 +111,9 @@ def wrap(model: nn.Module, schedule, choice: str, device: torch.device) -> Paral
                  else {"broadcast_buffers": False})
         reader = DistributedDataParallel(reader, device_ids=ids, **quiet)
     elif kind == "fsdp":
+        conflict = sharding_conflict(schedule)
+        if conflict:  # train_config refuses it first; this guards a program trained from Python
+            raise TrainingError(conflict, SHARDING_CONFLICT_HINT)
         _fully_shard(reader, model, schedule)
     return Parallel(kind, rank, reader)
 
