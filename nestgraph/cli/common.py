@@ -82,7 +82,8 @@ def handled(command):
         except NestgraphError as err:
             if debug:
                 traceback.print_exc()
-            _print_error(err)
+            if _speaks(err):
+                _print_error(err)
             raise typer.Exit(err.exit_code) from None
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
@@ -96,6 +97,18 @@ def handled(command):
             raise typer.Exit(EXIT_INTERNAL) from None
 
     return wrapper
+
+
+def _speaks(err: NestgraphError) -> bool:
+    """In a data-parallel job rank 0 reports for all: another rank prints an error only when
+    it is not what every rank meets alike (an interruption, or rank 0's own error relayed)."""
+    rank = os.environ.get("RANK", "0")
+    if rank == "0" or "LOCAL_RANK" not in os.environ:
+        return True
+    if err.exit_code == EXIT_INTERRUPTED or err.message.startswith("rank 0 stopped"):
+        return False
+    err.message = f"rank {rank}: {err.message}"
+    return True
 
 
 def _print_error(err: NestgraphError) -> None:

@@ -7,7 +7,13 @@ import os
 import signal
 from pathlib import Path
 
-from nestgraph.errors import TrainingError, UsageProblem
+from nestgraph.errors import EXIT_INTERRUPTED, NestgraphError, TrainingError, UsageProblem
+
+
+class JobInterrupted(NestgraphError):
+    """The launcher was interrupted: exit 130, as one process interrupted exits."""
+
+    exit_code = EXIT_INTERRUPTED
 
 
 def child_command(build: Path, overrides: list[str], *, data: str | None, steps: int | None,
@@ -41,6 +47,7 @@ def launcher_args(nproc: int, nnodes: str, node_rank: int, rdzv_endpoint: str | 
 
 def launch(argv: list[str]) -> None:
     """Run the job and wait for it; a process that fails stops all of them."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
@@ -48,6 +55,11 @@ def launch(argv: list[str]) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     try:
         run(get_args_parser().parse_args(argv))
+    except SignalException as err:  # Ctrl-C (or a kill) reached the launcher too
+        raise JobInterrupted(f"interrupted by {signal.Signals(err.sigval).name}; the processes "
+                             "finished their step and wrote the checkpoint (above) unless "
+                             "they were killed", "run the same command again: --resume auto "
+                             "(the default) continues from the last checkpoint") from None
     except ChildFailedError as err:
         raise TrainingError(f"the job stopped: {_failures(err)}; the other processes were "
                             "stopped with it, and every checkpoint already written is intact",

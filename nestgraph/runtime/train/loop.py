@@ -70,6 +70,7 @@ from nestgraph.runtime.train.threads import Threads, apply_threads
 
 TRAIN_LOG = "train.log"
 STOP_MESSAGE = b"\nstopping after this step; Ctrl-C again to stop now\n"
+STOP_EVERY_RANK = b"\nstopping every process after this step and writing the checkpoint\n"
 
 
 class Interrupted(NestgraphError):
@@ -77,9 +78,11 @@ class Interrupted(NestgraphError):
 
     exit_code = EXIT_INTERRUPTED
 
-    def __init__(self, run_dir: Path, step: int) -> None:
+    def __init__(self, run_dir: Path, step: int, world: int = 1) -> None:
+        launch = f" --nproc-per-node {world}" if world > 1 else ""
         super().__init__(f"interrupted at step {step}; checkpoint written in {run_dir}",
-                         f"continue it with: nestgraph train {run_dir} --resume {run_dir}")
+                         f"continue it with: nestgraph train {run_dir} --resume {run_dir}"
+                         f"{launch}")
         self.run_dir, self.step = run_dir, step
 
 
@@ -100,20 +103,28 @@ def _sigint_flag(log_fd: int | None = None):
     """First Ctrl-C asks the loop to stop after the current step; a second one stops now.
 
     The first one is acknowledged at once on standard error (and in train.log, `log_fd`).
+    In a data-parallel job every process gets Ctrl-C, and torchrun's launcher sends it once
+    more on its way out: there only rank 0 acknowledges it, and a second one does not cut the
+    checkpoint short (the launcher kills processes that take too long).
     """
     flag = {"stop": False}
     previous = signal.getsignal(signal.SIGINT)
+    rank = current_rank()
 
     def handler(signum, frame):
-        if flag["stop"]:
+        if flag["stop"] and rank.world_size == 1:
             raise KeyboardInterrupt
+        if flag["stop"] or not rank.is_main:
+            flag["stop"] = True
+            return
         flag["stop"] = True
+        message = STOP_MESSAGE if rank.world_size == 1 else STOP_EVERY_RANK
         # os.write is a single system call: safe while the interrupted code holds
         # sys.stderr's buffer (print could fail with a reentrant call there).
         for fd in (2, log_fd):
             if fd is not None:
                 try:
-                    os.write(fd, STOP_MESSAGE)
+                    os.write(fd, message)
                 except OSError:
                     pass
 
@@ -377,6 +388,6 @@ def _loop(session: _Session, state: TrainState, log, sig, interrupt_at) -> list[
         if stop and state.step < cfg["steps"]:
             session.save(state)
             reporter.stop()
-            raise Interrupted(session.run_dir, state.step)
+            raise Interrupted(session.run_dir, state.step, current_rank().world_size)
     reporter.stop()
     return history
