@@ -79,7 +79,8 @@ class Interrupted(NestgraphError):
     exit_code = EXIT_INTERRUPTED
 
     def __init__(self, run_dir: Path, step: int, world: int = 1) -> None:
-        launch = f" --nproc-per-node {world}" if world > 1 else ""
+        per_node = os.environ.get("LOCAL_WORLD_SIZE", str(world))
+        launch = f" --nproc-per-node {per_node}" if world > 1 else ""
         super().__init__(f"interrupted at step {step}; checkpoint written in {run_dir}",
                          f"continue it with: nestgraph train {run_dir} --resume {run_dir}"
                          f"{launch}")
