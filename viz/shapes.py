@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from types import SimpleNamespace
 
+from nestgraph.runtime.ops.memory_shapes import weight_shapes
+
 Shape = tuple[int, ...]
 
 
@@ -140,13 +142,10 @@ def _conv(channels: int, window: int) -> _Module:
     return m
 
 
-def _memory_init(kind: str, heads: int, head_dim: int, hidden: int) -> _Module:
+def _memory_init(kind: str, heads: int, head_dim: int, hidden: int, *lead: int) -> _Module:
     m = _Module()
-    if kind == "linear":
-        m.param("w", heads, head_dim, head_dim)
-    else:
-        m.param("w1", heads, head_dim, hidden)
-        m.param("w2", heads, hidden, head_dim)
+    for name, (rows, cols) in weight_shapes(kind, head_dim, hidden).items():
+        m.param(name, *lead, heads, rows, cols)
     return m
 
 
@@ -195,13 +194,7 @@ def SelfModifyingTitans(dim: int, heads: int, kind: str = "mlp", hidden: int = 3
     proj.child("norm", _rms(head_dim))
     proj.child("gate", _linear(dim, dim, bias=False) if gate else None)
     proj.child("out", _linear(dim, dim, bias=False))
-    count = 5 if adaptive_q else 4
-    projections = _Module()
-    if kind == "linear":
-        projections.param("w", count, heads, head_dim, head_dim)
-    else:
-        projections.param("w1", count, heads, head_dim, hidden)
-        projections.param("w2", count, heads, hidden, head_dim)
+    projections = _memory_init(kind, heads, head_dim, hidden, 5 if adaptive_q else 4)
     m = _Module()
     m.child("proj", proj)
     m.child("memory", _memory_init(kind, heads, head_dim, hidden))

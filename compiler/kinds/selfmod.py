@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from nestgraph.compiler.kinds.attention import CORE
 from nestgraph.compiler.kinds.base import Flow, ModuleKind, Ownable, bodies, call, hidden_of
-from nestgraph.compiler.kinds.titans import memory_width
+from nestgraph.compiler.kinds.titans import memory_kind, memory_width
 
 SELFMOD = ("nestgraph.runtime.layers.selfmod", "S")
 
@@ -22,7 +22,7 @@ def _ownables(name: str, spec, model) -> list[Ownable]:
 def _constructor(spec, dim: int, owners: dict):
     """The architecture; the chunks, objective and rates are the owning levels' (`learn_as`).
     Whether values are the memory's own output sets its initial state, so it is an argument."""
-    return call("S.SelfModifyingTitans", dim=dim, heads=spec.heads, kind=spec.memory.kind,
+    return call("S.SelfModifyingTitans", dim=dim, heads=spec.heads, kind=memory_kind(spec),
                 hidden=hidden_of(dim // spec.heads, spec.memory.expand), conv=spec.conv,
                 adaptive_q=spec.adaptive_q, gate=spec.gate,
                 self_values=owners["memory"].values == "self")
@@ -46,4 +46,7 @@ def _flow(name: str, spec, present: list[str]) -> Flow:
 
 
 KIND = ModuleKind("self_modifying_titans", _ownables, _constructor, _flops, (CORE, SELFMOD),
-                  _flow, produces=("lr", "forget"), memory_rules=("dgd",))
+                  _flow, produces=("lr", "forget"),
+                  # Every memory may also learn by plain GD (the Titans rule; the main memory
+                  # with momentum too): NL Table 6's ablations of DGD.
+                  memory_rules=("dgd", "titans"), no_momentum=("projections",))

@@ -5,15 +5,22 @@ from __future__ import annotations
 from nestgraph.compiler.kinds.attention import CORE, attention_call
 from nestgraph.compiler.kinds.attention import flops as attention_flops
 from nestgraph.compiler.kinds.base import Flow, ModuleKind, Ownable, bodies, call, hidden_of
+from nestgraph.runtime.ops.memory_shapes import spec_kind, weight_shapes
 
 TITANS = ("nestgraph.runtime.layers.titans", "T")
 
 
+def memory_kind(spec) -> str:
+    """The runtime's name of the spec's memory architecture (``plain3`` for depth 3)."""
+    return spec_kind(spec.memory.kind, spec.memory.depth)
+
+
 def memory_width(spec, dim: int) -> int:
-    """The width a read and a gradient of the memory cost per head, summed over heads."""
+    """The width a read and a gradient of the memory cost per head, summed over heads: its
+    weights per head over the head's width."""
     head_dim = dim // spec.heads
-    return head_dim if spec.memory.kind == "linear" else 2 * hidden_of(head_dim,
-                                                                       spec.memory.expand)
+    shapes = weight_shapes(memory_kind(spec), head_dim, hidden_of(head_dim, spec.memory.expand))
+    return sum(rows * cols for rows, cols in shapes.values()) // head_dim
 
 
 def memory_call(spec, dim: int, level, gate: bool):
@@ -22,7 +29,7 @@ def memory_call(spec, dim: int, level, gate: bool):
     token shapes its weights, so it is an argument."""
     produces = tuple(name for name in ("lr", "forget", "momentum")
                      if isinstance(getattr(level.rule, name, 0.0), str))
-    return call("T.NeuralMemory", dim=dim, heads=spec.heads, kind=spec.memory.kind,
+    return call("T.NeuralMemory", dim=dim, heads=spec.heads, kind=memory_kind(spec),
                 hidden=hidden_of(dim // spec.heads, spec.memory.expand), conv=spec.conv,
                 qk_norm=spec.qk_norm, gate=gate, self_values=level.values == "self",
                 produces=produces)

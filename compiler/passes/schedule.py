@@ -191,6 +191,10 @@ def _check_memory_level(g: nx.DiGraph, lv, bad) -> None:
         if allowed and lv.rule.type not in allowed:
             bad("rule", f"'{part.name}' is written by {rule_kind(allowed[0]).title}",
                 f"use rule: {{type: {allowed[0]}, lr: ..., forget: ...}}")
+        kind = module_kind(g.nodes[f"module:{part.module}"]["module"].spec.type)
+        if part.name.rpartition(".")[2] in kind.no_momentum and getattr(lv.rule, "momentum", 0):
+            bad(("rule", "momentum"), f"'{part.name}' keeps no momentum state",
+                "drop the momentum (plain GD), or use rule: {type: dgd, ...}")
     _check_memory_stability(g, lv, bad)
     for key in rule_kind(lv.rule.type).rates:
         value = getattr(lv.rule, key)
@@ -242,8 +246,12 @@ def check_memories_owned(g: nx.DiGraph) -> None:
 
 
 def _memory_rules(g: nx.DiGraph, part) -> tuple[str, ...]:
-    """The rules that may write a memory: its module kind's record says."""
-    return module_kind(g.nodes[f"module:{part.module}"]["module"].spec.type).memory_rules
+    """The rules that may write a memory: its module kind's record says (for all its memories,
+    or per memory: ``{"memory": ..., "projections": ...}``)."""
+    rules = module_kind(g.nodes[f"module:{part.module}"]["module"].spec.type).memory_rules
+    if isinstance(rules, dict):
+        return rules.get(part.name.rpartition(".")[2], ())
+    return rules
 
 
 def order_levels(g: nx.DiGraph) -> None:

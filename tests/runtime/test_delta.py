@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from nestgraph.runtime.ops import memory
 from nestgraph.runtime.ops.delta import delta_scan
 from nestgraph.runtime.ops.delta_naive import delta_scan_reference
 from nestgraph.runtime.ops.memory import init_weights, memory_read
@@ -13,7 +14,7 @@ from nestgraph.runtime.ops.memory import init_weights, memory_read
 F64 = torch.float64
 CASES = [pytest.param(kind, objective, self_values, id=f"{kind}-{objective}-"
                       f"{'self' if self_values else 'given'}")
-         for kind in ("linear", "mlp") for objective in ("l2", "dot")
+         for kind in memory.KINDS for objective in ("l2", "dot")
          for self_values in (False, True)]
 
 

@@ -18,7 +18,7 @@ F64 = torch.float64
 CASES = [
     pytest.param(kind, objective, use_momentum,
                  id=f"{kind}-{objective}-{'momentum' if use_momentum else 'no_momentum'}")
-    for kind in ("linear", "mlp") for objective in ("l2", "dot") for use_momentum in (True, False)
+    for kind in memory.KINDS for objective in ("l2", "dot") for use_momentum in (True, False)
 ]
 
 
@@ -110,15 +110,20 @@ def assert_grads_close(fast, slow):
 # The maps themselves
 
 
-@pytest.mark.parametrize("kind", ["linear", "mlp"])
+@pytest.mark.parametrize("kind", memory.KINDS)
 def test_read_is_the_documented_map(kind):
     g = torch.Generator().manual_seed(0)
     weights = init_weights(kind, 1, 1, DIM, HIDDEN, generator=g, dtype=F64)
     z = torch.randn(DIM, generator=g, dtype=F64)
     if kind == "linear":
         expected = weights["w"][0, 0] @ z
-    else:
+    elif kind == "mlp":
         expected = z + weights["w1"][0, 0] @ F.silu(weights["w2"][0, 0] @ z)
+    else:  # plain: P_L σ(... σ(P_1 z)), no residual
+        expected, layers = z, int(kind[-1])
+        for i in range(1, layers + 1):
+            expected = weights[f"p{i}"][0, 0] @ expected
+            expected = F.silu(expected) if i < layers else expected
     torch.testing.assert_close(memory_read(kind, weights, z[None, None, None])[0, 0, 0], expected)
 
 

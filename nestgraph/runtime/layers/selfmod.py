@@ -42,6 +42,8 @@ from nestgraph.runtime.layers.titans import (
     split_heads,
 )
 from nestgraph.runtime.ops.delta import delta_scan
+from nestgraph.runtime.ops.memory import memory_scan
+from nestgraph.runtime.ops.memory_shapes import is_plain, weight_shapes
 from nestgraph.runtime.ops.selfmod import Derived, projection_scan
 
 FORGET_START = -6.0  # sigmoid(-6) ≈ 0.0025: start by keeping almost everything
@@ -64,6 +66,10 @@ class ProjectionInit(nn.Module):
         if kind == "linear":
             eye = torch.eye(head_dim).expand(count, heads, head_dim, head_dim)
             self.w = nn.Parameter(eye + 0.02 * torch.randn(count, heads, head_dim, head_dim))
+        elif is_plain(kind):  # no identity to start near: random features, as a layer starts
+            for name, (rows, cols) in weight_shapes(kind, head_dim, hidden).items():
+                setattr(self, name, nn.Parameter(torch.randn(count, heads, rows, cols)
+                                                 * cols**-0.5))
         else:
             self.w1 = nn.Parameter(torch.randn(count, heads, head_dim, hidden) * 0.02)
             self.w2 = nn.Parameter(torch.randn(count, heads, hidden, head_dim) * head_dim**-0.5)
@@ -117,6 +123,9 @@ class SelfModifyingTitans(nn.Module):
         self.kind, self.objective, self.self_values = kind, objective, self_values
         self.adaptive_q, self.chunk, self.proj_chunk = adaptive_q, chunk, proj_chunk
         self.rates = {"main": (lr, forget, max_lr), "proj": (proj_lr, proj_forget, proj_max_lr)}
+        # The main memory's rule: "dgd" (NL Eq. 88), or "titans" (GD with retention and a
+        # constant momentum, NL Table 6's ablation of DGD).
+        self.main_rule, self.momentum, self.proj_rule = "dgd", 0.0, "dgd"
         self.reference = reference
         self.proj = SelfModParts(dim, heads, conv, adaptive_q, gate)
         self.memory = MemoryInit(kind, heads, self.head_dim, hidden, identity=self_values)
@@ -131,8 +140,14 @@ class SelfModifyingTitans(nn.Module):
         rates = (constant_rate(rule.lr), constant_rate(rule.forget), rule.max_lr)
         if part == "memory":
             self.chunk, self.objective, self.rates["main"] = level.period, level.objective, rates
+            self.main_rule = getattr(rule, "tag", "dgd")
+            self.momentum = float(getattr(rule, "momentum", 0.0) or 0.0)
         elif part == "projections":
             self.proj_chunk, self.rates["proj"] = level.period, rates
+            self.proj_rule = getattr(rule, "tag", "dgd")
+            if getattr(rule, "momentum", 0.0):
+                raise ValueError("the projection memories learn by DGD or plain GD: a "
+                                 "momentum is not kept for them")
         else:
             raise ValueError(f"a self-modifying memory has 'memory' and 'projections', not "
                              f"{part!r}")
@@ -142,27 +157,43 @@ class SelfModifyingTitans(nn.Module):
         # Each of the two levels can be switched off on its own (no writes, no forgetting).
         proj_off, main_off = is_off(self.projections, cache), is_off(self.memory, cache)
         state = cache.get(id(self)) if cache is not None else None
-        proj_w, mem_w, tail = state if state is not None else (
-            self.projections.expand(b), self.memory.expand(b), None)
+        proj_w, mem_w, tail, velocity = state if state is not None else (
+            self.projections.expand(b), self.memory.expand(b), None, None)
         z = x
         if self.proj.conv is not None:
             z, tail = self.proj.conv(x, tail)
         scan, main_scan = _naive_scans() if self.reference else (projection_scan, delta_scan)
         derived, proj_w = scan(self.kind, self.objective, proj_w, split_heads(z, self.heads),
                                partial(self._derive, frozen=proj_off), chunk=self.proj_chunk,
-                               self_values=self.self_values)
+                               self_values=self.self_values, rule=self.proj_rule)
         q = (derived.extra[..., : self.head_dim] if self.adaptive_q
              else normalize(split_heads(self.proj.q(z), self.heads)))
         raw = derived.extra[..., -2:]
         lr, forget = self._rates("main", raw[..., 0], raw[..., 1], main_off)
-        y, mem_w = main_scan(self.kind, self.objective, mem_w, q, derived.k, derived.v, lr,
-                             forget, chunk=self.chunk, self_values=self.self_values)
+        if self.main_rule == "titans":
+            y, mem_w, velocity = self._gd_scan(mem_w, velocity, q, derived, lr, forget)
+        else:
+            y, mem_w = main_scan(self.kind, self.objective, mem_w, q, derived.k, derived.v, lr,
+                                 forget, chunk=self.chunk, self_values=self.self_values)
         if cache is not None:
-            cache[id(self)] = (proj_w, mem_w, tail)
+            cache[id(self)] = (proj_w, mem_w, tail, velocity)
         y = self.proj.norm(y).transpose(1, 2).reshape(b, t, d)
         if self.proj.gate is not None:
             y = y * torch.sigmoid(self.proj.gate(x))
         return self.proj.out(y)
+
+    def _gd_scan(self, weights, velocity, q, derived: Derived, lr, forget):
+        """The main memory by the Titans rule instead of DGD: ``S = μ S − θ ∇ℓ``,
+        ``M = (1 − α) M + S``, with the same per-token θ and α; the momentum S is kept in the
+        cache with the weights, so it carries across the engine's chunks."""
+        if self.reference:
+            from nestgraph.runtime.ops.memory_naive import memory_scan_reference as scan
+        else:
+            scan = memory_scan
+        decay = torch.full_like(lr, self.momentum)
+        return scan(self.kind, self.objective, weights, velocity, q, derived.k, derived.v, lr,
+                    forget, decay, chunk=self.chunk, use_momentum=self.momentum > 0,
+                    self_values=self.self_values)
 
     def _derive(self, outs: torch.Tensor, frozen: bool = False) -> Derived:
         """Projection memories' outputs (P, B, H, C, d) -> keys, values, rates (Eqs. 79–82)."""

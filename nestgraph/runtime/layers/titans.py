@@ -17,6 +17,7 @@ from nestgraph.runtime.layers.core import RMSNorm
 from nestgraph.runtime.mode import mode_of
 from nestgraph.runtime.ops.delta import delta_scan
 from nestgraph.runtime.ops.memory import memory_scan
+from nestgraph.runtime.ops.memory_shapes import depth, is_plain, weight_shapes
 
 
 class CausalDepthwiseConv(nn.Module):
@@ -70,6 +71,13 @@ class MemoryInit(nn.Module):
         if kind == "linear":
             start = torch.eye(head_dim) if identity else torch.zeros(head_dim, head_dim)
             self.w = nn.Parameter(start.repeat(heads, 1, 1))
+        elif is_plain(kind):
+            # A plain MLP has no identity to start at: its last layer starts at zero (reads
+            # nothing), or random when the memory writes its own values (zero would stay zero).
+            last = f"p{depth(kind)}"
+            for name, (rows, cols) in weight_shapes(kind, head_dim, hidden).items():
+                scale = 0.0 if name == last and not identity else cols**-0.5
+                setattr(self, name, nn.Parameter(torch.randn(heads, rows, cols) * scale))
         else:
             self.w1 = nn.Parameter(torch.zeros(heads, head_dim, hidden))
             self.w2 = nn.Parameter(torch.randn(heads, hidden, head_dim) * head_dim**-0.5)

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from nestgraph.runtime.ops.memory import _check_args, memory_read
+from nestgraph.runtime.ops.memory_shapes import depth, is_plain
 
 Tensor = torch.Tensor
 
@@ -52,6 +53,12 @@ def layer_inputs(kind: str, weights: dict[str, Tensor], key: Tensor) -> dict[str
     """What each weight matrix multiplies when the memory reads ``key``."""
     if kind == "linear":
         return {"w": key}
+    if is_plain(kind):
+        out, h = {}, key
+        for i in range(1, depth(kind) + 1):
+            out[f"p{i}"] = h
+            h = F.silu(h @ weights[f"p{i}"].transpose(-1, -2))
+        return out
     return {"w2": key, "w1": F.silu(key @ weights["w2"].transpose(-1, -2))}
 
 

@@ -5,7 +5,9 @@ weights, so every tensor here carries two leading dimensions ``(B, H)``. Two arc
 
 * ``linear``: ``M(z) = W z`` with ``weights = {"w": (B, H, d, d)}`` (``W[out, in]``);
 * ``mlp``: the residual two-layer ``M(z) = z + W1 σ(W2 z)`` with
-  ``weights = {"w1": (B, H, d, h), "w2": (B, H, h, d)}`` and ``σ`` = SiLU, fixed.
+  ``weights = {"w1": (B, H, d, h), "w2": (B, H, h, d)}`` and ``σ`` = SiLU, fixed;
+* ``plain2`` … ``plain4``: the plain (non-residual) MLPs of Titans' depth study,
+  ``M(z) = P_L σ(⋯ σ(P_1 z))`` (shapes in `memory_shapes`).
 
 Each token ``t`` writes the pair ``(k_t, v_t)`` with the inner objective
 
@@ -73,9 +75,10 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from nestgraph.runtime.ops.memory_shapes import KINDS, depth, is_plain, weight_shapes
+
 Tensor = torch.Tensor
 
-KINDS = ("linear", "mlp")
 OBJECTIVES = ("l2", "dot")
 
 
@@ -89,10 +92,8 @@ def init_weights(kind: str, batch: int, heads: int, dim: int, hidden: int | None
         w = torch.randn(batch, heads, rows, cols, generator=generator, dtype=dtype)
         return w / cols**0.5
 
-    if kind == "linear":
-        return {"w": normal(dim, dim)}
     hidden = hidden or dim  # no hidden width given: as wide as the memory
-    return {"w1": normal(dim, hidden), "w2": normal(hidden, dim)}
+    return {n: normal(*shape) for n, shape in weight_shapes(kind, dim, hidden).items()}
 
 
 def memory_read(kind: str, weights: dict[str, Tensor], z: Tensor) -> Tensor:
@@ -220,15 +221,25 @@ def read_chunk(kind: str, state: dict[str, Tensor], q: Tensor | None, k: Tensor,
     y = None if q is None else reads.pop(0)
     pred = reads[0]
     target = reads[1] if self_values else v
-    if pre is not None:
-        pre = pre.split(sizes, dim=-2)[0 if q is None else 1]
+    at_keys = 0 if q is None else 1
+    if isinstance(pre, tuple):
+        pre = tuple(a.split(sizes, dim=-2)[at_keys] for a in pre)
+    elif pre is not None:
+        pre = pre.split(sizes, dim=-2)[at_keys]
     return y, pred, target, pre
 
 
-def _forward(kind: str, weights: dict[str, Tensor], z: Tensor) -> tuple[Tensor, Tensor | None]:
-    """``M(z)`` and, for the MLP, its pre-activations (kept for the closed-form backprop)."""
+def _forward(kind: str, weights: dict[str, Tensor], z: Tensor):
+    """``M(z)`` and, for the MLPs, its pre-activations (kept for the closed-form backprop):
+    one tensor for ``mlp``, a tuple of one per hidden layer for ``plainL``."""
     if kind == "linear":
         return z @ weights["w"].transpose(-1, -2), None
+    if is_plain(kind):
+        pres, h = [], z
+        for i in range(1, depth(kind)):
+            pres.append(h @ weights[f"p{i}"].transpose(-1, -2))
+            h = F.silu(pres[-1])
+        return h @ weights[f"p{depth(kind)}"].transpose(-1, -2), tuple(pres)
     pre = z @ weights["w2"].transpose(-1, -2)
     return z + F.silu(pre) @ weights["w1"].transpose(-1, -2), pre
 
@@ -245,10 +256,27 @@ def _grad_factors(kind: str, weights: dict[str, Tensor], k: Tensor, err: Tensor,
     """Per weight matrix, (L, R) with ``∇ℓ_i = L_i R_iᵀ`` for every token i: (B, H, C, ·)."""
     if kind == "linear":
         return {"w": (err, k)}
+    if is_plain(kind):
+        return _plain_factors(depth(kind), weights, k, err, pre)
     gate = torch.sigmoid(pre)
     # Backprop through z + W1 σ(W2 z) by hand: into the hidden layer, then through SiLU.
     back = (err @ weights["w1"]) * gate * (1 + pre * (1 - gate))
     return {"w1": (err, pre * gate), "w2": (back, k)}
+
+
+def _plain_factors(layers: int, weights: dict[str, Tensor], k: Tensor, err: Tensor,
+                   pres: tuple[Tensor, ...]) -> dict[str, tuple[Tensor, Tensor]]:
+    """Backprop through ``P_L σ(⋯ σ(P_1 k))`` by hand: each matrix's gradient is the error at
+    its output times its input, the error carried down one layer at a time through SiLU."""
+    inputs = [k] + [F.silu(a) for a in pres]
+    factors, delta = {}, err
+    for i in range(layers, 0, -1):
+        factors[f"p{i}"] = (delta, inputs[i - 1])
+        if i > 1:
+            a = pres[i - 2]
+            gate = torch.sigmoid(a)
+            delta = (delta @ weights[f"p{i}"]) * gate * (1 + a * (1 - gate))
+    return dict(reversed(factors.items()))  # the weights' own order, p1 first
 
 
 def _weighted_outer(coef: Tensor, left: Tensor, right: Tensor) -> Tensor:

@@ -24,7 +24,16 @@ from typing import NamedTuple
 import torch
 
 from nestgraph.runtime.ops.delta import delta_step
-from nestgraph.runtime.ops.memory import _check_args, _forward, read_chunk
+from nestgraph.runtime.ops.memory import (
+    _check_args,
+    _forward,
+    _grad_factors,
+    _output_grad,
+    _scale_add,
+    _weighted_outer,
+    chunk_coefficients,
+    read_chunk,
+)
 
 Tensor = torch.Tensor
 
@@ -45,21 +54,23 @@ Derive = Callable[[Tensor], Derived]
 
 
 def projection_scan(kind: str, objective: str, weights: dict[str, Tensor], z: Tensor,
-                    derive: Derive, *, chunk: int, self_values: bool = True
+                    derive: Derive, *, chunk: int, self_values: bool = True, rule: str = "dgd"
                     ) -> tuple[Derived, dict[str, Tensor]]:
     """Run the stacked projection memories over ``z`` (..., T, d), chunk by chunk.
 
     ``weights`` carry one extra leading dimension, the memories (P, ..., ·, ·). ``derive`` maps
     their outputs (P, ..., C, d) at the chunk-start state to a `Derived`. Returns the derived
     values over the whole sequence (time along dimension -2, rates along -1) and the final
-    weights.
+    weights. ``rule="titans"``: the memories learn by plain GD with retention,
+    ``M = (1 − α) M − η ∇ℓ``, instead of DGD (NL Table 6's ablation).
     """
     _check_args(kind, objective, chunk)
     state, parts = dict(weights), []
+    write = _write_chunk if rule == "dgd" else _write_chunk_gd
     for z_c in z.split(chunk, -2):
         out = derive(_forward(kind, state, z_c.unsqueeze(0))[0])
         parts.append(out)
-        state = _write_chunk(kind, objective, state, out, self_values)
+        state = write(kind, objective, state, out, self_values)
     if not parts:
         raise ValueError("projection_scan needs at least one token")
     return _concat(parts), state
@@ -72,6 +83,18 @@ def _write_chunk(kind: str, objective: str, state: dict[str, Tensor], out: Deriv
     # the stacked weights, so what depends on them alone is computed once.
     _, pred, target, pre = read_chunk(kind, state, None, out.k, out.v, self_values)
     return delta_step(kind, objective, state, out.k, pred, pre, target, out.lr, out.forget)
+
+
+def _write_chunk_gd(kind: str, objective: str, state: dict[str, Tensor], out: Derived,
+                    self_values: bool) -> dict[str, Tensor]:
+    """The same writes by GD: ``M_C = a M_0 + Σ c_i ∇ℓ_i`` from Titans' closed form with no
+    momentum (`memory.chunk_coefficients`), one weighted outer-product sum per matrix."""
+    _, pred, target, pre = read_chunk(kind, state, None, out.k, out.v, self_values)
+    factors = _grad_factors(kind, state, out.k, _output_grad(objective, pred, target), pre)
+    coeffs = chunk_coefficients(out.lr, out.forget, torch.zeros_like(out.lr),
+                                use_momentum=False)
+    return {n: _scale_add(coeffs.a, state[n], _weighted_outer(coeffs.c, left, right))
+            for n, (left, right) in factors.items()}
 
 
 def _concat(parts: list[Derived]) -> Derived:

@@ -3,17 +3,20 @@ the slow, obvious reference beside `selfmod.projection_scan` (tests and benchmar
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
-from nestgraph.runtime.ops.delta_naive import token_update
+from nestgraph.runtime.ops.delta_naive import _loss, token_update
 from nestgraph.runtime.ops.memory import _check_args, memory_read
 from nestgraph.runtime.ops.selfmod import Derive, Derived, _concat
 
 
 def projection_scan_reference(kind: str, objective: str, weights: dict[str, Tensor],
                               z: Tensor, derive: Derive, *, chunk: int,
-                              self_values: bool = True) -> tuple[Derived, dict[str, Tensor]]:
+                              self_values: bool = True, rule: str = "dgd"
+                              ) -> tuple[Derived, dict[str, Tensor]]:
     """Same contract as `projection_scan`, one token at a time with autograd gradients."""
+    update = token_update if rule == "dgd" else gd_token_update
     _check_args(kind, objective, chunk)
     state, start, parts = dict(weights), dict(weights), []
     for t in range(z.shape[-2]):
@@ -28,7 +31,17 @@ def projection_scan_reference(kind: str, objective: str, weights: dict[str, Tens
             value = memory_read(kind, start, value)
         lr = out.lr[..., 0].unsqueeze(0).expand(memories, *out.lr.shape[:-1])
         forget = out.forget[..., 0].unsqueeze(0).expand(memories, *out.forget.shape[:-1])
-        state = token_update(kind, objective, state, start, key, value, lr, forget)
+        state = update(kind, objective, state, start, key, value, lr, forget)
     if not parts:
         raise ValueError("projection_scan_reference needs at least one token")
     return _concat(parts), state
+
+
+def gd_token_update(kind: str, objective: str, state: dict[str, Tensor],
+                    start: dict[str, Tensor], key: Tensor, value: Tensor, lr: Tensor,
+                    forget: Tensor) -> dict[str, Tensor]:
+    """One token of plain GD with retention, the gradient taken at ``start``:
+    ``M ← (1 − α) M − η ∇ℓ(M_start)``."""
+    u = torch.func.grad(lambda w: _loss(kind, objective, w, key, value))(start)
+    eta, alpha = lr[..., None, None], forget[..., None, None]
+    return {name: (1 - alpha) * w - eta * u[name] for name, w in state.items()}

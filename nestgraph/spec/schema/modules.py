@@ -97,11 +97,14 @@ class MLPChainSpec(Strict):
 
 
 class MemoryArchSpec(Strict):
-    """The memory's own architecture: a matrix, or the residual MLP ``z + W1 silu(W2 z)``."""
+    """The memory's own architecture: a matrix, the residual MLP ``z + W1 silu(W2 z)``, or a
+    plain MLP of ``depth`` layers (Titans' depth study; depth 1 is ``linear``)."""
 
-    kind: Literal["mlp", "linear"] = "mlp"
+    kind: Literal["mlp", "linear", "plain_mlp"] = "mlp"
     expand: FiniteFloat = Field(2.0, gt=0, le=EXPAND_MAX,
-                                description="hidden width of the mlp memory, per head")
+                                description="hidden width of an mlp memory, per head")
+    depth: int = Field(2, ge=2, le=4, description="layers of a plain_mlp memory "
+                       "(P_L silu(... silu(P_1 z)), no residual)")
 
 
 class NeuralMemorySpec(Strict):
