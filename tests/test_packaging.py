@@ -290,7 +290,8 @@ def test_installed_command_finds_shipped_specs(installed: Installed):
         import json
         from nestgraph.spec import shipped_specs
         print(json.dumps({name: str(path) for name, path in {
-            **shipped_specs(), **shipped_specs(folder="optimizers")}.items()}))
+            **shipped_specs(), **shipped_specs(folder="optimizers"),
+            **shipped_specs(folder="ablations")}.items()}))
     """)
     assert {f"{name}.yaml" for name in found} >= {*SHIPPED_SPECS, "optimizers/m3.yaml"}, found
     venv = installed.venv.resolve()

@@ -20,7 +20,8 @@ from nestgraph.testing import compile_build
 GOLDEN = Path(__file__).resolve().parent / "golden"
 SPECS = sorted(shipped_specs())
 OPTIMIZER_SPECS = sorted(shipped_specs(folder="optimizers"))
-ALL_SPECS = SPECS + OPTIMIZER_SPECS
+ABLATION_SPECS = sorted(shipped_specs(folder="ablations"))  # NL Table 6, Titans' ablations
+ALL_SPECS = SPECS + OPTIMIZER_SPECS + ABLATION_SPECS
 FAST = ["train.eval_batches=1", "train.eval_every=0", "data.max_bytes=100000"]
 
 
@@ -36,7 +37,9 @@ def test_spec_has_a_ng_twin_that_compiles_to_the_identical_program(name):
 
 @pytest.mark.parametrize("path", [*shipped_specs().values(), *shipped_specs(".ng").values(),
                                   *shipped_specs(folder="optimizers").values(),
-                                  *shipped_specs(".ng", "optimizers").values()],
+                                  *shipped_specs(".ng", "optimizers").values(),
+                                  *shipped_specs(folder="ablations").values(),
+                                  *shipped_specs(".ng", "ablations").values()],
                          ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_shipped_file_is_formatted(path):
     text = path.read_text(encoding="utf-8")

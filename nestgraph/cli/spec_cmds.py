@@ -134,7 +134,10 @@ def _looks_like_spec(word: str) -> bool:
         return False
     if given.is_file() or given.suffix in (".yaml", ".yml", ".ng"):
         return True
-    return "/" not in word.replace("\\", "/").removeprefix("optimizers/")
+    from nestgraph.spec import SPEC_FOLDERS
+
+    folder, _, name = word.replace("\\", "/").rpartition("/")
+    return "/" not in name and (not folder or folder in SPEC_FOLDERS)
 
 
 @app.command(cls=Command, short_help="Format specs canonically, or convert between YAML and .ng.")

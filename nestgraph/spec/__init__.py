@@ -95,7 +95,7 @@ def shipped_specs(suffix: str = SPEC_SUFFIX, folder: str = "") -> dict[str, Path
     return dict(sorted(found.items()))
 
 
-SPEC_FOLDERS = ("optimizers",)
+SPEC_FOLDERS = ("optimizers", "ablations")
 
 
 def _shipped_lookup(name_or_path: str) -> Path | None:

@@ -11,7 +11,7 @@ from nestgraph.compiler import compile_spec
 from nestgraph.spec import read_document, shipped_specs
 from nestgraph.viz import shapes, sources
 
-SPECS = [*shipped_specs(), *shipped_specs(folder="optimizers")]
+SPECS = [*shipped_specs(), *shipped_specs(folder="optimizers"), *shipped_specs(folder="ablations")]
 CASES = [(name, ()) for name in SPECS] + [
     ("titans", ("modules.mem.memory.kind=linear", "modules.mem.conv=0")),
     ("hope", ("modules.selfmod.memory.kind=linear", "modules.selfmod.gate=false")),

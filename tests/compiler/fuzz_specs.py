@@ -74,7 +74,7 @@ class Tally:
 def corpus() -> list[tuple[str, str, str]]:
     """(name, form, text) of every shipped spec in both forms."""
     out = []
-    for folder in ("", "optimizers"):
+    for folder in ("", "optimizers", "ablations"):
         for form, suffix in (("yaml", ".yaml"), ("ng", ".ng")):
             for name, path in shipped_specs(suffix, folder).items():
                 out.append((name, form, path.read_text(encoding="utf-8")))

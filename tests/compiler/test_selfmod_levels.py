@@ -31,12 +31,26 @@ def test_hope_plan_and_program():
     assert "values: self" in result.resolved_yaml
 
 
-def test_titans_rule_on_a_self_modifying_memory_is_refused():
+def test_a_self_modifying_memory_may_learn_by_plain_gd_but_keeps_no_projection_momentum():
+    # NL Table 6's "DGD -> plain GD" row: the Titans rule is accepted on every memory; the
+    # projection memories keep no momentum state, so a momentum there is refused.
     d = data()
-    level(d, "memory")["rule"] = {"type": "titans", "lr": 0.01}
+    level(d, "memory")["rule"] = {"type": "titans", "lr": 0.001, "momentum": 0.5}
+    level(d, "projections")["rule"] = {"type": "titans", "lr": 0.01}
+    selfmod = built(compile_spec(d).program).get_submodule("layers.0.blocks.selfmod.body")
+    assert (selfmod.main_rule, selfmod.momentum, selfmod.proj_rule) == ("titans", 0.5, "titans")
+    level(d, "projections")["rule"]["momentum"] = 0.5
     (diag,) = errors(d)
-    assert diag.path == ("levels", 1, "rule")
-    assert "Delta Gradient Descent" in diag.message and "dgd" in diag.hint
+    assert diag.path[-2:] == ("rule", "momentum")
+    assert "keeps no momentum state" in diag.message and "dgd" in diag.hint
+
+
+def test_an_in_context_rule_on_a_self_modifying_memory_is_refused():
+    d = data()
+    level(d, "memory")["rule"] = {"type": "gd", "lr": 0.01}
+    diags = errors(d)
+    assert any("cannot be updated in context" in x.message for x in diags), diags
+    assert any("rule: {type: dgd" in x.hint for x in diags), diags
 
 
 def test_projection_memories_need_their_own_level():

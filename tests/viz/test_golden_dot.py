@@ -10,7 +10,8 @@ from nestgraph.spec import shipped_specs
 from nestgraph.testing import compiled_plan as compiled
 from nestgraph.viz.views import VIEWS, text
 
-SPECS = sorted(shipped_specs()) + sorted(shipped_specs(folder="optimizers"))
+SPECS = (sorted(shipped_specs()) + sorted(shipped_specs(folder="optimizers"))
+         + sorted(shipped_specs(folder="ablations")))
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "diagrams"
 
