@@ -25,6 +25,7 @@ def _constructor(spec, dim: int, owners: dict):
     return call("S.SelfModifyingTitans", dim=dim, heads=spec.heads, kind=memory_kind(spec),
                 hidden=hidden_of(dim // spec.heads, spec.memory.expand), conv=spec.conv,
                 adaptive_q=spec.adaptive_q, gate=spec.gate,
+                **{f"adaptive_{r}": False for r in "kv" if not getattr(spec, f"adaptive_{r}")},
                 self_values=owners["memory"].values == "self")
 
 

@@ -88,6 +88,28 @@ def test_memories_by_the_titans_rule_match_their_reference_and_differ_from_dgd(
     torch.testing.assert_close(torch.cat(pieces, dim=1), y_fast)
 
 
+@pytest.mark.parametrize("static", ["k", "v"])
+def test_a_non_adaptive_projection_is_never_written_and_matches_the_reference(static):
+    # NL Table 6's "k (v) projection not adaptive": that memory keeps its initial state.
+    fast = make_layer("mlp", chunk=4, **{f"adaptive_{static}": False})
+    slow = copy.deepcopy(fast)
+    slow.reference = True
+    x = torch.randn(2, 12, 16, dtype=F64, generator=torch.Generator().manual_seed(5))
+    y_fast, g_fast = run_with_gradients(fast, x)
+    y_slow, g_slow = run_with_gradients(slow, x)
+    torch.testing.assert_close(y_fast, y_slow)
+    for a, b in zip(g_fast, g_slow, strict=True):
+        torch.testing.assert_close(a, b)
+    cache: dict = {}
+    fast(x, cache)
+    written, _, _, _ = cache[id(fast)]
+    index = "kv".index(static)
+    start = fast.projections.expand(2)
+    for name, w in written.items():
+        torch.testing.assert_close(w[index], start[name][index])  # never written
+        assert (w[1 - index] - start[name][1 - index]).abs().max() > 0  # the other one is
+
+
 @pytest.mark.parametrize("kind", ["plain2", "plain4"])
 def test_plain_mlp_memories_match_the_per_token_reference(kind):
     fast = make_layer(kind, chunk=4, proj_chunk=2)

@@ -110,7 +110,8 @@ class SelfModifyingTitans(nn.Module):
     takes_cache = True
 
     def __init__(self, dim: int, heads: int, kind: str = "mlp", hidden: int = 32,
-                 conv: int = 4, adaptive_q: bool = False, gate: bool = True,
+                 conv: int = 4, adaptive_q: bool = False, adaptive_k: bool = True,
+                 adaptive_v: bool = True, gate: bool = True,
                  objective: str = "l2", self_values: bool = True, chunk: int = 64,
                  proj_chunk: int = 8, lr: float | None = None, forget: float | None = None,
                  max_lr: float = 0.01, proj_lr: float | None = None,
@@ -122,6 +123,9 @@ class SelfModifyingTitans(nn.Module):
         self.dim, self.heads, self.head_dim = dim, heads, dim // heads
         self.kind, self.objective, self.self_values = kind, objective, self_values
         self.adaptive_q, self.chunk, self.proj_chunk = adaptive_q, chunk, proj_chunk
+        # A non-adaptive k (or v) memory is never written in context: it keeps the initial
+        # state the outer level learns, a static learned projection (NL Table 6's rows).
+        self.written = (adaptive_k, adaptive_v, True, True) + ((True,) if adaptive_q else ())
         self.rates = {"main": (lr, forget, max_lr), "proj": (proj_lr, proj_forget, proj_max_lr)}
         # The main memory's rule: "dgd" (NL Eq. 88), or "titans" (GD with retention and a
         # constant momentum, NL Table 6's ablation of DGD).
@@ -201,6 +205,9 @@ class SelfModifyingTitans(nn.Module):
         raw = (outs[2:4] * self.proj.readout[:, None, :, None, :]).sum(-1)
         raw = raw + self.proj.readout_bias[:, None, :, None]  # (2, B, H, C): η, α logits
         lr, forget = self._rates("proj", raw[0], raw[1], frozen)
+        if not all(self.written):  # per memory: the non-adaptive ones take no step
+            keep = lr.new_tensor(self.written)[:, None, None, None]
+            lr, forget = lr * keep, forget * keep
         kept = [normalize(outs[4])] if self.adaptive_q else []
         extra = torch.cat([*kept, raw.permute(1, 2, 3, 0)], dim=-1)
         return Derived(k, v, lr, forget, extra)

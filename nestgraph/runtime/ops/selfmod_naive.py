@@ -29,8 +29,8 @@ def projection_scan_reference(kind: str, objective: str, weights: dict[str, Tens
         value = out.v.unsqueeze(0).expand(memories, *out.v.shape)
         if self_values:
             value = memory_read(kind, start, value)
-        lr = out.lr[..., 0].unsqueeze(0).expand(memories, *out.lr.shape[:-1])
-        forget = out.forget[..., 0].unsqueeze(0).expand(memories, *out.forget.shape[:-1])
+        lr, forget = (_per_memory(r[..., 0], memories, out.k.dim() - 2)
+                      for r in (out.lr, out.forget))
         state = update(kind, objective, state, start, key, value, lr, forget)
     if not parts:
         raise ValueError("projection_scan_reference needs at least one token")
@@ -45,3 +45,10 @@ def gd_token_update(kind: str, objective: str, state: dict[str, Tensor],
     u = torch.func.grad(lambda w: _loss(kind, objective, w, key, value))(start)
     eta, alpha = lr[..., None, None], forget[..., None, None]
     return {name: (1 - alpha) * w - eta * u[name] for name, w in state.items()}
+
+
+def _per_memory(rate: Tensor, memories: int, shared_dims: int) -> Tensor:
+    """One rate per memory: a rate shared by all of them is repeated, a per-memory one kept."""
+    if rate.dim() > shared_dims:
+        return rate
+    return rate.unsqueeze(0).expand(memories, *rate.shape)

@@ -161,6 +161,10 @@ class SelfModifyingTitansSpec(Strict):
                       description="causal depthwise convolution window on the input")
     adaptive_q: bool = Field(False, description="queries from a memory (M_q) instead of a "
                              "static projection; the paper's ablation finds static q no worse")
+    adaptive_k: bool = Field(True, description="false: M_k is never written in context, a "
+                             "static projection the outer level learns (NL Table 6)")
+    adaptive_v: bool = Field(True, description="false: M_v is never written in context, a "
+                             "static projection the outer level learns (NL Table 6)")
     gate: bool = True
 
 
