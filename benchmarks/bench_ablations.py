@@ -9,6 +9,7 @@ same run. A single seed at a small budget: differences below a few hundredths of
 within seed noise (bench_quality.py measures that spread).
 
     python benchmarks/bench_ablations.py --data PATH/tinyshakespeare.txt [--steps 40]
+        [--only titans-mag ablations/titans-mag-persistent --out FILE]
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 from bench_quality import train_one
 from report import machine, write
 
-BASES = {"hope": "hope", "titans": "titans"}  # an ablation's name starts with its base's
+BASES = ("hope", "titans-mag", "titans")  # an ablation's name starts with its base's
 
 
 def main() -> None:
@@ -29,9 +30,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", required=True, help="path of tinyshakespeare.txt")
     parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--only", nargs="+", metavar="SPEC",
+                        help="these specs only (the Transformer is always trained beside them)")
     parser.add_argument("--out", default="benchmarks/results/ablations.json")
     args = parser.parse_args()
-    specs = ["transformer", *BASES, *sorted(shipped_specs(folder="ablations"))]
+    specs = ["transformer", *(args.only or [*BASES, *sorted(shipped_specs(folder="ablations"))])]
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for spec in specs:
@@ -46,7 +49,7 @@ def main() -> None:
         run["throughput_vs_transformer"] = run["tokens_per_s"] / base_speed
         name = spec.split("/")[-1]
         base = next((b for b in BASES if name.startswith(b + "-")), None)
-        if spec.startswith("ablations/") and base:
+        if spec.startswith("ablations/") and base in results:
             run["ablates"] = base
             run["bpb_minus_base"] = run["heldout_bpb"] - results[base]["heldout_bpb"]
     write(args.out, {"benchmark": "ablation specs: held-out bpb after equal training, and "

@@ -99,11 +99,13 @@ def MLPChain(blocks: dict[str, _Module], variant: str = "sequential") -> _Module
 
 
 def Attention(dim: int, heads: int, window: int = 0, use_rope: bool = True,  # noqa: N802
-              rope_base: float = 10000.0) -> _Module:
+              rope_base: float = 10000.0, persistent: int = 0) -> _Module:
     _divisible(dim, heads)
     m = _Module()
     m.child("qkv", _linear(dim, 3 * dim, bias=False))
     m.child("out", _linear(dim, dim, bias=False))
+    if persistent:
+        m.param("persistent", 2, heads, persistent, dim // heads)
     return m
 
 

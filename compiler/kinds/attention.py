@@ -13,13 +13,16 @@ def ownables(name: str, spec, model) -> list[Ownable]:
             Ownable(f"{name}.cache", "state", name, paths, False, "attention")]
 
 
-def attention_call(dim: int, heads: int, window: int, rope: bool, rope_base: float):
+def attention_call(dim: int, heads: int, window: int, rope: bool, rope_base: float,
+                   persistent: int = 0):
+    extra = {"persistent": persistent} if persistent else {}  # absent: the goldens stay
     return call("L.Attention", dim=dim, heads=heads, window=window, use_rope=rope,
-                rope_base=rope_base)
+                rope_base=rope_base, **extra)
 
 
 def constructor(spec, dim: int, owners: dict):
-    return attention_call(dim, spec.heads, spec.window, spec.rope, spec.rope_base)
+    return attention_call(dim, spec.heads, spec.window, spec.rope, spec.rope_base,
+                          spec.persistent)
 
 
 def flops(ownable: Ownable, spec, model, seq_len: int) -> int:
@@ -28,7 +31,8 @@ def flops(ownable: Ownable, spec, model, seq_len: int) -> int:
         return layers * 2 * 4 * d * d
     # the cache: scores and the weighted sum over the context
     context = min(spec.window, seq_len) if spec.window else seq_len
-    return layers * 2 * 2 * d * (context + 1) // 2
+    always = getattr(spec, "persistent", 0)  # persistent tokens: seen by every query
+    return layers * 2 * 2 * d * ((context + 1) // 2 + always)
 
 
 def flow(name: str, spec, present: list[str]) -> Flow:

@@ -75,7 +75,7 @@ def _gate_ownables(name: str, spec, model) -> list[Ownable]:
 
 
 def _gate_constructor(spec, dim: int, owners: dict):
-    attention = attention_call(dim, spec.heads, spec.window, True, 10000.0)
+    attention = attention_call(dim, spec.heads, spec.window, True, 10000.0, spec.persistent)
     return call("T.MemoryAsGate", attention, memory_call(spec, dim, owners["memory"], False))
 
 

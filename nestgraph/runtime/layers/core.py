@@ -115,7 +115,7 @@ class Attention(nn.Module):
     takes_cache = True  # its key/value cache spans the engine's chunked calls
 
     def __init__(self, dim: int, heads: int, window: int = 0, use_rope: bool = True,
-                 rope_base: float = 10000.0) -> None:
+                 rope_base: float = 10000.0, persistent: int = 0) -> None:
         super().__init__()
         if dim % heads:
             raise ValueError(f"dim {dim} is not divisible by heads {heads}")
@@ -124,6 +124,12 @@ class Attention(nn.Module):
         self.out = nn.Linear(dim, dim, bias=False)
         nn.init.normal_(self.qkv.weight, std=dim**-0.5)
         nn.init.normal_(self.out.weight, std=0.5 * dim**-0.5)
+        # Titans' persistent memory (§3.3): learned, input-independent tokens every query sees,
+        # whatever the window; held as their keys and values (no position: no RoPE).
+        self.persistent = None
+        if persistent:
+            self.persistent = nn.Parameter(torch.randn(2, heads, persistent, dim // heads)
+                                           * (dim // heads) ** -0.5)
 
     def forward(self, x: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
         b, t, d = x.shape
@@ -140,11 +146,20 @@ class Attention(nn.Module):
             keep = k.shape[-2] if window == 0 else min(window, k.shape[-2])
             cache[id(self)] = (k[..., -keep:, :], v[..., -keep:, :], offset + t)
         mask = self._mask(t, k.shape[-2], window, x.device)
+        if self.persistent is not None:
+            k, v, mask = self._with_persistent(k, v, mask)
         if mode_of(cache).double_backward:
             y = _attention_math(q, k, v, mask)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.out(y.transpose(1, 2).reshape(b, t, d))
+
+    def _with_persistent(self, k, v, mask):
+        """The persistent keys and values in front of the sequence's, visible to every query."""
+        b = k.shape[0]
+        pk, pv = (p.to(k.dtype).unsqueeze(0).expand(b, *p.shape) for p in self.persistent)
+        seen = torch.ones(mask.shape[0], pk.shape[-2], dtype=torch.bool, device=mask.device)
+        return torch.cat([pk, k], dim=-2), torch.cat([pv, v], dim=-2), torch.cat([seen, mask], -1)
 
     def _window(self, cache: dict | None) -> int:
         """The module's own window, or the engine's limit for a carried read, the tighter.

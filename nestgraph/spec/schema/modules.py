@@ -61,6 +61,8 @@ class AttentionSpec(Strict):
                         description="sliding window in tokens; 0 means the whole sequence")
     rope: bool = True
     rope_base: FiniteFloat = Field(10000.0, gt=0)
+    persistent: int = Field(0, ge=0, le=SEQ_LEN_MAX, description="learned persistent memory "
+                            "tokens (Titans §3.3) every query attends to, whatever the window")
 
 
 Activation = Literal["gelu", "silu", "relu"]
@@ -138,6 +140,8 @@ class MemoryAsGateSpec(Strict):
     heads: int = Field(4, ge=1, le=HEADS_MAX, description="heads; they divide model.dim")
     window: int = Field(64, ge=1, le=SEQ_LEN_MAX,
                         description="sliding-window attention span in tokens")
+    persistent: int = Field(0, ge=0, le=SEQ_LEN_MAX, description="learned persistent memory "
+                            "tokens (Titans §3.3) the attention always sees")
     memory: MemoryArchSpec = MemoryArchSpec()
     conv: int = Field(4, ge=0, le=CONV_MAX)
     qk_norm: bool = True
