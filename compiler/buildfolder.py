@@ -199,7 +199,7 @@ def spec_folder_of(folder: Path) -> Path | None:
         return None
 
 
-DATA_PATHS = ("data.source", "data.heldout_source")
+DATA_PATHS = ("data.source", "data.heldout_source", "train.init")  # paths to files
 
 
 def absolute_data_overrides(overrides: list[str]) -> list[str]:

@@ -97,6 +97,37 @@ def train(build: str | Path, overrides: list[str] | tuple[str, ...] = (), *,
     return result.run_dir
 
 
+def convert(run: str | Path, build: str | Path, *, maps: list[str] | tuple[str, ...] = (),
+            zero: list[str] | tuple[str, ...] = (), out: str | Path | None = None,
+            trust: bool = False):
+    """A run's latest weights as the initial state of `build` (NL §7.3; see
+    `nestgraph.runtime.train.convert`), written to `out` (default ``BUILD/init.safetensors``)
+    for ``train.init``. Returns the file and the `Conversion` (what was copied, zeroed, left
+    fresh)."""
+    import torch
+
+    from nestgraph.errors import UsageProblem
+    from nestgraph.fsutil import environment_errors
+    from nestgraph.runtime.train import checkpoint as ckpt
+    from nestgraph.runtime.train.convert import convert as fill
+    from nestgraph.runtime.train.convert import parse_renames, save_weights
+
+    source_path = Path(run)
+    found = ckpt.latest_checkpoint(source_path) if (source_path / "checkpoints").is_dir() \
+        else source_path
+    if found is None:
+        raise UsageProblem(f"no checkpoint in '{run}'", "pass a run folder that has trained")
+    source = ckpt.load_checkpoint(found)[0]
+    program = load_program(build, trust=trust)
+    torch.manual_seed(program.train["seed"])  # the fresh weights a run of the build starts at
+    done = fill(source, program.build_model().state_dict(), parse_renames(list(maps)),
+                list(zero))
+    target = Path(out) if out is not None else Path(build) / "init.safetensors"
+    with environment_errors(target):
+        save_weights(done.weights, target)
+    return target, done
+
+
 def sample(run: str | Path, prompt: str = "", *, tokens: int = 200, temperature: float = 0.8,
            seed: int = 0, learn: bool = False, trust: bool = False,
            state: str | Path | None = None, save_state: str | Path | None = None) -> str:

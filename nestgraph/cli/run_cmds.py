@@ -151,6 +151,43 @@ def _draw_if_possible(what: str, draw) -> None:
         _status(f"no {what} drawn: {printable(err.message)} ({printable(err.hint)})")
 
 
+@app.command(cls=Command, short_help="Start a build from a trained run's weights (NL §7.3).")
+@handled
+def convert(
+    ctx: typer.Context,
+    run: Annotated[Path, typer.Argument(metavar="RUN", help="a run folder or checkpoint")],
+    build: Annotated[Path, typer.Argument(metavar="BUILD", help="the build to start")],
+    maps: Annotated[list[str] | None, typer.Option(
+        "--map", metavar="SRC=DST", help="read the target's weights named …DST… from the "
+        "source's …SRC… (repeatable; the longest DST wins)")] = None,
+    zero: Annotated[list[str] | None, typer.Option(
+        "--zero", metavar="GLOB", help="target weights that start at zero (repeatable), e.g. "
+        "'*.blocks.mid.w2' so an MLP-chain block adds nothing yet")] = None,
+    out: Annotated[Path | None, typer.Option(
+        "-o", "--out", metavar="FILE", help="[default: BUILD/init.safetensors]")] = None,
+    trust_program: TrustOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Fill BUILD's weights from RUN's latest checkpoint, write them as a weights file, and
+    print what was copied, zeroed and left fresh. Train from it with train.init=FILE.
+    Example: nestgraph convert runs/transformer/RUN build/hope-attention
+    --map blocks.mlp.body.=blocks.cms.body.blocks.fast. --map blocks.mlp.=blocks.cms.
+    --zero '*.blocks.mid.w2' --zero '*.blocks.slow.w2'
+    """
+    from nestgraph import api
+
+    path, done = api.convert(run, build, maps=list(maps or []), zero=list(zero or []), out=out,
+                             trust=trust_program)
+    _status(f"copied {len(done.copied)} weights, zeroed {len(done.zeroed)}, "
+            f"left {len(done.fresh)} at their initial values")
+    for name in done.fresh:
+        _status(f"  fresh: {printable(name)}")
+    for name in done.unused:
+        _status(f"  not used from the source: {printable(name)}")
+    _status(f"wrote {printable(str(path))}; train it: nestgraph train {printable(str(build))} "
+            f"train.init={printable(str(path))}")
+
+
 @app.command(cls=Command, short_help="Sample from a trained run; in-context levels keep learning.")
 @handled
 def generate(

@@ -12,7 +12,8 @@ import nestgraph.cli.common
 from nestgraph.cli import app
 
 runner = CliRunner()
-COMMANDS = ("validate", "compile", "train", "generate", "eval", "fmt", "graph", "plot", "schema")
+COMMANDS = ("validate", "compile", "train", "convert", "generate", "eval", "fmt", "graph", "plot",
+            "schema")
 
 
 def invoke(*args):

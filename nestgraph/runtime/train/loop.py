@@ -226,7 +226,8 @@ def _train(program, cfg, data_cfg, *, out, resume, command, reporter, interrupt_
                                 "restore the data, or start a new run with --resume never")
         reporter.note(f"not resuming {point.run_dir}: its data has changed since it began")
         point = None
-    state = build_state(program, cfg, device)
+    init = None if point is not None else resolve_source(cfg.get("init"), data_base)
+    state = build_state(program, cfg, device, init=init)
     check_vocab(corpus, int(getattr(state.model, "vocab", 256)))
     main = current_rank().is_main
     lock = None

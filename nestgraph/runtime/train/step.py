@@ -65,10 +65,15 @@ def resolve_device(choice: str) -> torch.device:
     return torch.device(choice)
 
 
-def build_state(program: Program, cfg: dict, device: torch.device) -> TrainState:
-    """Model, stream state and one optimizer per step level, from the seed alone."""
+def build_state(program: Program, cfg: dict, device: torch.device,
+                init: str | None = None) -> TrainState:
+    """Model, stream state and one optimizer per step level, from the seed alone (and, with
+    `init`, the weights of that file: a converted model, see `convert.py`)."""
     torch.manual_seed(cfg["seed"])
-    model = program.build_model().to(device)
+    model = program.build_model()
+    if init is not None:
+        load_initial_weights(model, init)
+    model = model.to(device)
     if cfg["precision"] == "fp64":
         model = model.double()
     stream = init_stream(model, program.schedule)
@@ -86,6 +91,23 @@ def build_state(program: Program, cfg: dict, device: torch.device) -> TrainState
     optimizers = {lv.name: make_optimizer(lv, owned_parameters(model, lv), program.schedule)
                   for lv in program.schedule if lv.kind == "step"}
     return TrainState(model, stream, optimizers, parallel=parallel)
+
+
+def load_initial_weights(model: torch.nn.Module, path: str) -> None:
+    """The weights of ``train.init`` (every weight of the model, names and shapes equal)."""
+    import safetensors.torch
+
+    try:
+        weights = safetensors.torch.load_file(path)
+    except (OSError, ValueError, RuntimeError) as err:
+        raise TrainingError(f"cannot read train.init '{path}': {err}",
+                            "write it with nestgraph convert RUN BUILD -o FILE") from None
+    try:
+        model.load_state_dict(weights, strict=True)
+    except RuntimeError as err:
+        first = str(err).splitlines()[0]
+        raise TrainingError(f"train.init '{path}' does not fit this model: {first}",
+                            "convert for this build: nestgraph convert RUN BUILD") from None
 
 
 def mark_trained(model: torch.nn.Module, schedule) -> None:

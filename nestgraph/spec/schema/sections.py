@@ -49,6 +49,9 @@ class TrainSpec(Strict):
     checkpoint_every: int = Field(100, ge=0, le=STEPS_MAX,
                                   description="0 checkpoints only at the end")
     keep_checkpoints: int = Field(3, ge=1, le=BATCH_MAX)
+    init: str | None = Field(
+        None, description="a weights file (written by `nestgraph convert`) a new run starts "
+        "from instead of the random initialisation; relative to the spec's folder")
     threads: Literal["auto"] | Annotated[int, Field(ge=1, le=4096, strict=True)] = Field(
         "auto", description="CPU threads for torch; 'auto' takes the cores not busy with "
         "other work (the core count minus the 1-minute load average, at least 1)")
