@@ -70,8 +70,7 @@ class ModuleKind:
     * ``flow(name, spec, present)``: how data moves through its parts, for diagrams;
     * ``imports``: the runtime modules its calls name, as (module path, alias);
     * ``produces``: per-token values a level's rule may name (``mem.lr``);
-    * ``memory_rules``: the rules that may write its memories (the first is suggested), or
-      per memory (``{"memory": ..., "projections": ...}``);
+    * ``memory_rules``: the rules that may write its memories (the first is suggested);
     * ``no_momentum``: its memories (``"projections"``) whose rule may not have a momentum.
     """
 
@@ -82,7 +81,7 @@ class ModuleKind:
     imports: tuple[tuple[str, str], ...]
     flow: Callable[[str, Any, list[str]], Flow] = one_box
     produces: tuple[str, ...] = ()
-    memory_rules: tuple[str, ...] | dict[str, tuple[str, ...]] = ()
+    memory_rules: tuple[str, ...] = ()
     # Its memories that keep no momentum state (a rule's momentum there is refused).
     no_momentum: tuple[str, ...] = ()
 

@@ -246,12 +246,8 @@ def check_memories_owned(g: nx.DiGraph) -> None:
 
 
 def _memory_rules(g: nx.DiGraph, part) -> tuple[str, ...]:
-    """The rules that may write a memory: its module kind's record says (for all its memories,
-    or per memory: ``{"memory": ..., "projections": ...}``)."""
-    rules = module_kind(g.nodes[f"module:{part.module}"]["module"].spec.type).memory_rules
-    if isinstance(rules, dict):
-        return rules.get(part.name.rpartition(".")[2], ())
-    return rules
+    """The rules that may write a memory: its module kind's record says."""
+    return module_kind(g.nodes[f"module:{part.module}"]["module"].spec.type).memory_rules
 
 
 def order_levels(g: nx.DiGraph) -> None:

@@ -10,8 +10,9 @@ from pathlib import Path
 def describe(build: Path, cfg: dict, world: int) -> list[str]:
     """The job's lines: ranks and their rows, then each level and what crosses ranks when."""
     plan = json.loads((build / "plan.json").read_text(encoding="utf-8"))
-    kind = "none" if world == 1 else ("ddp" if cfg.get("parallel", "auto") == "auto"
-                                      else cfg["parallel"])
+    from nestgraph.runtime.train.parallel import resolve_kind
+
+    kind = resolve_kind(cfg.get("parallel", "auto"), world)
     batch, seq_len = cfg["batch"], cfg["seq_len"]
     lines = [f"{plan['name']}: {cfg['steps']} steps of a global batch of {batch} x {seq_len} "
              f"tokens over {world} process(es), parallel: {kind}"]

@@ -151,9 +151,7 @@ def shared_run_dir(choose) -> str:
     """Rank 0 calls `choose()` for the run folder; every rank returns the same path."""
     if not (dist.is_available() and dist.is_initialized()):
         return os.environ.get(RUN_DIR_ENV) or str(choose())
-    box = [str(choose()) if dist.get_rank() == 0 else None]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
+    return from_main(str(choose()) if dist.get_rank() == 0 else None)
 
 
 def all_equal(tensor: torch.Tensor) -> bool:

@@ -22,8 +22,6 @@ from nestgraph.runtime.levels import in_context_levels
 from nestgraph.runtime.stream import SequenceResult
 from nestgraph.runtime.train.distributed import Rank, current_rank, mean_over_ranks
 
-KINDS = ("none", "ddp", "fsdp")
-
 
 class Reader(nn.Module):
     """A model and its schedule as one module whose forward reads whole sequences."""

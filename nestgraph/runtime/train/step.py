@@ -151,7 +151,7 @@ def train_step(state: TrainState, program: Program, cfg: dict, corpus: Corpus,
     all-reduced in the backward of every step after which a step level fires or a checkpoint
     is written (and accumulate locally in between), and the loss recorded is the ranks' mean.
     """
-    par = state.parallel or wrap(state.model, program.schedule, "none", device)
+    par = _parallel(state, program, device)
     x, y = sample_batch(corpus.train, step=state.step, batch=cfg["batch"],
                         seq_len=cfg["seq_len"], seed=cfg["seed"], order=corpus.order)
     timeline: list = []
@@ -171,6 +171,14 @@ def train_step(state: TrainState, program: Program, cfg: dict, corpus: Corpus,
             record[f"lr/{lv.name}"] = _apply_step_level(state, lv, cfg["steps"])
     record.update(_update_counts(program.schedule, timeline, state.step, cfg["seq_len"]))
     return record
+
+
+def _parallel(state: TrainState, program: Program, device: torch.device) -> Parallel:
+    """The state's place in the job; a state built by hand (fine-tuning, benchmarks) is a
+    single process, wrapped once and kept."""
+    if state.parallel is None:
+        state.parallel = wrap(state.model, program.schedule, "none", device)
+    return state.parallel
 
 
 def gradients_synchronised(program: Program, cfg: dict, step: int) -> bool:
@@ -237,7 +245,7 @@ def evaluate(state: TrainState, program: Program, cfg: dict, corpus: Corpus,
     Under data parallelism each rank scores its rows of every held-out batch and the sums are
     added across ranks: the same figure as one process scoring the whole batch.
     """
-    par = state.parallel or wrap(state.model, program.schedule, "none", device)
+    par = _parallel(state, program, device)
     batches = heldout_batches(corpus.heldout, batch=cfg["batch"], seq_len=cfg["seq_len"],
                               max_batches=cfg["eval_batches"])
     learning = bool(in_context_levels(program.schedule))
