@@ -149,7 +149,7 @@ class Attention(nn.Module):
         if self.persistent is not None:
             k, v, mask = self._with_persistent(k, v, mask)
         if mode_of(cache).double_backward:
-            y = _attention_math(q, k, v, mask)
+            y = attention_math(q, k, v, mask)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.out(y.transpose(1, 2).reshape(b, t, d))
@@ -182,7 +182,7 @@ class Attention(nn.Module):
         return mask
 
 
-def _attention_math(q, k, v, mask):
+def attention_math(q, k, v, mask):
     # The fused CPU kernel has no double backward; second-order in-context levels need one.
     scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
     return torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1) @ v

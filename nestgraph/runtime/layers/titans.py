@@ -175,29 +175,45 @@ class NeuralMemory(nn.Module):
         state = cache.get(id(self)) if cache is not None else None
         weights, momentum, tail = state if state is not None else (
             self.memory.expand(b), None, None)
+        (q, k, v), tail = self.project(x, tail)
+        y, weights, momentum = self.write_and_read(x, q, k, v, weights, momentum, cache)
+        if cache is not None:
+            cache[id(self)] = (weights, momentum, tail)
+        y = self.merge(y)
+        if self.proj.gate is not None:
+            y = y * torch.sigmoid(self.proj.gate(x))
+        return self.proj.out(y)
+
+    def project(self, x: torch.Tensor, tail: torch.Tensor | None):
+        """q, k, v per head (B, H, T, d) from SiLU projections and the causal convolution,
+        with the convolution's tail to carry on."""
         qkv = F.silu(self.proj.qkv(x))
         if self.proj.conv is not None:
             qkv, tail = self.proj.conv(qkv, tail)
         q, k, v = (split_heads(z, self.heads) for z in qkv.chunk(3, dim=-1))
         if self.qk_norm:
             q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
+        return (q, k, v), tail
+
+    def write_and_read(self, x, q, k, v, weights, momentum, cache):
+        """Write (k, v) chunk by chunk with the rates made from `x`, reading q at each chunk's
+        start state: the read (B, H, T, d), the weights and the momentum after."""
         lr, forget, momentum_rate = self._rates(x)
         if is_off(self.memory, cache):  # its level's updates are switched off: no writes
             lr, forget = torch.zeros_like(lr), torch.zeros_like(forget)
         if self.rule == "dgd":  # NL Eq. 88: decay along the key, no momentum
             y, weights = delta_scan(self.kind, self.objective, weights, q, k, v, lr, forget,
                                     chunk=self.chunk, self_values=self.self_values)
-        else:
-            y, weights, momentum = memory_scan(
-                self.kind, self.objective, weights, momentum, q, k, v, lr, forget,
-                momentum_rate, chunk=self.chunk,
-                use_momentum=self.constants["momentum"] != 0.0, self_values=self.self_values)
-        if cache is not None:
-            cache[id(self)] = (weights, momentum, tail)
-        y = self.proj.norm(y).transpose(1, 2).reshape(b, t, d)
-        if self.proj.gate is not None:
-            y = y * torch.sigmoid(self.proj.gate(x))
-        return self.proj.out(y)
+            return y, weights, momentum
+        return memory_scan(self.kind, self.objective, weights, momentum, q, k, v, lr, forget,
+                           momentum_rate, chunk=self.chunk,
+                           use_momentum=self.constants["momentum"] != 0.0,
+                           self_values=self.self_values)
+
+    def merge(self, y: torch.Tensor) -> torch.Tensor:
+        """A read (B, H, T, d), normalised per head, as (B, T, H·d)."""
+        b, _, t, _ = y.shape
+        return self.proj.norm(y).transpose(1, 2).reshape(b, t, self.dim)
 
     def _rates(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """(B, H, T) tensors for lr, forget and momentum: produced or constant."""
