@@ -27,7 +27,7 @@ from nestgraph.compiler.kinds.registry import (
 )
 
 for _kind in (attention.KIND, mlp.MLP, mlp.MLP_CHAIN, titans.NEURAL_MEMORY,
-              titans.MEMORY_AS_GATE, selfmod.KIND):
+              titans.MEMORY_AS_GATE, titans.MEMORY_AS_CONTEXT, selfmod.KIND):
     MODULE_KINDS[_kind.tag] = _kind
 for _rule in rules.BUILT_IN:
     RULE_KINDS[_rule.tag] = _rule

@@ -1,4 +1,5 @@
-"""Titans' neural long-term memory (LMM) and MAG, its memory-as-gate pairing with attention."""
+"""Titans' neural long-term memory (LMM), and its pairings with attention: MAG (memory as a
+gate) and MAC (memory as context)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from nestgraph.compiler.kinds.base import Flow, ModuleKind, Ownable, bodies, cal
 from nestgraph.runtime.ops.memory_shapes import spec_kind, weight_shapes
 
 TITANS = ("nestgraph.runtime.layers.titans", "T")
+MAC = ("nestgraph.runtime.layers.mac", "MAC")
 
 
 def memory_kind(spec) -> str:
@@ -97,3 +99,37 @@ def _gate_flow(name: str, spec, present: list[str]) -> Flow:
 MEMORY_AS_GATE = ModuleKind("memory_as_gate", _gate_ownables, _gate_constructor, _gate_flops,
                             (CORE, TITANS), _gate_flow, produces=("lr", "forget", "momentum"),
                             memory_rules=("titans", "dgd"))
+
+
+def _context_constructor(spec, dim: int, owners: dict):
+    attention = attention_call(dim, spec.heads, 0, True, 10000.0, spec.persistent)
+    return call("MAC.MemoryAsContext", attention,
+                memory_call(spec, dim, owners["memory"], False), segment=spec.segment)
+
+
+def _context_flops(ownable: Ownable, spec, model, seq_len: int) -> int:
+    d, layers = model.dim, len(ownable.paths)
+    if ownable.type == "attention" and ownable.kind == "param":
+        return layers * 2 * 7 * d * d  # q, k, v of the recollection and the tokens; out
+    if ownable.type == "attention":  # a query sees half its segment on average, twice over
+        return layers * 2 * 2 * d * (2 * ((min(spec.segment, seq_len) + 1) // 2)
+                                     + spec.persistent)
+    if not ownable.memory:  # q, k, v and out, for the recall and for the write
+        return layers * 2 * 8 * d * d
+    return layers * 4 * 2 * d * memory_width(spec, d)  # recall, read, gradient (2 reads)
+
+
+def _context_flow(name: str, spec, present: list[str]) -> Flow:
+    return Flow([name, f"{name}.attn"], [name], [
+        (f"{name}.memory", f"{name}.attn", "data", "recall M(q)"),
+        (f"{name}.attn", f"{name}.cache", "values", "k, v"),
+        (f"{name}.cache", f"{name}.attn", "data", "read"),
+        (f"{name}.attn", name, "data", "y"),
+        (name, f"{name}.memory", "values", "k, v, rates of y"),
+        (f"{name}.memory", name, "data", "gate M(q(y))")])
+
+
+MEMORY_AS_CONTEXT = ModuleKind("memory_as_context", _gate_ownables, _context_constructor,
+                               _context_flops, (CORE, TITANS, MAC), _context_flow,
+                               produces=("lr", "forget", "momentum"),
+                               memory_rules=("titans", "dgd"))

@@ -195,6 +195,7 @@ def _check_memory_level(g: nx.DiGraph, lv, bad) -> None:
         if part.name.rpartition(".")[2] in kind.no_momentum and getattr(lv.rule, "momentum", 0):
             bad(("rule", "momentum"), f"'{part.name}' keeps no momentum state",
                 "drop the momentum (plain GD), or use rule: {type: dgd, ...}")
+        _check_segment(g, lv, part, bad)
     _check_memory_stability(g, lv, bad)
     for key in rule_kind(lv.rule.type).rates:
         value = getattr(lv.rule, key)
@@ -202,6 +203,16 @@ def _check_memory_level(g: nx.DiGraph, lv, bad) -> None:
             bad("rule", f"its {key} comes from '{value.split('.')[0]}', but it owns the memory "
                 f"of {', '.join(sorted(modules)) or 'no module'}",
                 "a memory's rates come from its own module")
+
+
+def _check_segment(g: nx.DiGraph, lv, part, bad) -> None:
+    """MAC writes its memory segment by segment: whole memory chunks to a segment, so that the
+    next segment recalls the state at a chunk boundary."""
+    segment = getattr(g.nodes[f"module:{part.module}"]["module"].spec, "segment", 0)
+    if segment and segment % lv.period:
+        bad("every", f"it writes every {lv.period} tokens, which does not divide the "
+            f"{segment}-token segments of '{part.module}'",
+            f"use a divisor of {segment}, e.g. {math.gcd(segment, lv.period)} tokens")
 
 
 def _check_memory_stability(g: nx.DiGraph, lv, bad) -> None:

@@ -102,3 +102,12 @@ def test_a_produced_rate_on_a_gradient_level_is_not_run_yet():
                            "rule": {"type": "gd", "lr": "mem.lr"}, "lifetime": "sequence"})
     with pytest.raises(CompileError, match="module-produced rates drive memory levels"):
         compile_spec(d)
+
+
+def test_a_mac_memory_writes_whole_chunks_to_a_segment():
+    d, _ = read_document("titans-mac")
+    d["modules"]["mac"]["segment"] = 40
+    (diag,) = errors(d)
+    assert diag.path == ("levels", 1, "every")
+    assert "does not divide the 40-token segments of 'mac'" in diag.message
+    assert "e.g. 8 tokens" in diag.hint

@@ -100,7 +100,7 @@ def test_unknown_module_type() -> None:
     assert d.path == ("modules", "attn", "type")
     assert d.hint == "did you mean 'attention'?"
     assert d.notes == ("known: attention, mlp, mlp_chain, neural_memory, memory_as_gate, "
-                       "self_modifying_titans",)
+                       "memory_as_context, self_modifying_titans",)
     assert text.startswith("t.yaml:6:16: error[E-SCHEMA]")
 
 
@@ -119,7 +119,7 @@ def test_missing_type() -> None:
     d, text = one(HEAD.replace("{type: mlp}", "{expand: 2}") + LEVEL)
     assert d.message == "missing 'type' in module 'mlp'"
     assert d.hint == ("add 'type:' with one of: attention, mlp, mlp_chain, neural_memory, "
-                      "memory_as_gate, self_modifying_titans")
+                      "memory_as_gate, memory_as_context, self_modifying_titans")
     assert text.startswith("t.yaml:7:3:")
 
 

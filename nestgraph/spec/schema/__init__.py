@@ -73,6 +73,7 @@ from nestgraph.spec.schema.modules import (  # noqa: F401
     BlockEntry,
     ChainBlockSpec,
     MemoryArchSpec,
+    MemoryAsContextSpec,
     MemoryAsGateSpec,
     MLPChainSpec,
     MLPSpec,

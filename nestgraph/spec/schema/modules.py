@@ -147,6 +147,27 @@ class MemoryAsGateSpec(Strict):
     qk_norm: bool = True
 
 
+class MemoryAsContextSpec(Strict):
+    """Titans' MAC: the sequence in segments; each segment recalls from the neural memory at its
+    own queries, attends causally over [persistent ‖ recollection ‖ segment], then writes the
+    memory from the attention output, which the memory's read of it gates.
+
+    Its states: ``NAME.attn`` (attention weights), ``NAME.cache`` (the segment's keys and
+    values), ``NAME`` (the memory's projections and the gate's norms), ``NAME.memory`` (the
+    memory itself, owned by a memory level whose period divides ``segment``).
+    """
+
+    type: Literal["memory_as_context"]
+    heads: int = Field(4, ge=1, le=HEADS_MAX, description="heads; they divide model.dim")
+    segment: int = Field(64, ge=1, le=SEQ_LEN_MAX, description="segment length in tokens: "
+                         "attention's span; the memory carries one segment into the next")
+    persistent: int = Field(0, ge=0, le=SEQ_LEN_MAX, description="learned persistent memory "
+                            "tokens (Titans §3.3) every query of a segment sees")
+    memory: MemoryArchSpec = MemoryArchSpec()
+    conv: int = Field(4, ge=0, le=CONV_MAX)
+    qk_norm: bool = True
+
+
 class SelfModifyingTitansSpec(Strict):
     """The self-modifying Titans (NL §8.1, Eqs. 79-93): keys, values, the learning rate and the
     retention (and, with ``adaptive_q``, the queries) come from in-context memories, each
@@ -174,7 +195,8 @@ class SelfModifyingTitansSpec(Strict):
 
 # The module types a spec may name; `sections.register_model` adds one from outside.
 MODULE_MODELS: list[type[Strict]] = [AttentionSpec, MLPSpec, MLPChainSpec, NeuralMemorySpec,
-                                     MemoryAsGateSpec, SelfModifyingTitansSpec]
+                                     MemoryAsGateSpec, MemoryAsContextSpec,
+                                     SelfModifyingTitansSpec]
 
 
 def module_union() -> Any:
