@@ -44,6 +44,13 @@ def read_sequence_reference(model: torch.nn.Module, levels: tuple[LevelDef, ...]
     outputs: dict[str, list] = {path: [] for lv in truncated for path in lv.modules}
     hooks = [model.get_submodule(path).register_forward_hook(
         lambda module, args, out, kept=kept: kept.append(out)) for path, kept in outputs.items()]
+    # Data-dependent step sizes: each token's (input, output) of the level's modules.
+    rate_of = {path: model.get_submodule(rate) for lv in fast_levels if lv.step_sizes
+               for path, rate in zip(lv.modules, lv.step_sizes, strict=True)}
+    seen: dict[str, list] = {path: [] for path in rate_of}
+    hooks += [model.get_submodule(path).register_forward_hook(
+        lambda module, args, out, kept=kept: kept.append((args[0], out)))
+        for path, kept in seen.items()]
     losses, logits_all, chunk_loss = [], [], 0.0
     for t in range(seq_len):
         if t % chunk == 0:
@@ -51,7 +58,7 @@ def read_sequence_reference(model: torch.nn.Module, levels: tuple[LevelDef, ...]
             # alias, not through the earlier updates the weights also fed.
             now = {n: w.view_as(w) for n, w in weights.items()}
             chunk_loss = 0.0
-            for kept in outputs.values():
+            for kept in (*outputs.values(), *seen.values()):
                 kept.clear()
         logits = functional_call(model, now, (x[:, t : t + 1], cache), strict=False)
         loss = F.cross_entropy(logits[:, 0], y[:, t], reduction="sum")
@@ -70,6 +77,17 @@ def read_sequence_reference(model: torch.nn.Module, levels: tuple[LevelDef, ...]
             grads.update(zip(mine, torch.autograd.grad(
                 kept, [now[n] for n in mine], errors, retain_graph=True, create_graph=True),
                 strict=True))
+        for path, kept in seen.items():  # token by token, weighted by its step size
+            mine = [n for n in names if n.startswith(path + ".")]
+            errors = torch.autograd.grad(chunk_loss, [out for _, out in kept], retain_graph=True,
+                                         create_graph=owner[mine[0]].meta == "second_order")
+            total = [0.0] * len(mine)
+            for (h, out), error in zip(kept, errors, strict=True):
+                weight = torch.sigmoid(rate_of[path](h))  # (B, 1, 1): this token's step size
+                parts = torch.autograd.grad(out, [now[n] for n in mine], weight * error,
+                                            retain_graph=True, create_graph=True)
+                total = [a + b for a, b in zip(total, parts, strict=True)]
+            grads.update(zip(mine, total, strict=True))
         for n, g in grads.items():
             g = g.detach() if owner[n].meta == "first_order" else g
             sums[n] = sums[n] + g
@@ -96,4 +114,4 @@ def _step(lv: LevelDef, w: torch.Tensor, g: torch.Tensor, v: torch.Tensor):
         g = g * torch.clamp(rule.clip / (norms + 1e-12), max=1.0)
     g = g + rule.weight_decay * w
     v = rule.momentum * v + g if rule.momentum else g
-    return w - rule.lr * v, v
+    return w - rule.scale * v, v

@@ -41,6 +41,13 @@ class FastWeights:
             path: [] for lv in self.truncated for path in lv.modules}
         self._hooks = [model.get_submodule(path).register_forward_hook(
             partial(_keep_output, kept)) for path, kept in self.outputs.items()]
+        # Data-dependent step sizes: per module of such a level, the read-out that makes each
+        # token's step size, and the module's (input, output) during the current chunk.
+        self.rate_of = {path: model.get_submodule(rate) for lv in self.levels if lv.step_sizes
+                        for path, rate in zip(lv.modules, lv.step_sizes, strict=True)}
+        self.seen: dict[str, list] = {path: [] for path in self.rate_of}
+        self._hooks += [model.get_submodule(path).register_forward_hook(
+            partial(_keep_io, kept)) for path, kept in self.seen.items()]
         self.weights: dict[str, torch.Tensor] = {}
         self.accum: dict[str, torch.Tensor] = {}
         self.velocity: dict[str, torch.Tensor | None] = {}
@@ -73,6 +80,8 @@ class FastWeights:
         self.init_accum = {n: torch.zeros_like(self.accum[n]) for n in self.init}
         # A truncated level's weight -> the module whose outputs it reaches the loss through.
         self.module_of = {n: path for path in self.outputs for n in self.owner
+                          if n.startswith(path + ".")}
+        self.scaled_of = {n: path for path in self.seen for n in self.owner
                           if n.startswith(path + ".")}
         if carry is not None and carry.fast:
             self._load(carry.fast)
@@ -128,7 +137,7 @@ class FastWeights:
             hook.remove()
 
     def new_chunk(self) -> None:
-        for kept in self.outputs.values():
+        for kept in (*self.outputs.values(), *self.seen.values()):
             kept.clear()
 
     def accumulate(self, loss_sum: torch.Tensor, inputs: dict[str, torch.Tensor],
@@ -136,13 +145,16 @@ class FastWeights:
         """Add d(chunk loss)/d(fast weights) to the accumulators of ``names`` (Eq. 71)."""
         if not names:
             return
-        truncated = [n for n in names if n in self.module_of]
-        whole = [n for n in names if n not in self.module_of]
+        scaled = [n for n in names if n in self.scaled_of]
+        truncated = [n for n in names if n in self.module_of and n not in self.scaled_of]
+        whole = [n for n in names if n not in self.module_of and n not in self.scaled_of]
         grads = dict(zip(whole, torch.autograd.grad(
             loss_sum, [inputs[n] for n in whole], retain_graph=True,
             create_graph=self.second_order, allow_unused=True), strict=True)) if whole else {}
         if truncated:
             grads.update(self._truncated(loss_sum, inputs, truncated))
+        if scaled:
+            grads.update(self._scaled(loss_sum, inputs, scaled))
         for n in names:
             g = grads[n]
             if g is None:
@@ -177,6 +189,35 @@ class FastWeights:
             found.update(zip(mine, torch.autograd.grad(
                 kept, [inputs[n] for n in mine], error, retain_graph=True, create_graph=True,
                 allow_unused=True), strict=True))
+        return {n: found.get(n) for n in names}
+
+    def _scaled(self, loss_sum: torch.Tensor, inputs: dict[str, torch.Tensor],
+                names: list[str]) -> dict[str, torch.Tensor | None]:
+        """Eq. 71 with data-dependent step sizes: the sum over the chunk's tokens of each
+        token's gradient through the module, weighted by its step size ``sigmoid(r·h_t + b)``.
+
+        A weight reaches the loss only through its module's outputs, so the error at the
+        output at ``t``, weighted, then taken back through the module is exactly that sum. The
+        error keeps its graph for a second-order level (held fixed for a truncated one); the
+        weighting always does, so the outer level learns the read-out through the update.
+        """
+        paths = list(dict.fromkeys(self.scaled_of[n] for n in names))
+        kept = [(p, h, out) for p in paths for h, out in self.seen[p]]
+        errors = torch.autograd.grad(loss_sum, [out for *_, out in kept], retain_graph=True,
+                                     create_graph=self.second_order, allow_unused=True)
+        found: dict[str, torch.Tensor] = {}
+        for (p, h, out), error in zip(kept, errors, strict=True):
+            mine = [n for n in names if self.scaled_of[n] == p]
+            if error is None:
+                continue
+            if self.owner[mine[0]].meta != "second_order":
+                error = error.detach()
+            weighted = torch.sigmoid(self.rate_of[p](h)) * error
+            for n, g in zip(mine, torch.autograd.grad(
+                    out, [inputs[n] for n in mine], weighted, retain_graph=True,
+                    create_graph=self.differentiable, allow_unused=True), strict=True):
+                if g is not None:
+                    found[n] = g if n not in found else found[n] + g
         return {n: found.get(n) for n in names}
 
     def update(self, lv: LevelDef) -> None:
@@ -229,6 +270,10 @@ class FastWeights:
 
 def _keep_output(kept: list, module, args, output) -> None:
     kept.append(output)
+
+
+def _keep_io(kept: list, module, args, output) -> None:
+    kept.append((args[0], output))
 
 
 def _horizon(carried) -> torch.Tensor | None:

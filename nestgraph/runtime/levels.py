@@ -23,12 +23,22 @@ from nestgraph.periods import in_tokens, nesting_violations, never_updates
 
 @dataclass(frozen=True)
 class GDRule:
-    """Gradient descent with optional momentum, weight decay and norm clipping."""
+    """Gradient descent with optional momentum, weight decay and norm clipping.
 
-    lr: float
+    ``lr`` named by a string is produced per token by the module (NL Eq. 71's ``η_t``): each
+    token's gradient is weighted by ``sigmoid(.)`` in [0, 1] and the step is ``max_lr``.
+    """
+
+    lr: float | str
     momentum: float = 0.0
     weight_decay: float = 0.0
     clip: float = 0.0
+    max_lr: float = 0.01
+
+    @property
+    def scale(self) -> float:
+        """The step the summed (weighted) gradient is taken with."""
+        return self.max_lr if isinstance(self.lr, str) else self.lr
 
     def optimizer(self, level: LevelDef, named: dict,
                   schedule: tuple[LevelDef, ...]) -> torch.optim.Optimizer:
@@ -180,6 +190,9 @@ class LevelDef:
     # Nested CMS: module paths of the next faster block, whose initial state this level learns
     # in context and to which it resets that block every time it updates.
     resets: tuple[str, ...] = ()
+    # Data-dependent step sizes: per path of ``modules``, the read-out that makes each token's
+    # step size from the module's input (an in-context level whose lr a module produces).
+    step_sizes: tuple[str, ...] = ()
     # An optimizer level: the step level whose gradients it reads.
     source: str = ""
     notes: tuple[str, ...] = field(default=())
@@ -254,7 +267,7 @@ def gd_step(rule: GDRule, weight: torch.Tensor, grad: torch.Tensor,
     if rule.momentum:
         velocity = grad if velocity is None else rule.momentum * velocity + grad
         grad = velocity
-    return weight - rule.lr * grad, velocity
+    return weight - rule.scale * grad, velocity
 
 
 # ----------------------------------------------------------------------------- step levels

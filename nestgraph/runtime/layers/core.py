@@ -69,18 +69,27 @@ class MLPChain(nn.Module):
     ``sequential``: ``h <- h + MLP_k(h)`` for each block in order (the paper omits norms and
     residuals; the inner residual is our choice, so that a block whose level has not learned
     anything yet passes its input through); ``nested`` reads the same way (what differs is how
-its levels reset, `fast_weights.FastWeights.update`). ``independent``: the blocks read the same input and
-    a learnable softmax-weighted sum aggregates them (the Agg of the independent variant).
+    its levels reset, `fast_weights.FastWeights.update`). ``independent``: the blocks read the
+    same input and a learnable softmax-weighted sum aggregates them (the Agg of the independent
+    variant).
+
+    With ``step_sizes``, each block also has a read-out ``rates.BLOCK`` that its in-context
+    level turns into a per-token step size ``sigmoid(r·h_t + b)`` from the block's input
+    (NL Eq. 71's data-dependent ``η_t``); the forward pass does not use it.
     """
 
     takes_cache = True
 
-    def __init__(self, blocks: dict[str, nn.Module], variant: str = "sequential") -> None:
+    def __init__(self, blocks: dict[str, nn.Module], variant: str = "sequential",
+                 step_sizes: bool = False) -> None:
         super().__init__()
         self.blocks = nn.ModuleDict(blocks)
         self.variant = variant
         if variant == "independent":
             self.mix = nn.Parameter(torch.zeros(len(blocks)))
+        if step_sizes:
+            self.rates = nn.ModuleDict({name: _rate_readout(b.w1.shape[1])
+                                        for name, b in blocks.items()})
 
     def forward(self, x: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
         if self.variant == "independent":
@@ -90,6 +99,14 @@ its levels reset, `fast_weights.FastWeights.update`). ``independent``: the block
         for block in self.blocks.values():
             h = h + block(h)
         return h - x
+
+
+def _rate_readout(dim: int) -> nn.Linear:
+    # Starts near sigmoid(0) = 0.5 for every token: half the largest step, as Titans' rates.
+    readout = nn.Linear(dim, 1)
+    nn.init.normal_(readout.weight, std=0.02)
+    nn.init.zeros_(readout.bias)
+    return readout
 
 
 def rope(x: torch.Tensor, offset: int, base: float) -> torch.Tensor:
