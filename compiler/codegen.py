@@ -151,6 +151,8 @@ def _schedule_source(plan: dict) -> str:
             lines.append(f"        {key}={level[key]!r},")
         if level.get("resets"):
             lines.append(f"        resets={tuple(level['resets'])!r},")
+        if level.get("step_sizes"):
+            lines.append(f"        step_sizes={tuple(level['step_sizes'])!r},")
         if level.get("source"):
             lines.append(f"        source={level['source']!r},")
         lines.append("    ),")

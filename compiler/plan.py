@@ -11,6 +11,7 @@ import math
 import networkx as nx
 
 from nestgraph.compiler.ir import facts, levels, owned_by, owner_of, parts
+from nestgraph.compiler.kinds.mlp import step_size_paths
 from nestgraph.compiler.passes.cost import initial_states
 
 PLAN_VERSION = 1
@@ -38,6 +39,8 @@ def make_plan(g: nx.DiGraph, resolved_yaml: str) -> dict:
         })
         if resets.get(lv.name):
             out_levels[-1]["resets"] = resets[lv.name]
+        if kinds[lv.name] == "in_context" and isinstance(getattr(lv.rule, "lr", 0), str):
+            out_levels[-1]["step_sizes"] = step_size_paths(modules)
         if kinds[lv.name] == "optimizer":
             out_levels[-1]["source"] = lv.source
     in_context = [lv["period"] for lv in out_levels if lv["kind"] == "in_context"]

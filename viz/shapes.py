@@ -90,11 +90,15 @@ def MLP(dim: int, hidden: int, activation: str = "gelu") -> _Module:  # noqa: N8
     return m
 
 
-def MLPChain(blocks: dict[str, _Module], variant: str = "sequential") -> _Module:  # noqa: N802
+def MLPChain(blocks: dict[str, _Module], variant: str = "sequential",  # noqa: N802
+             step_sizes: tuple[str, ...] = ()) -> _Module:
     m = _Module()
     m.child("blocks", _dict(blocks))
     if variant == "independent":
         m.param("mix", len(blocks))
+    if step_sizes:
+        m.child("rates", _dict({name: _linear(blocks[name]._params["w1"][1], 1)
+                                for name in step_sizes}))
     return m
 
 
@@ -180,6 +184,10 @@ def MemoryAsGate(attn: _Module, mem: _Module) -> _Module:  # noqa: N802
     return m
 
 
+def MemoryAsContext(attn: _Module, mem: _Module, segment: int) -> _Module:  # noqa: N802
+    return MemoryAsGate(attn, mem)  # the same parts: attention, memory, the gate's two norms
+
+
 # ---------------------------------------------------------- nestgraph.runtime.layers.selfmod
 
 
@@ -208,6 +216,7 @@ _NAMESPACE = {
     "L": SimpleNamespace(make_norm=make_norm, MLP=MLP, MLPChain=MLPChain, Attention=Attention,
                          Residual=Residual, Layer=Layer, NestedLM=NestedLM),
     "T": SimpleNamespace(NeuralMemory=NeuralMemory, MemoryAsGate=MemoryAsGate),
+    "MAC": SimpleNamespace(MemoryAsContext=MemoryAsContext),
     "S": SimpleNamespace(SelfModifyingTitans=SelfModifyingTitans),
     # build_model hands memories their levels (`levels.bind_levels`): no weights change.
     "lv": SimpleNamespace(bind_levels=lambda model, schedule: model),

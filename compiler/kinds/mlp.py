@@ -31,18 +31,39 @@ def _chain_ownables(name: str, spec, model) -> list[Ownable]:
     if spec.variant == "independent":
         parts.append(Ownable(f"{name}.mix", "param", name, tuple(f"{b}.mix" for b in paths),
                              False, "mlp_chain"))
+    if stepped(spec):  # the read-outs of the blocks' step sizes, trained by a slower level
+        parts.append(Ownable(f"{name}.rates", "param", name, tuple(f"{b}.rates" for b in paths),
+                             False, "mlp_chain"))
     return parts
+
+
+def stepped(spec) -> tuple[str, ...]:
+    """The chain's blocks whose levels take a per-token step size."""
+    return tuple(name for name, b in spec.blocks.items() if b.step_size)
+
+
+def step_size_paths(block_paths: list[str]) -> list[str]:
+    """The read-out of each block's step size, beside the block (``….blocks.fast`` ->
+    ``….rates.fast``)."""
+    out = []
+    for path in block_paths:
+        body, _, block = path.rpartition(".blocks.")
+        out.append(f"{body}.rates.{block}")
+    return out
 
 
 def _chain_constructor(spec, dim: int, owners: dict):
     blocks = {name: mlp_call(dim, b.expand, b.activation) for name, b in spec.blocks.items()}
-    return call("L.MLPChain", blocks, variant=spec.variant)
+    extra = {"step_sizes": stepped(spec)} if stepped(spec) else {}  # absent: goldens stay
+    return call("L.MLPChain", blocks, variant=spec.variant, **extra)
 
 
 def _chain_flops(ownable: Ownable, spec, model, seq_len: int) -> int:
     block = ownable.name.split(".", 1)[1]
     if block == "mix":
         return 0
+    if block == "rates":  # one read-out per block, per token, each time a level fires
+        return len(ownable.paths) * 2 * model.dim * len(stepped(spec))
     return len(ownable.paths) * 2 * 2 * model.dim * hidden_of(model.dim,
                                                                spec.blocks[block].expand)
 
@@ -60,4 +81,4 @@ def _chain_flow(name: str, spec, present: list[str]) -> Flow:
 
 
 MLP_CHAIN = ModuleKind("mlp_chain", _chain_ownables, _chain_constructor, _chain_flops, (CORE,),
-                       _chain_flow)
+                       _chain_flow, produces=("lr",))

@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import networkx as nx
 
-from nestgraph.compiler.ir import facts, levels, owner_of, parts
+from nestgraph.compiler.ir import facts, levels, owned_by, owner_of, parts
+from nestgraph.compiler.kinds.mlp import stepped
 from nestgraph.errors import CompileError
 
 
 def check_supported(g: nx.DiGraph) -> None:
     _check_nested_chains(g)
+    _check_step_sizes(g)
     for lv in levels(g):
-        if facts(g).kinds[lv.name] != "memory" and isinstance(getattr(lv.rule, "lr", 0), str):
+        produced = isinstance(getattr(lv.rule, "lr", 0), str)
+        if produced and facts(g).kinds[lv.name] not in ("memory", "in_context"):
             raise CompileError(
                 f"level '{lv.name}' takes its lr from '{lv.rule.lr}': module-produced rates drive "
-                "memory levels (rule titans) in this version", pass_name="support",
+                "memory levels and in-context levels in this version", pass_name="support",
                 hint="give this level a number")
         if facts(g).kinds[lv.name] == "memory" and (lv.lifetime != "sequence"
                                                       or lv.meta != "second_order"):
@@ -50,3 +53,44 @@ def _check_nested_chains(g: nx.DiGraph) -> None:
                     "chain's blocks are owned by in-context levels with lifetime sequence in "
                     "this version", pass_name="support",
                     hint="use variant: sequential, or lifetime: sequence on every block's level")
+
+
+def _check_step_sizes(g: nx.DiGraph) -> None:
+    """A produced step size (``lr: cms.lr``) weights an in-context level's gradient through
+    the blocks of the chain that makes it; the outer level learns its read-out through the
+    update, so the level must keep that path (second order or truncated, per sequence)."""
+    spec = facts(g).spec
+    for lv in levels(g):
+        lr = getattr(lv.rule, "lr", 0)
+        if not isinstance(lr, str) or facts(g).kinds[lv.name] != "in_context":
+            continue
+        module = lr.split(".")[0]
+        chain = spec.modules[module]
+        blocks = {f"{module}.{b}" for b in stepped(chain)} if chain.type == "mlp_chain" else set()
+        if not blocks:
+            raise CompileError(f"level '{lv.name}' takes its lr from '{lr}', but module "
+                               f"'{module}' makes no step sizes for in-context levels",
+                               pass_name="support",
+                               hint="give this level a number, or own blocks of an mlp_chain "
+                                    "with step_size: true and take lr: CHAIN.lr")
+        owned = owned_by(g, lv.name)
+        if any(part.name not in blocks for part in owned):
+            raise CompileError(f"level '{lv.name}': a step size from '{module}' weights the "
+                               f"gradients of its blocks with step_size: true, and the level "
+                               f"owns {', '.join(p.name for p in owned)}", pass_name="support",
+                               hint="own only such blocks, or give the lr a number")
+        if lv.meta == "first_order" or lv.lifetime != "sequence":
+            raise CompileError(f"level '{lv.name}': its step sizes are learned through its "
+                               "in-context update, which a first-order or stream level cuts",
+                               pass_name="support",
+                               hint="use meta: second_order (or truncated) and lifetime: "
+                                    "sequence, or give the lr a number")
+    for name, module in spec.modules.items():
+        for block in (stepped(module) if module.type == "mlp_chain" else ()):
+            owner = owner_of(g, f"{name}.{block}")
+            rule = g.nodes[f"level:{owner}"]["level"].rule if owner else None
+            if getattr(rule, "lr", None) != f"{name}.lr":
+                raise CompileError(f"block '{name}.{block}' makes a step size, but its level "
+                                   f"'{owner}' does not take it", pass_name="support",
+                                   hint=f"write lr: {name}.lr in level '{owner}'s rule, or "
+                                        f"drop step_size from block '{block}'")

@@ -92,7 +92,7 @@ def test_a_memory_chunk_longer_than_a_sequence_is_refused():
     assert diag.path == ("levels", 0, "every") and "would never change a pred" in diag.message
 
 
-def test_a_produced_rate_on_a_gradient_level_is_not_run_yet():
+def test_a_memory_rate_cannot_drive_a_gradient_level():
     from nestgraph.errors import CompileError
 
     d = data()
@@ -100,7 +100,7 @@ def test_a_produced_rate_on_a_gradient_level_is_not_run_yet():
     d["levels"].insert(1, {"name": "fast", "owns": "mlp.fast", "every": "16 tokens",
                            "context": "tokens", "objective": "next_token",
                            "rule": {"type": "gd", "lr": "mem.lr"}, "lifetime": "sequence"})
-    with pytest.raises(CompileError, match="module-produced rates drive memory levels"):
+    with pytest.raises(CompileError, match="makes no step sizes for in-context levels"):
         compile_spec(d)
 
 

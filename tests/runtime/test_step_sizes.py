@@ -18,7 +18,8 @@ def tiny_model(bias: float = 0.0) -> L.NestedLM:
     torch.manual_seed(0)
 
     def layer():
-        chain = L.MLPChain({"fast": L.MLP(DIM, 16), "slow": L.MLP(DIM, 16)}, step_sizes=True)
+        chain = L.MLPChain({"fast": L.MLP(DIM, 16), "slow": L.MLP(DIM, 16)},
+                           step_sizes=("fast", "slow"))
         with torch.no_grad():  # step sizes that differ from token to token
             for readout in chain.rates.values():
                 readout.weight.normal_(0.0, 1.0)

@@ -73,7 +73,7 @@ class MLPChain(nn.Module):
     same input and a learnable softmax-weighted sum aggregates them (the Agg of the independent
     variant).
 
-    With ``step_sizes``, each block also has a read-out ``rates.BLOCK`` that its in-context
+    Each block named in ``step_sizes`` also has a read-out ``rates.BLOCK`` that its in-context
     level turns into a per-token step size ``sigmoid(r·h_t + b)`` from the block's input
     (NL Eq. 71's data-dependent ``η_t``); the forward pass does not use it.
     """
@@ -81,15 +81,15 @@ class MLPChain(nn.Module):
     takes_cache = True
 
     def __init__(self, blocks: dict[str, nn.Module], variant: str = "sequential",
-                 step_sizes: bool = False) -> None:
+                 step_sizes: tuple[str, ...] = ()) -> None:
         super().__init__()
         self.blocks = nn.ModuleDict(blocks)
         self.variant = variant
         if variant == "independent":
             self.mix = nn.Parameter(torch.zeros(len(blocks)))
         if step_sizes:
-            self.rates = nn.ModuleDict({name: _rate_readout(b.w1.shape[1])
-                                        for name, b in blocks.items()})
+            self.rates = nn.ModuleDict({name: _rate_readout(blocks[name].w1.shape[1])
+                                        for name in step_sizes})
 
     def forward(self, x: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
         if self.variant == "independent":

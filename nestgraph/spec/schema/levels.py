@@ -120,6 +120,8 @@ class GD(Strict):
     momentum: FiniteFloat = Field(0.0, ge=0, lt=1)
     weight_decay: FiniteFloat = Field(0.0, ge=0)
     clip: FiniteFloat = Field(0.0, ge=0, description="max gradient norm; 0 disables clipping")
+    max_lr: FiniteFloat = Field(0.01, gt=0, description="the largest step when the module "
+                                "produces the lr per token (lr: module.lr)")
 
 
 # Adam's decay rate of a moment: 1 would never forget (and divide by zero in its correction).

@@ -81,6 +81,8 @@ class ChainBlockSpec(Strict):
 
     expand: FiniteFloat = Field(4.0, gt=0, le=EXPAND_MAX)
     activation: Activation = "gelu"
+    step_size: bool = Field(False, description="its level takes a per-token step size read "
+                            "from the block's input (lr: NAME.lr; NL Eq. 71's eta_t)")
 
 
 class MLPChainSpec(Strict):
