@@ -33,6 +33,7 @@ from nestgraph.runtime.train.data import (
     check_vocab,
     load_corpus,
     resolve_source,
+    tokenize_corpus,
 )
 from nestgraph.runtime.train.distributed import (
     any_rank,
@@ -67,6 +68,7 @@ from nestgraph.runtime.train.step import (
     train_step,
 )
 from nestgraph.runtime.train.threads import Threads, apply_threads
+from nestgraph.runtime.train.tokenizer import BYTES, RUN_FILE, choose_tokenizer
 
 TRAIN_LOG = "train.log"
 STOP_MESSAGE = b"\nstopping after this step; Ctrl-C again to stop now\n"
@@ -305,8 +307,9 @@ def _session(program, cfg, data_cfg, corpus, device, run_dir, reporter, state,
              interrupt_at) -> RunResult:
     session = _Session(program, cfg, data_cfg, corpus, device, run_dir, reporter)
     resumed_from = state.step
+    unit = "bytes" if corpus.token_bytes is None else "tokens"
     reporter.note(f"run folder: {run_dir}  data: {printable(corpus.source)} "
-                  f"({len(corpus.train):,} bytes)")
+                  f"({len(corpus.train):,} {unit})")
     columns = ["step", "loss", "heldout_bpb", "tokens_per_s",
                *[f"lr/{lv.name}" for lv in program.schedule if lv.kind == "step"],
                *[f"updates/{lv.name}" for lv in program.schedule]]
@@ -344,6 +347,8 @@ def _record_session(run_dir: Path, step: int, threads: Threads, command) -> None
 
 def _start_run(run_dir, program, cfg, data_cfg, corpus, device, command, threads) -> None:
     program.write_sources(run_dir)
+    if getattr(corpus.tokenizer, "text", None):  # the run keeps the tokenizer it trains with
+        atomic_write_text(run_dir / RUN_FILE, corpus.tokenizer.text)
     _record_settings(run_dir, cfg, data_cfg)
     write_env_json(run_dir, seed=cfg["seed"], command=command or sys.argv,
                    extra={"data": corpus.source, "data_sha256": corpus.sha256,
@@ -360,7 +365,17 @@ def _load_corpus(data_cfg: dict, base: Path | None = None, note=None) -> Corpus:
         note(printable(f"reading data: {where}{limit}{held}"))
     corpus = load_corpus(source, heldout_fraction=data_cfg["heldout"],
                          max_bytes=data_cfg["max_bytes"], heldout_path=heldout)
-    return replace(corpus, order=data_cfg.get("order", "random"))
+    corpus = replace(corpus, order=data_cfg.get("order", "random"))
+    setting = data_cfg.get("tokenizer", BYTES)
+    if setting == BYTES:
+        return corpus
+    corpus = tokenize_corpus(corpus, lambda train: choose_tokenizer(setting, base, train))
+    if note is not None:
+        n_bytes = int(corpus.token_bytes[corpus.train.long()].sum())
+        note(printable(f"tokenizer: {corpus.tokenizer.name} ({corpus.tokenizer.vocab} tokens, "
+                       f"{n_bytes / max(corpus.train.numel(), 1):.2f} bytes per training "
+                       "token)"))
+    return corpus
 
 
 def _loop(session: _Session, state: TrainState, log, sig, interrupt_at) -> list[dict]:

@@ -61,6 +61,19 @@ class TrainSpec(Strict):
         "and plot read it), metrics.csv, TensorBoard event files under tensorboard/")
 
 
+class TrainedBpe(Strict):
+    """``{bpe: N}``: a byte-level BPE of N tokens learned from the run's own training data."""
+
+    bpe: int = Field(ge=257, le=1 << 20, strict=True,
+                     description="the vocabulary: the 256 bytes, then the learned merges")
+
+
+def _check_tokenizer(value: str | TrainedBpe) -> str | TrainedBpe:
+    if isinstance(value, str) and not value.strip():
+        raise ValueError("data.tokenizer is empty: write 'bytes', a tokenizer.json, or {bpe: N}")
+    return value
+
+
 class DataSpec(Strict):
     source: str = Field("stdlib", description="'stdlib' (the embedded corpus), a file or a folder")
     heldout: FiniteFloat = Field(0.05, gt=0, lt=1)
@@ -72,6 +85,11 @@ class DataSpec(Strict):
         "random", description="'random': independent random windows each step; 'stream': "
         "lane i of the batch reads its own contiguous part of the text, step after step, so "
         "stream-lifetime levels see a continuing context")
+    tokenizer: Annotated[TrainedBpe | str, AfterValidator(_check_tokenizer)] = Field(
+        "bytes", description="what a token is: 'bytes' (vocabulary 256), a tokenizer.json of "
+        "the tokenizers package (relative to the spec's folder), or {bpe: N}, a byte-level BPE "
+        "of N tokens trained on the training part of the data; model.vocab must match, and the "
+        "held-out loss stays in bits per byte")
 
 
 class Spec(Strict):
