@@ -131,6 +131,12 @@ def token_pieces(inner, name: str) -> list[bytes]:
                             f"{printable(repr(token))} does not stand for a string of bytes",
                             "train a byte-level BPE: nestgraph tokenizer train DATA --vocab N "
                             f"-o tokenizer.json, {_BYTES_HINT}") from None
+    missing = set(range(256)) - {p[0] for p in pieces if len(p) == 1}
+    if missing:  # a byte-level vocabulary starts from all 256 bytes, so every text encodes
+        raise DataError(f"tokenizer '{printable(name)}' is not byte-level: it has no token for "
+                        f"byte {min(missing):#04x} ({len(missing)} bytes lack one), so some "
+                        "text cannot be encoded", "train a byte-level BPE: nestgraph tokenizer "
+                        f"train DATA --vocab N -o tokenizer.json, {_BYTES_HINT}")
     return pieces
 
 
