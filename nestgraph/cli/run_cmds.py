@@ -196,7 +196,9 @@ def generate(
                                         help="a run folder (runs/NAME/TIMESTAMP)")],
     prompt: Annotated[str, typer.Option("--prompt", metavar="TEXT",
                                         help="text to continue")] = "",
-    tokens: Annotated[int, typer.Option("--tokens", metavar="N", help="bytes to generate")]
+    tokens: Annotated[int, typer.Option("--tokens", metavar="N",
+                                        help="tokens to generate (bytes, unless the run "
+                                             "trained with data.tokenizer)")]
     = 200,
     temperature: Annotated[float, typer.Option("--temperature", metavar="T",
                                                help="sampling temperature")] = 0.8,

@@ -19,7 +19,6 @@ tokenizer_app = typer.Typer(
 app.add_typer(tokenizer_app, name="tokenizer",
               short_help="Train a byte-level BPE tokenizer file for data.tokenizer.")
 
-VOCAB_MIN, VOCAB_MAX = 257, 1 << 20  # as the schema's {bpe: N}
 
 
 @tokenizer_app.command("train", cls=Command,
@@ -46,11 +45,11 @@ def train(
     from nestgraph.fsutil import atomic_write_text, environment_errors
     from nestgraph.runtime.train.sources import DataError, read_user_path
     from nestgraph.runtime.train.tokenizer import bpe_from_bytes
+    from nestgraph.spec.schema.sections import BPE_MAX, BPE_MIN  # as the schema's {bpe: N}
 
-    if not VOCAB_MIN <= vocab <= VOCAB_MAX:
+    if not BPE_MIN <= vocab <= BPE_MAX:
         raise UsageProblem(f"--vocab {vocab} is out of range",
-                           f"give {VOCAB_MIN} to {VOCAB_MAX}: the 256 bytes and at least "
-                           "one merge")
+                           f"give {BPE_MIN} to {BPE_MAX}: the 256 bytes and at least one merge")
     if max_bytes < 1:
         raise UsageProblem("--max-bytes must be at least 1")
     if not out.parent.is_dir():

@@ -160,3 +160,13 @@ def test_vocab_mismatch_is_a_clear_error(tokenizer_file, tmp_path, monkeypatch):
     assert result.exit_code == 5
     assert "model.vocab is 256, but the tokenizer" in result.output
     assert "model.vocab=300" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(("value", "says"), [("{bpe: 12}", "a whole number from 257"),
+                                             ("{bep: 300}", "takes one key, bpe"),
+                                             ("[1]", "is 'bytes', a tokenizer.json path")])
+def test_a_malformed_tokenizer_is_one_located_spec_error(tmp_path, value, says):
+    spec = spec_with(tmp_path, value, 300)
+    result = invoke("validate", spec)
+    assert result.exit_code == 3 and result.output.count("error[") == 1
+    assert f"{spec}:" in result.output and says in result.output
