@@ -17,7 +17,7 @@ import torch
 
 from nestgraph.escape import printable
 from nestgraph.runtime.train.sources import DATA_HINT, DataError, read_stdlib, read_user_path
-from nestgraph.runtime.train.tokenizer import ByteTokens
+from nestgraph.runtime.train.tokenizer import BYTES, ByteTokens, choose_tokenizer
 
 
 @dataclass(frozen=True)
@@ -124,6 +124,31 @@ def tokenize_corpus(corpus: Corpus, choose) -> Corpus:
                         "give more data, or raise data.heldout")
     digest = hashlib.sha256(f"{corpus.sha256}:{tokenizer.sha256}".encode()).hexdigest()
     return replace(corpus, train=ids[0], heldout=ids[1], sha256=digest, tokenizer=tokenizer)
+
+
+def read_corpus(data_cfg: dict, base: Path | None = None, note=None) -> Corpus:
+    """The corpus a data section (as a plain dict) names, in its tokenizer's ids; relative
+    paths are taken from `base`, and `note` is told what is read."""
+    source = None if data_cfg["source"] == "stdlib" else resolve_source(data_cfg["source"], base)
+    heldout = resolve_source(data_cfg.get("heldout_source"), base)
+    if note is not None:
+        where = "the Python standard library sources" if source is None else f"'{source}'"
+        limit = f" (at most {data_cfg['max_bytes']:,} bytes)" if data_cfg["max_bytes"] else ""
+        held = f"; held out: '{heldout}'" if heldout else ""
+        note(printable(f"reading data: {where}{limit}{held}"))
+    corpus = load_corpus(source, heldout_fraction=data_cfg["heldout"],
+                         max_bytes=data_cfg["max_bytes"], heldout_path=heldout)
+    corpus = replace(corpus, order=data_cfg.get("order", "random"))
+    setting = data_cfg.get("tokenizer", BYTES)
+    if setting == BYTES:
+        return corpus
+    corpus = tokenize_corpus(corpus, lambda train: choose_tokenizer(setting, base, train))
+    if note is not None:
+        n_bytes = int(corpus.token_bytes[corpus.train.long()].sum())
+        note(printable(f"tokenizer: {corpus.tokenizer.name} ({corpus.tokenizer.vocab} tokens, "
+                       f"{n_bytes / max(corpus.train.numel(), 1):.2f} bytes per training "
+                       "token)"))
+    return corpus
 
 
 def check_vocab(corpus: Corpus, vocab: int) -> None:

@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from time import perf_counter
 
@@ -28,13 +28,7 @@ from nestgraph.escape import printable
 from nestgraph.fsutil import environment_errors
 from nestgraph.runtime.program import Program
 from nestgraph.runtime.train import checkpoint as ckpt
-from nestgraph.runtime.train.data import (
-    Corpus,
-    check_vocab,
-    load_corpus,
-    resolve_source,
-    tokenize_corpus,
-)
+from nestgraph.runtime.train.data import Corpus, check_vocab, read_corpus, resolve_source
 from nestgraph.runtime.train.distributed import (
     any_rank,
     average_grads,
@@ -68,7 +62,7 @@ from nestgraph.runtime.train.step import (
     train_step,
 )
 from nestgraph.runtime.train.threads import Threads, apply_threads
-from nestgraph.runtime.train.tokenizer import BYTES, RUN_FILE, choose_tokenizer
+from nestgraph.runtime.train.tokenizer import RUN_FILE
 
 TRAIN_LOG = "train.log"
 STOP_MESSAGE = b"\nstopping after this step; Ctrl-C again to stop now\n"
@@ -220,7 +214,7 @@ def _train(program, cfg, data_cfg, *, out, resume, command, reporter, interrupt_
     check_world(cfg)
     reporter.note(f"device: {device}  threads: {threads.count} ({threads.how})")
     require_loggers(cfg.get("loggers", ["jsonl"]))
-    corpus = _load_corpus(data_cfg, data_base, reporter.note)
+    corpus = read_corpus(data_cfg, data_base, reporter.note)
     if point is not None and ckpt.read_training_meta(point.checkpoint)["data_sha256"] \
             != corpus.sha256:
         if resume != "auto":
@@ -353,29 +347,6 @@ def _start_run(run_dir, program, cfg, data_cfg, corpus, device, command, threads
     write_env_json(run_dir, seed=cfg["seed"], command=command or sys.argv,
                    extra={"data": corpus.source, "data_sha256": corpus.sha256,
                           "device": str(device), "train": cfg, **threads.as_record()})
-
-
-def _load_corpus(data_cfg: dict, base: Path | None = None, note=None) -> Corpus:
-    source = None if data_cfg["source"] == "stdlib" else resolve_source(data_cfg["source"], base)
-    heldout = resolve_source(data_cfg.get("heldout_source"), base)
-    if note is not None:
-        where = "the Python standard library sources" if source is None else f"'{source}'"
-        limit = f" (at most {data_cfg['max_bytes']:,} bytes)" if data_cfg["max_bytes"] else ""
-        held = f"; held out: '{heldout}'" if heldout else ""
-        note(printable(f"reading data: {where}{limit}{held}"))
-    corpus = load_corpus(source, heldout_fraction=data_cfg["heldout"],
-                         max_bytes=data_cfg["max_bytes"], heldout_path=heldout)
-    corpus = replace(corpus, order=data_cfg.get("order", "random"))
-    setting = data_cfg.get("tokenizer", BYTES)
-    if setting == BYTES:
-        return corpus
-    corpus = tokenize_corpus(corpus, lambda train: choose_tokenizer(setting, base, train))
-    if note is not None:
-        n_bytes = int(corpus.token_bytes[corpus.train.long()].sum())
-        note(printable(f"tokenizer: {corpus.tokenizer.name} ({corpus.tokenizer.vocab} tokens, "
-                       f"{n_bytes / max(corpus.train.numel(), 1):.2f} bytes per training "
-                       "token)"))
-    return corpus
 
 
 def _loop(session: _Session, state: TrainState, log, sig, interrupt_at) -> list[dict]:
