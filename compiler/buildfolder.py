@@ -199,7 +199,13 @@ def spec_folder_of(folder: Path) -> Path | None:
         return None
 
 
-DATA_PATHS = ("data.source", "data.heldout_source", "train.init")  # paths to files
+DATA_PATHS = ("data.source", "data.heldout_source", "data.tokenizer", "train.init")  # files
+_NOT_PATHS = ("", "stdlib", "null", "~")  # the words these keys take that name no file
+
+
+def _tokenizer_word(key: str, value: str) -> bool:
+    """``data.tokenizer=bytes`` and ``data.tokenizer={bpe: N}`` name no file."""
+    return key == "data.tokenizer" and (value == "bytes" or value.lstrip().startswith("{"))
 
 
 def absolute_data_overrides(overrides: list[str]) -> list[str]:
@@ -208,7 +214,8 @@ def absolute_data_overrides(overrides: list[str]) -> list[str]:
     fixed = []
     for item in overrides:
         key, eq, value = item.partition("=")
-        if eq and key.strip() in DATA_PATHS and value not in ("", "stdlib", "null", "~"):
+        if eq and key.strip() in DATA_PATHS and value not in _NOT_PATHS \
+                and not _tokenizer_word(key.strip(), value):
             path = Path(value).expanduser()
             item = f"{key}={path if path.is_absolute() else Path.cwd() / path}"
         fixed.append(item)

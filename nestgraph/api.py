@@ -146,13 +146,23 @@ def sample(run: str | Path, prompt: str = "", *, tokens: int = 200, temperature:
     out = generate(model, program.schedule, stream, prompt.encode(), tokens=tokens,
                    seq_len=cfg["seq_len"], temperature=temperature, seed=seed,
                    bf16=cfg["precision"] == "bf16", threads=cfg.get("threads", "auto"),
-                   learn=learn)
+                   learn=learn, tokenizer=_run_tokenizer(Path(run), program))
     if save_state is not None:
         from nestgraph.fsutil import environment_errors
 
         with environment_errors(Path(save_state)):
             write_state(Path(save_state), stream, program.name)
     return out.decode("utf-8", errors="replace")
+
+
+def _run_tokenizer(run: Path, program):
+    """The tokenizer `run` trained with (its data section as its checkpoint recorded it)."""
+    from nestgraph.runtime.train import checkpoint as ckpt
+    from nestgraph.runtime.train.tokenizer import run_tokenizer
+
+    found = ckpt.latest_checkpoint(run)
+    data = ckpt.read_meta(found).get("data", program.data) if found is not None else program.data
+    return run_tokenizer(run, data.get("tokenizer"))
 
 
 def evaluate(run: str | Path, task: str = "levels", *, trust: bool = False,

@@ -90,3 +90,41 @@ def test_the_optimizer_page_spec_excerpt_is_m3() -> None:
     shown = yaml.safe_load("levels:\n" + excerpt)["levels"]
     shipped = yaml.safe_load((ROOT / "specs" / "optimizers" / "m3.yaml").read_text())["levels"]
     assert shown == [lv for lv in shipped if lv["name"] != "attention"]
+
+
+# ------------------------------------------------------------------ README: tokenizers
+
+
+def test_the_readme_tokenizer_commands_run(tmp_path, monkeypatch) -> None:
+    """The README's tokenizer block, as written, on a small text; only the run's size is cut
+    down (overrides appended, so the last --steps wins) and RUN is the run just trained."""
+    import random
+    import shlex
+
+    from typer.testing import CliRunner
+
+    from nestgraph.cli import app
+
+    pytest.importorskip("tokenizers")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Tokenizers", 1)[1]
+    (block,) = [body for lang, body in BLOCK.findall(section)[:1] if lang == "bash"]
+    monkeypatch.chdir(tmp_path)
+    rng = random.Random(0)  # words varied enough for 512 tokens' worth of merges
+    words = ["".join(rng.choices("abcdefghijklmnopqrstuvwxyz", k=rng.randint(2, 7)))
+             for _ in range(4000)]
+    (tmp_path / "corpus.txt").write_text("ROMEO:\n" + " ".join(words) + "\n")
+    small = ["--steps", "2", "train.batch=2", "train.seq_len=32", "model.dim=16",
+             "train.eval_batches=1", "train.threads=1"]
+    lines = block.strip().splitlines()
+    assert len(lines) == 4 and all(line.startswith("nestgraph ") for line in lines)
+    for line in lines:
+        args = shlex.split(line)[1:]
+        if args[0] == "train":
+            args += small
+        runs = tmp_path / "runs" / "transformer"
+        if "runs/transformer/RUN" in args:
+            args[args.index("runs/transformer/RUN")] = str(max(runs.iterdir()))
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, (line, result.output)
+    assert (max(runs.iterdir()) / "tokenizer.json").is_file()

@@ -196,7 +196,9 @@ def generate(
                                         help="a run folder (runs/NAME/TIMESTAMP)")],
     prompt: Annotated[str, typer.Option("--prompt", metavar="TEXT",
                                         help="text to continue")] = "",
-    tokens: Annotated[int, typer.Option("--tokens", metavar="N", help="bytes to generate")]
+    tokens: Annotated[int, typer.Option("--tokens", metavar="N",
+                                        help="tokens to generate (bytes, unless the run "
+                                             "trained with data.tokenizer)")]
     = 200,
     temperature: Annotated[float, typer.Option("--temperature", metavar="T",
                                                help="sampling temperature")] = 0.8,
@@ -293,6 +295,12 @@ def eval_cmd(
 
     loaded = load(run, trust=trust_program)
     apply_threads(loaded.cfg.get("threads", "auto"))
+    if task == "all" and not loaded.bytes_tokens:
+        from nestgraph.evaluation.tasks import BYTE_TASKS
+
+        names = [n for n in names if n not in BYTE_TASKS]
+        _status(f"eval: skipping {', '.join(BYTE_TASKS)} (they read bytes; this run uses a "
+                "tokenizer)")
     for name in names:
         _status(f"eval {name}: {printable(str(run))} at step {loaded.step}")
         path, doc = evaluate(run, name, loaded, options)

@@ -55,6 +55,7 @@ class Scorer:
         from nestgraph.runtime.train.threads import apply_threads
 
         model, program, stream, cfg = load_run(Path(run), trust=trust)
+        _refuse_tokenizer(Path(run), program)
         self.device = torch.device(device or "cpu")
         model.eval().to(self.device)
         stream.to(self.device)
@@ -167,6 +168,19 @@ class Scorer:
 
     def _context_row(self, context: bytes) -> list[int]:
         return list(context) if self.carry else list(context[-self.seq_len:])
+
+
+def _refuse_tokenizer(run: Path, program) -> None:
+    """Requests are scored byte by byte: a run whose tokens come from a tokenizer cannot be."""
+    from nestgraph.runtime.train import checkpoint as ckpt
+    from nestgraph.runtime.train.tokenizer import BYTES
+
+    found = ckpt.latest_checkpoint(run)
+    data = ckpt.read_meta(found).get("data", program.data) if found is not None else program.data
+    if data.get("tokenizer", BYTES) != BYTES:
+        raise UsageProblem(f"run '{printable(str(run))}' reads the tokens of a tokenizer, and "
+                           "this adapter scores requests byte by byte",
+                           "evaluate a run trained with data.tokenizer: bytes")
 
 
 def _cut(text: bytes, until: list[bytes]) -> bytes | None:

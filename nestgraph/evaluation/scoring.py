@@ -49,7 +49,8 @@ def accuracy(loaded: Loaded, items: list[Item], *, batch: int = 8,
 
 def windows_bpb(loaded: Loaded, windows: list[torch.Tensor], *, learn_stream: bool = False,
                 **ablation) -> float:
-    """Mean next-byte loss in bits over held-out windows (each (B, seq_len + 1)).
+    """Held-out loss in bits per byte over windows of token ids (each (B, seq_len + 1)): the
+    summed loss in bits over the bytes the targets stand for (with bytes as tokens, the mean).
 
     ``learn_stream``: stream levels learn at test time, window after window, in one copy of
     the run's stream, updating at their period as in training (a window's later positions
@@ -62,14 +63,26 @@ def windows_bpb(loaded: Loaded, windows: list[torch.Tensor], *, learn_stream: bo
     for tokens in windows:
         losses = read(loaded, tokens, carry=False, stream=stream, **ablation).losses
         total += float(losses.sum())
-        count += losses.numel()
+        count += float(target_bytes(loaded, tokens).sum())
     return total / max(count, 1) / math.log(2)
 
 
 def position_bpb(loaded: Loaded, windows: list[torch.Tensor], **ablation) -> list[float]:
-    """Loss in bits at each position of a window, averaged over the held-out windows."""
+    """Bits per byte at each position of a window over the held-out windows (with bytes as
+    tokens, the mean loss in bits there)."""
     rows = [read(loaded, tokens, carry=False, **ablation).losses for tokens in windows]
-    return (torch.cat(rows).mean(0) / math.log(2)).tolist()
+    if loaded.bytes_tokens:
+        return (torch.cat(rows).mean(0) / math.log(2)).tolist()
+    covered = torch.cat([target_bytes(loaded, tokens) for tokens in windows]).sum(0)
+    return (torch.cat(rows).sum(0) / covered.clamp(min=1) / math.log(2)).tolist()
+
+
+def target_bytes(loaded: Loaded, tokens: torch.Tensor) -> torch.Tensor:
+    """The bytes each target of `tokens` stands for, (B, T - 1): ones for byte tokens."""
+    targets = tokens[:, 1:].long()
+    if loaded.bytes_tokens:
+        return torch.ones_like(targets)
+    return loaded.tokenizer.lengths[targets]
 
 
 def heldout_windows(data: torch.Tensor, *, seq_len: int, batch: int,

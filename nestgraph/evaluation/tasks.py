@@ -81,9 +81,18 @@ def sizes(options: Options) -> tuple[int, ...]:
     return _numbers(options.sizes, int, "--sizes", "4,8,16,32")
 
 
+BYTE_TASKS = ("continual", "recall", "copy")  # their domains and items are bytes
+
+
 def run_task(task: str, loaded: Loaded, options: Options) -> dict:
     """The task's result dict, as the task function returns it."""
     from nestgraph.evaluation import continual, formal, levels, recall
+
+    if task in BYTE_TASKS and not loaded.bytes_tokens:
+        raise UsageProblem(f"the {task} task builds its text byte by byte, and this run's "
+                           f"tokens are those of a tokenizer ({loaded.tokenizer.vocab} tokens)",
+                           "evaluate it with the levels task, or train with data.tokenizer: "
+                           f"bytes to run {task}")
 
     if task == "continual":
         from nestgraph.evaluation.continual import file_domain, stdlib_domains

@@ -21,6 +21,7 @@ from nestgraph.runtime.levels import LevelDef
 from nestgraph.runtime.reader import prepare_stream, read_window
 from nestgraph.runtime.stream import Carry, StreamState
 from nestgraph.runtime.train.threads import apply_threads
+from nestgraph.runtime.train.tokenizer import ByteTokens
 
 
 class _Reader:
@@ -34,7 +35,7 @@ class _Reader:
         self.carry, self.done = Carry(), 0  # committed state, and the tokens it has read
 
     def next_logits(self, context: list[int]) -> torch.Tensor:
-        """Logits for the byte after `context`; commits every window whose targets are known."""
+        """Logits for the token after `context`; commits every window whose targets are known."""
         while len(context) - self.done > self.seq_len:
             window = context[self.done:self.done + self.seq_len + 1]
             self.carry = self._read(window[:-1], window[1:], self.carry, commit=True).carry
@@ -54,11 +55,17 @@ class _Reader:
 def sample(model: torch.nn.Module, schedule: tuple[LevelDef, ...], stream: StreamState,
            prompt: bytes, *, tokens: int, seq_len: int, temperature: float = 0.8,
            seed: int = 0, bf16: bool = False, threads: int | str = "auto",
-           learn: bool = False) -> bytes:
-    """`tokens` bytes after `prompt`; `threads` is ``train.threads`` (see runtime.threads)."""
+           learn: bool = False, tokenizer=None) -> bytes:
+    """The bytes of `tokens` tokens after `prompt`; `threads` is ``train.threads`` (see
+    runtime.threads). `tokenizer` (`runtime.train.tokenizer`; default: bytes) encodes the
+    prompt and decodes what is sampled."""
     apply_threads(threads)
     generator = torch.Generator().manual_seed(seed)
-    context = list(prompt) or [10]  # an empty prompt starts from a newline
+    tokenizer = tokenizer or ByteTokens()
+    start = tokenizer.encode(prompt, "the prompt").tolist()
+    prompted = bool(start)
+    context = start if prompted else tokenizer.encode(b"\n").tolist()  # or from a newline
+    first = len(context)
     reader = _Reader(model, schedule, stream, seq_len, learn, bf16)
     for _ in range(tokens):
         logits = reader.next_logits(context)
@@ -68,4 +75,4 @@ def sample(model: torch.nn.Module, schedule: tuple[LevelDef, ...], stream: Strea
             probs = torch.softmax(logits / temperature, dim=-1)
             nxt = int(torch.multinomial(probs, 1, generator=generator))
         context.append(nxt)
-    return bytes(context[len(prompt):]) if prompt else bytes(context[1:])
+    return tokenizer.decode(context[first:])

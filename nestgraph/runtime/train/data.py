@@ -1,32 +1,41 @@
-"""Byte-level data for language-model training.
+"""Data for language-model training: bytes, or the ids of a tokenizer.
 
-Every byte is a token (vocabulary of 256), so any text works without a tokenizer. Batches are
-pure functions of ``(data, seed, step)``: a resumed run draws exactly the batches it would have
-drawn, without saving a loader position.
+By default every byte is a token (vocabulary of 256), so any text works without a tokenizer;
+`tokenize_corpus` turns a byte corpus into a tokenizer's ids (`runtime.train.tokenizer`),
+splitting the bytes first so that the held-out text is the same whatever the tokenizer.
+Batches are pure functions of ``(data, seed, step)``: a resumed run draws exactly the batches
+it would have drawn, without saving a loader position.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 
 from nestgraph.escape import printable
 from nestgraph.runtime.train.sources import DATA_HINT, DataError, read_stdlib, read_user_path
+from nestgraph.runtime.train.tokenizer import BYTES, ByteTokens, choose_tokenizer
 
 
 @dataclass(frozen=True)
 class Corpus:
-    """A byte corpus split into a training part and a held-out tail."""
+    """A corpus split into a training part and a held-out tail, as token ids."""
 
-    train: torch.Tensor  # 1-D uint8
-    heldout: torch.Tensor  # 1-D uint8
+    train: torch.Tensor  # 1-D: uint8 bytes, or int32 ids of `tokenizer`
+    heldout: torch.Tensor
     source: str  # what the bytes are, for logs and env.json
-    sha256: str  # hex digest of all bytes used, before the split
+    sha256: str  # hex digest of all bytes used, before the split (and of the tokenizer)
     n_files: int
     order: str = "random"  # data.order: how training windows are drawn (see `sample_batch`)
+    tokenizer: object = field(default_factory=ByteTokens)  # ByteTokens or FileTokens
+
+    @property
+    def token_bytes(self) -> torch.Tensor | None:
+        """The bytes each id stands for, indexed by id; ``None``: every token is one byte."""
+        return self.tokenizer.lengths
 
 
 def resolve_source(source: str | None, base: Path | str | None) -> str | None:
@@ -93,8 +102,61 @@ def load_corpus(
                   n_files=n_files + held_files)
 
 
+def tokenize_corpus(corpus: Corpus, choose) -> Corpus:
+    """`corpus` (bytes) as the ids of ``choose(training bytes)``, a tokenizer.
+
+    The bytes were split before tokenizing, so the held-out text is the one a byte-level run
+    holds out; only a character cut in two by the split moves whole into the training part
+    (a tokenizer reads characters). The digest then covers the tokenizer too: a run resumes
+    only with the tokenizer it began with.
+    """
+    train, heldout = _raw(corpus.train), _raw(corpus.heldout)
+    cut = next((i for i, b in enumerate(heldout[:3]) if b & 0xC0 != 0x80), min(len(heldout), 3))
+    train, heldout = train + heldout[:cut], heldout[cut:]
+    tokenizer = choose(train)
+    if isinstance(tokenizer, ByteTokens):
+        return corpus
+    ids = [tokenizer.encode(part, what) for part, what in
+           ((train, "the training data"), (heldout, "the held-out data"))]
+    if ids[0].numel() < 2 or ids[1].numel() < 2:
+        raise DataError(f"data '{printable(corpus.source)}' gives {ids[0].numel()} training and "
+                        f"{ids[1].numel()} held-out tokens; each part needs at least 2",
+                        "give more data, or raise data.heldout")
+    digest = hashlib.sha256(f"{corpus.sha256}:{tokenizer.sha256}".encode()).hexdigest()
+    return replace(corpus, train=ids[0], heldout=ids[1], sha256=digest, tokenizer=tokenizer)
+
+
+def read_corpus(data_cfg: dict, base: Path | None = None, note=None) -> Corpus:
+    """The corpus a data section (as a plain dict) names, in its tokenizer's ids; relative
+    paths are taken from `base`, and `note` is told what is read."""
+    source = None if data_cfg["source"] == "stdlib" else resolve_source(data_cfg["source"], base)
+    heldout = resolve_source(data_cfg.get("heldout_source"), base)
+    if note is not None:
+        where = "the Python standard library sources" if source is None else f"'{source}'"
+        limit = f" (at most {data_cfg['max_bytes']:,} bytes)" if data_cfg["max_bytes"] else ""
+        held = f"; held out: '{heldout}'" if heldout else ""
+        note(printable(f"reading data: {where}{limit}{held}"))
+    corpus = load_corpus(source, heldout_fraction=data_cfg["heldout"],
+                         max_bytes=data_cfg["max_bytes"], heldout_path=heldout)
+    corpus = replace(corpus, order=data_cfg.get("order", "random"))
+    setting = data_cfg.get("tokenizer", BYTES)
+    if setting == BYTES:
+        return corpus
+    corpus = tokenize_corpus(corpus, lambda train: choose_tokenizer(setting, base, train))
+    if note is not None:
+        n_bytes = int(corpus.token_bytes[corpus.train.long()].sum())
+        note(printable(f"tokenizer: {corpus.tokenizer.name} ({corpus.tokenizer.vocab} tokens, "
+                       f"{n_bytes / max(corpus.train.numel(), 1):.2f} bytes per training "
+                       "token)"))
+    return corpus
+
+
 def check_vocab(corpus: Corpus, vocab: int) -> None:
-    """Every byte is a token: a vocabulary smaller than the largest byte present cannot work."""
+    """The model must have one row per token id: the tokenizer's size, or 256 for bytes."""
+    if not isinstance(corpus.tokenizer, ByteTokens):
+        _check_tokenizer_vocab(corpus.tokenizer, vocab)
+        return
+    # Every byte is a token: a vocabulary smaller than the largest byte present cannot work.
     largest = max(int(part.max()) for part in (corpus.train, corpus.heldout) if part.numel())
     if largest >= vocab:
         raise DataError(
@@ -169,6 +231,22 @@ def heldout_batches(
     # since count <= fitting, the spacing is at least `length`, so no two windows overlap.
     starts = torch.linspace(0, last_start, count, dtype=torch.float64).round().long()
     return [_windows(data, starts[i : i + batch], length) for i in range(0, count, batch)]
+
+
+def _check_tokenizer_vocab(tokenizer, vocab: int) -> None:
+    expected = tokenizer.expected_vocab
+    if vocab == expected and tokenizer.vocab <= vocab:
+        return
+    size = f"{tokenizer.vocab} tokens" if tokenizer.vocab == expected else \
+        f"{expected} tokens (it learned {tokenizer.vocab})"
+    raise DataError(f"model.vocab is {vocab}, but the tokenizer "
+                    f"'{printable(tokenizer.name)}' has {size}",
+                    f"compile the spec with model.vocab={expected} (nestgraph train SPEC "
+                    f"model.vocab={expected}), so that every token has its own row")
+
+
+def _raw(part: torch.Tensor) -> bytes:
+    return part.numpy().tobytes()
 
 
 # --- tensors ------------------------------------------------------------------------------

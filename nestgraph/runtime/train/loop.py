@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from time import perf_counter
 
@@ -28,12 +28,7 @@ from nestgraph.escape import printable
 from nestgraph.fsutil import environment_errors
 from nestgraph.runtime.program import Program
 from nestgraph.runtime.train import checkpoint as ckpt
-from nestgraph.runtime.train.data import (
-    Corpus,
-    check_vocab,
-    load_corpus,
-    resolve_source,
-)
+from nestgraph.runtime.train.data import Corpus, check_vocab, read_corpus, resolve_source
 from nestgraph.runtime.train.distributed import (
     any_rank,
     average_grads,
@@ -67,6 +62,7 @@ from nestgraph.runtime.train.step import (
     train_step,
 )
 from nestgraph.runtime.train.threads import Threads, apply_threads
+from nestgraph.runtime.train.tokenizer import RUN_FILE
 
 TRAIN_LOG = "train.log"
 STOP_MESSAGE = b"\nstopping after this step; Ctrl-C again to stop now\n"
@@ -218,7 +214,7 @@ def _train(program, cfg, data_cfg, *, out, resume, command, reporter, interrupt_
     check_world(cfg)
     reporter.note(f"device: {device}  threads: {threads.count} ({threads.how})")
     require_loggers(cfg.get("loggers", ["jsonl"]))
-    corpus = _load_corpus(data_cfg, data_base, reporter.note)
+    corpus = read_corpus(data_cfg, data_base, reporter.note)
     if point is not None and ckpt.read_training_meta(point.checkpoint)["data_sha256"] \
             != corpus.sha256:
         if resume != "auto":
@@ -305,8 +301,9 @@ def _session(program, cfg, data_cfg, corpus, device, run_dir, reporter, state,
              interrupt_at) -> RunResult:
     session = _Session(program, cfg, data_cfg, corpus, device, run_dir, reporter)
     resumed_from = state.step
+    unit = "bytes" if corpus.token_bytes is None else "tokens"
     reporter.note(f"run folder: {run_dir}  data: {printable(corpus.source)} "
-                  f"({len(corpus.train):,} bytes)")
+                  f"({len(corpus.train):,} {unit})")
     columns = ["step", "loss", "heldout_bpb", "tokens_per_s",
                *[f"lr/{lv.name}" for lv in program.schedule if lv.kind == "step"],
                *[f"updates/{lv.name}" for lv in program.schedule]]
@@ -344,23 +341,12 @@ def _record_session(run_dir: Path, step: int, threads: Threads, command) -> None
 
 def _start_run(run_dir, program, cfg, data_cfg, corpus, device, command, threads) -> None:
     program.write_sources(run_dir)
+    if getattr(corpus.tokenizer, "text", None):  # the run keeps the tokenizer it trains with
+        atomic_write_text(run_dir / RUN_FILE, corpus.tokenizer.text)
     _record_settings(run_dir, cfg, data_cfg)
     write_env_json(run_dir, seed=cfg["seed"], command=command or sys.argv,
                    extra={"data": corpus.source, "data_sha256": corpus.sha256,
                           "device": str(device), "train": cfg, **threads.as_record()})
-
-
-def _load_corpus(data_cfg: dict, base: Path | None = None, note=None) -> Corpus:
-    source = None if data_cfg["source"] == "stdlib" else resolve_source(data_cfg["source"], base)
-    heldout = resolve_source(data_cfg.get("heldout_source"), base)
-    if note is not None:
-        where = "the Python standard library sources" if source is None else f"'{source}'"
-        limit = f" (at most {data_cfg['max_bytes']:,} bytes)" if data_cfg["max_bytes"] else ""
-        held = f"; held out: '{heldout}'" if heldout else ""
-        note(printable(f"reading data: {where}{limit}{held}"))
-    corpus = load_corpus(source, heldout_fraction=data_cfg["heldout"],
-                         max_bytes=data_cfg["max_bytes"], heldout_path=heldout)
-    return replace(corpus, order=data_cfg.get("order", "random"))
 
 
 def _loop(session: _Session, state: TrainState, log, sig, interrupt_at) -> list[dict]:

@@ -242,6 +242,9 @@ def evaluate(state: TrainState, program: Program, cfg: dict, corpus: Corpus,
              device: torch.device) -> float:
     """Held-out bits per byte, with in-context levels learning exactly as in training.
 
+    The summed next-token loss (nats) over ln 2 and over the bytes its targets stand for: with
+    bytes as tokens, the mean loss in bits; with a tokenizer, each target counts the bytes of
+    its token (`Corpus.token_bytes`), so runs with different tokenizers stay comparable.
     Under data parallelism each rank scores its rows of every held-out batch and the sums are
     added across ranks: the same figure as one process scoring the whole batch.
     """
@@ -257,7 +260,8 @@ def evaluate(state: TrainState, program: Program, cfg: dict, corpus: Corpus,
                                 learn_stream=False, differentiable=False,
                                 reduce_stream=par.reduce_stream)
         total += result.loss.item() * result.tokens
-        count += result.tokens
+        count += result.tokens if corpus.token_bytes is None \
+            else int(corpus.token_bytes[par.rows(y).long()].sum())
     total, count = sum_over_ranks([total, float(count)], device)
     return total / max(count, 1) / math.log(2)
 

@@ -87,6 +87,7 @@ from nestgraph.spec.schema.modules import (  # noqa: F401
 from nestgraph.spec.schema.sections import (  # noqa: F401
     DataSpec,
     Spec,
+    TrainedBpe,
     TrainSpec,
     _check_loggers,
     _rebuild,

@@ -6,6 +6,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import (
     AfterValidator,
+    BeforeValidator,
     Field,
 )
 
@@ -61,6 +62,33 @@ class TrainSpec(Strict):
         "and plot read it), metrics.csv, TensorBoard event files under tensorboard/")
 
 
+class TrainedBpe(Strict):
+    """``{bpe: N}``: a byte-level BPE of N tokens learned from the run's own training data."""
+
+    bpe: int = Field(ge=257, le=1 << 20, strict=True,  # BPE_MIN, BPE_MAX
+                     description="the vocabulary: the 256 bytes, then the learned merges")
+
+
+BPE_MIN, BPE_MAX = 257, 1 << 20
+_TOKENIZER_FORMS = "'bytes', a tokenizer.json path, or {bpe: N}"
+
+
+def _read_tokenizer(value):
+    """One message naming the form that was meant, rather than one per member of the union."""
+    if isinstance(value, TrainedBpe):
+        return value
+    if isinstance(value, dict):
+        n = value.get("bpe")
+        if set(value) != {"bpe"} or isinstance(n, bool) or not isinstance(n, int) \
+                or not BPE_MIN <= n <= BPE_MAX:
+            raise ValueError(f"data.tokenizer {{bpe: N}} takes one key, bpe, a whole number from "
+                             f"{BPE_MIN} to {BPE_MAX} (the 256 bytes and the merges)")
+        return TrainedBpe(bpe=n)
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"data.tokenizer is {_TOKENIZER_FORMS}")
+    return value
+
+
 class DataSpec(Strict):
     source: str = Field("stdlib", description="'stdlib' (the embedded corpus), a file or a folder")
     heldout: FiniteFloat = Field(0.05, gt=0, lt=1)
@@ -72,6 +100,11 @@ class DataSpec(Strict):
         "random", description="'random': independent random windows each step; 'stream': "
         "lane i of the batch reads its own contiguous part of the text, step after step, so "
         "stream-lifetime levels see a continuing context")
+    tokenizer: Annotated[TrainedBpe | str, BeforeValidator(_read_tokenizer)] = Field(
+        "bytes", description="what a token is: 'bytes' (vocabulary 256), a tokenizer.json of "
+        "the tokenizers package (relative to the spec's folder), or {bpe: N}, a byte-level BPE "
+        "of N tokens trained on the training part of the data; model.vocab must match, and the "
+        "held-out loss stays in bits per byte")
 
 
 class Spec(Strict):
