@@ -24,7 +24,7 @@ def fast_linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return F.linear(x, weight)
 
 
-_ACTIVATIONS = {"gelu": F.gelu, "silu": F.silu, "relu": F.relu}
+ACTIVATIONS = {"gelu": F.gelu, "silu": F.silu, "relu": F.relu}
 
 
 class RMSNorm(nn.RMSNorm):
@@ -59,7 +59,7 @@ class MLP(nn.Module):
         super().__init__()
         self.w1 = nn.Parameter(torch.empty(hidden, dim))
         self.w2 = nn.Parameter(torch.empty(dim, hidden))
-        self.act = _ACTIVATIONS[activation]
+        self.act = ACTIVATIONS[activation]
         nn.init.normal_(self.w1, std=dim**-0.5)
         # Small output init keeps a freshly initialised residual stream close to identity.
         nn.init.normal_(self.w2, std=0.5 * hidden**-0.5)
