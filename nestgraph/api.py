@@ -100,32 +100,43 @@ def train(build: str | Path, overrides: list[str] | tuple[str, ...] = (), *,
 def convert(run: str | Path, build: str | Path, *, maps: list[str] | tuple[str, ...] = (),
             zero: list[str] | tuple[str, ...] = (), out: str | Path | None = None,
             trust: bool = False):
-    """A run's latest weights as the initial state of `build` (NL §7.3; see
-    `nestgraph.runtime.train.convert`), written to `out` (default ``BUILD/init.safetensors``)
-    for ``train.init``. Returns the file and the `Conversion` (what was copied, zeroed, left
-    fresh)."""
+    """A run's latest weights, or a Llama-style Hugging Face checkpoint's (a folder with
+    config.json and model.safetensors; the ``hf`` extra), as the initial state of `build`
+    (NL §7.3; see `nestgraph.runtime.train.convert`), written to `out` (default
+    ``BUILD/init.safetensors``) for ``train.init``. Returns the file and the `Conversion`
+    (what was copied, zeroed, left fresh)."""
     import torch
 
-    from nestgraph.errors import UsageProblem
     from nestgraph.fsutil import environment_errors
-    from nestgraph.runtime.train import checkpoint as ckpt
     from nestgraph.runtime.train.convert import convert as fill
     from nestgraph.runtime.train.convert import parse_renames, save_weights
+    from nestgraph.runtime.train.hf_checkpoint import is_hf_folder, read_hf
+    from nestgraph.runtime.train.hf_target import source_for
 
-    source_path = Path(run)
-    found = ckpt.latest_checkpoint(source_path) if (source_path / "checkpoints").is_dir() \
-        else source_path
-    if found is None:
-        raise UsageProblem(f"no checkpoint in '{run}'", "pass a run folder that has trained")
-    source = ckpt.load_checkpoint(found)[0]
+    renames, zero = parse_renames(list(maps)), list(zero)
+    hf = read_hf(Path(run)) if is_hf_folder(Path(run)) else None
+    source = _run_weights(Path(run)) if hf is None else None
     program = load_program(build, trust=trust)
     torch.manual_seed(program.train["seed"])  # the fresh weights a run of the build starts at
-    done = fill(source, program.build_model().state_dict(), parse_renames(list(maps)),
-                list(zero))
+    model = program.build_model()
+    if hf is not None:
+        source = source_for(hf, model, renames, zero)
+    done = fill(source, model.state_dict(), renames, zero)
     target = Path(out) if out is not None else Path(build) / "init.safetensors"
     with environment_errors(target):
         save_weights(done.weights, target)
     return target, done
+
+
+def _run_weights(run: Path) -> dict:
+    """The weights of a run folder's latest checkpoint, or of a checkpoint folder."""
+    from nestgraph.errors import UsageProblem
+    from nestgraph.runtime.train import checkpoint as ckpt
+
+    found = ckpt.latest_checkpoint(run) if (run / "checkpoints").is_dir() else run
+    if found is None:
+        raise UsageProblem(f"no checkpoint in '{run}'", "pass a run folder that has trained")
+    return ckpt.load_checkpoint(found)[0]
 
 
 def sample(run: str | Path, prompt: str = "", *, tokens: int = 200, temperature: float = 0.8,

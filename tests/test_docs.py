@@ -128,3 +128,36 @@ def test_the_readme_tokenizer_commands_run(tmp_path, monkeypatch) -> None:
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 0, (line, result.output)
     assert (max(runs.iterdir()) / "tokenizer.json").is_file()
+
+
+# ------------------------------------------------------------------ README: Hugging Face
+
+
+def test_the_readme_hugging_face_example_runs(tmp_path, monkeypatch) -> None:
+    """The README's tiny Llama saved, compiled twice, converted twice, and trained from."""
+    import shlex
+
+    from typer.testing import CliRunner
+
+    from nestgraph.cli import app
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### From a Hugging Face checkpoint", 1)[1].split("\n### ", 1)[0]
+    (python,) = [body for lang, body in BLOCK.findall(section) if lang == "python"]
+    (bash,) = [body for lang, body in BLOCK.findall(section) if lang == "bash"]
+    monkeypatch.chdir(tmp_path)
+    exec(compile(python, "README.md", "exec"), {})  # noqa: S102
+    commands = bash.replace("\\\n", " ").splitlines()
+    assert [shlex.split(c)[1] for c in commands] == ["compile", "convert"] * 2 + ["train"]
+    shown = []
+    for command in commands:
+        words = shlex.split(command)[1:]
+        quick = ["train.threads=1", "train.batch=2"] if words[0] == "train" else []
+        result = CliRunner().invoke(app, words + quick)
+        assert result.exit_code == 0, (command, result.output)
+        shown.append(result.output)
+    # Every Transformer weight comes from the Llama; Hope-Attention's zeroed blocks keep
+    # their fresh input layers (their outputs are zero).
+    assert "copied 17 weights, zeroed 0, left 0 at their initial values" in shown[1]
+    assert "copied 17 weights, zeroed 4, left 4 at their initial values" in shown[3]
+    assert "not used from the source" not in shown[1] + shown[3]

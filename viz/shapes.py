@@ -83,10 +83,12 @@ def make_norm(kind: str, dim: int) -> _Module:
     return m
 
 
-def MLP(dim: int, hidden: int, activation: str = "gelu") -> _Module:  # noqa: N802
+def MLP(dim: int, hidden: int, activation: str = "gelu", gated: bool = False) -> _Module:  # noqa: N802
     m = _Module()
     m.param("w1", hidden, dim)
     m.param("w2", dim, hidden)
+    if gated:
+        m.param("w3", hidden, dim)
     return m
 
 

@@ -6,8 +6,13 @@ from nestgraph.compiler.kinds.attention import CORE
 from nestgraph.compiler.kinds.base import Flow, ModuleKind, Ownable, bodies, call, hidden_of
 
 
-def mlp_call(dim: int, expand: float, activation: str):
-    return call("L.MLP", dim=dim, hidden=hidden_of(dim, expand), activation=activation)
+def mlp_call(dim: int, expand: float, activation: str, gated: bool = False):
+    extra = {"gated": True} if gated else {}  # absent: the goldens stay
+    return call("L.MLP", dim=dim, hidden=hidden_of(dim, expand), activation=activation, **extra)
+
+
+def _matrices(spec) -> int:
+    return 3 if spec.gated else 2  # a gated MLP's W3
 
 
 def _mlp_ownables(name: str, spec, model) -> list[Ownable]:
@@ -15,11 +20,13 @@ def _mlp_ownables(name: str, spec, model) -> list[Ownable]:
 
 
 def _mlp_flops(ownable: Ownable, spec, model, seq_len: int) -> int:
-    return len(ownable.paths) * 2 * 2 * model.dim * hidden_of(model.dim, spec.expand)
+    return len(ownable.paths) * 2 * _matrices(spec) * model.dim * hidden_of(model.dim,
+                                                                            spec.expand)
 
 
 MLP = ModuleKind("mlp", _mlp_ownables,
-                 lambda spec, dim, owners: mlp_call(dim, spec.expand, spec.activation),
+                 lambda spec, dim, owners: mlp_call(dim, spec.expand, spec.activation,
+                                                   spec.gated),
                  _mlp_flops, (CORE,))
 
 
@@ -53,7 +60,8 @@ def step_size_paths(block_paths: list[str]) -> list[str]:
 
 
 def _chain_constructor(spec, dim: int, owners: dict):
-    blocks = {name: mlp_call(dim, b.expand, b.activation) for name, b in spec.blocks.items()}
+    blocks = {name: mlp_call(dim, b.expand, b.activation, b.gated)
+              for name, b in spec.blocks.items()}
     extra = {"step_sizes": stepped(spec)} if stepped(spec) else {}  # absent: goldens stay
     return call("L.MLPChain", blocks, variant=spec.variant, **extra)
 
@@ -64,8 +72,9 @@ def _chain_flops(ownable: Ownable, spec, model, seq_len: int) -> int:
         return 0
     if block == "rates":  # one read-out per block, per token, each time a level fires
         return len(ownable.paths) * 2 * model.dim * len(stepped(spec))
-    return len(ownable.paths) * 2 * 2 * model.dim * hidden_of(model.dim,
-                                                               spec.blocks[block].expand)
+    spec = spec.blocks[block]
+    return len(ownable.paths) * 2 * _matrices(spec) * model.dim * hidden_of(model.dim,
+                                                                            spec.expand)
 
 
 def _chain_flow(name: str, spec, present: list[str]) -> Flow:

@@ -155,7 +155,9 @@ def _draw_if_possible(what: str, draw) -> None:
 @handled
 def convert(
     ctx: typer.Context,
-    run: Annotated[Path, typer.Argument(metavar="RUN", help="a run folder or checkpoint")],
+    run: Annotated[Path, typer.Argument(
+        metavar="RUN", help="a run folder or checkpoint, or a Llama-style Hugging Face "
+        "checkpoint folder (config.json and model.safetensors; pip install 'nestgraph[hf]')")],
     build: Annotated[Path, typer.Argument(metavar="BUILD", help="the build to start")],
     maps: Annotated[list[str] | None, typer.Option(
         "--map", metavar="SRC=DST", help="read the target's weights named …DST… from the "
@@ -170,6 +172,9 @@ def convert(
 ) -> None:
     """Fill BUILD's weights from RUN's latest checkpoint, write them as a weights file, and
     print what was copied, zeroed and left fresh. Train from it with train.init=FILE.
+    A Hugging Face checkpoint's weights take a nestgraph Transformer's names (modules attn
+    and mlp); a build that would not compute what it computes (widths, heads, RoPE base,
+    a gated silu MLP, RMSNorms) is refused with the overrides to compile it with.
     Example: nestgraph convert runs/transformer/RUN build/hope-attention
     --map blocks.mlp.body.=blocks.cms.body.blocks.fast. --map blocks.mlp.=blocks.cms.
     --zero '*.blocks.mid.w2' --zero '*.blocks.slow.w2'

@@ -17,6 +17,7 @@ CASES = [(name, ()) for name in SPECS] + [
     ("hope", ("modules.selfmod.memory.kind=linear", "modules.selfmod.gate=false")),
     ("cms", ("modules.cms.variant=independent", "model.final_norm=layer",
              "model.tie_embeddings=false")),
+    ("hope-attention", ("modules.cms.blocks.fast.gated=true",)),  # a gated MLP's W3
 ]
 
 

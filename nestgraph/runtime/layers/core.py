@@ -24,7 +24,7 @@ def fast_linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return F.linear(x, weight)
 
 
-_ACTIVATIONS = {"gelu": F.gelu, "silu": F.silu, "relu": F.relu}
+ACTIVATIONS = {"gelu": F.gelu, "silu": F.silu, "relu": F.relu}
 
 
 class RMSNorm(nn.RMSNorm):
@@ -48,19 +48,31 @@ def make_norm(kind: str, dim: int) -> nn.Module:
 
 
 class MLP(nn.Module):
-    """``W2 act(W1 x)``, bias-free, usable with fast (per-sequence) weights."""
+    """``W2 act(W1 x)``, bias-free, usable with fast (per-sequence) weights.
 
-    def __init__(self, dim: int, hidden: int, activation: str = "gelu") -> None:
+    ``gated``: ``W2 (act(W1 x) * W3 x)``, a GLU (with silu, SwiGLU: Llama's MLP, whose gate,
+    up and down projections are W1, W3 and W2), so that such a model's MLPs load exactly.
+    """
+
+    def __init__(self, dim: int, hidden: int, activation: str = "gelu",
+                 gated: bool = False) -> None:
         super().__init__()
         self.w1 = nn.Parameter(torch.empty(hidden, dim))
         self.w2 = nn.Parameter(torch.empty(dim, hidden))
-        self.act = _ACTIVATIONS[activation]
+        self.act = ACTIVATIONS[activation]
         nn.init.normal_(self.w1, std=dim**-0.5)
         # Small output init keeps a freshly initialised residual stream close to identity.
         nn.init.normal_(self.w2, std=0.5 * hidden**-0.5)
+        self.w3 = None
+        if gated:  # drawn last: an ungated MLP's initial weights stay what they were
+            self.w3 = nn.Parameter(torch.empty(hidden, dim))
+            nn.init.normal_(self.w3, std=dim**-0.5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return fast_linear(self.act(fast_linear(x, self.w1)), self.w2)
+        h = self.act(fast_linear(x, self.w1))
+        if self.w3 is not None:
+            h = h * fast_linear(x, self.w3)
+        return fast_linear(h, self.w2)
 
 
 class MLPChain(nn.Module):

@@ -50,7 +50,7 @@ def convert(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor],
             result.weights[name] = torch.zeros_like(tensor)
             result.zeroed.append(name)
             continue
-        origin = _source_name(name, renames)
+        origin = source_name(name, renames)
         if origin not in source:
             result.fresh.append(name)
             continue
@@ -83,7 +83,8 @@ def save_weights(weights: dict[str, torch.Tensor], path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _source_name(name: str, renames: list[tuple[str, str]]) -> str:
+def source_name(name: str, renames: list[tuple[str, str]]) -> str:
+    """The source weight a target weight is read from, after the renames."""
     for src, dst in renames:
         if dst in name:
             return name.replace(dst, src, 1)

@@ -68,12 +68,17 @@ class AttentionSpec(Strict):
 Activation = Literal["gelu", "silu", "relu"]
 
 
+_GATED = ("W2 (act(W1 x) * W3 x) instead of W2 act(W1 x); with silu, the SwiGLU of "
+          "Llama-style models (what nestgraph convert needs to load one)")
+
+
 class MLPSpec(Strict):
-    """A two-layer MLP ``W2 act(W1 x)``."""
+    """A two-layer MLP ``W2 act(W1 x)`` (gated: ``W2 (act(W1 x) * W3 x)``)."""
 
     type: Literal["mlp"]
     expand: FiniteFloat = Field(4.0, gt=0, le=EXPAND_MAX)
     activation: Activation = "gelu"
+    gated: bool = Field(False, description=_GATED)
 
 
 class ChainBlockSpec(Strict):
@@ -81,6 +86,7 @@ class ChainBlockSpec(Strict):
 
     expand: FiniteFloat = Field(4.0, gt=0, le=EXPAND_MAX)
     activation: Activation = "gelu"
+    gated: bool = Field(False, description=_GATED)
     step_size: bool = Field(False, description="its level takes a per-token step size read "
                             "from the block's input (lr: NAME.lr; NL Eq. 71's eta_t)")
 
