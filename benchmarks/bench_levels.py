@@ -25,7 +25,7 @@ from report import machine, write
 
 MAIN = ("transformer", "cms", "titans", "titans-mag", "hope", "hope-attention")
 OPTIMIZERS = ("optimizers/adam", "optimizers/momentum", "optimizers/delta-momentum",
-              "optimizers/dmgd", "optimizers/m3", "optimizers/muon")
+              "optimizers/dmgd", "optimizers/deep-gain", "optimizers/m3", "optimizers/muon")
 
 
 def configs(wide: bool) -> dict[str, tuple[str, list[str]]]:

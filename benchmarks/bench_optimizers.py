@@ -29,7 +29,7 @@ import torch
 from report import machine, write
 from torch import nn
 
-from nestgraph.optim import DMGD, M3, DeltaGD, DeltaMomentum, MemoryMomentum, Muon
+from nestgraph.optim import DMGD, M3, DeepGain, DeltaGD, DeltaMomentum, MemoryMomentum, Muon
 from nestgraph.optim import PreconditionedMomentum as Preconditioned
 
 LRS = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1)
@@ -40,7 +40,8 @@ OPTIMIZERS: dict[str, Callable] = {
     "muon": lambda ps, lr: Muon(ps, lr=lr),
     "delta_momentum": lambda ps, lr: DeltaMomentum(ps, lr=lr, beta=0.9, delta_strength=0.5),
     "preconditioned": lambda ps, lr: Preconditioned(ps, lr=lr),
-    "dmgd": lambda ps, lr: DMGD(ps, lr=lr),
+    "dmgd": lambda ps, lr: DMGD(ps, lr=lr),  # momentum a residual MLP memory (alpha 0.9)
+    "deep_gain": lambda ps, lr: DeepGain(ps, lr=lr),  # the element-wise gain curve
     "m3": lambda ps, lr: M3(ps, lr=lr, slow_every=10),
     "m3_ema": lambda ps, lr: M3(ps, lr=lr, slow_every=10, mode="ema"),
 }

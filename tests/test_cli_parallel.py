@@ -41,12 +41,14 @@ def test_a_global_batch_that_does_not_split_is_refused_before_any_process_starts
     assert "Traceback" not in result.output
 
 
-def test_fsdp_refuses_a_deep_momentum_memory_and_says_why(tmp_path):
-    build = compile_build(tmp_path / "build", "optimizers/dmgd", TINY)
+@pytest.mark.parametrize(("spec", "level"), [("optimizers/dmgd", "deep_momentum"),
+                                             ("optimizers/deep-gain", "gain_curve")])
+def test_fsdp_refuses_a_memory_of_whole_gradients_and_says_why(tmp_path, spec, level):
+    build = compile_build(tmp_path / "build", spec, TINY)
     result = runner.invoke(app, ["train", str(build), "--dry-run", "--nproc-per-node", "2",
                                  "train.parallel=fsdp"])
     assert result.exit_code == EXIT_COMPILE
-    assert "'deep_momentum'" in result.output and "train.parallel=ddp" in result.output
+    assert f"'{level}'" in result.output and "train.parallel=ddp" in result.output
 
 
 def test_launcher_arguments_are_torchruns():

@@ -98,9 +98,9 @@ class RuleKind:
     * ``rates``: the per-token rates a memory rule reads (constants or ``module.value``);
     * ``objectives``: what an optimizer rule may minimise over the gradients it reads, with the
       text diagrams show for each;
-    * ``state(rule, trained, read, chunk, tensors)``: optimizer-state values it keeps, given the
+    * ``state(rule, trained, read, chunk, shapes)``: optimizer-state values it keeps, given the
       values a step level trains (``trained``) or an optimizer level reads (``read``), the
-      gradients summed since it last fired (``chunk``) and the tensors read (``tensors``).
+      gradients summed since it last fired (``chunk``) and the shapes of the tensors read.
     """
 
     tag: str
@@ -112,7 +112,7 @@ class RuleKind:
     reads_memories: bool = False
     rates: tuple[str, ...] = ()
     objectives: dict[str, str] = field(default_factory=dict)
-    state: Callable[..., int] = lambda rule, trained, read, chunk, tensors: 0
+    state: Callable[..., int] = lambda rule, trained, read, chunk, shapes: 0
 
 
 def body_path(layer: int, module: str) -> str:

@@ -142,12 +142,13 @@ def _optimizer_state(g: nx.DiGraph, lv, cost: dict) -> int:
     kind, rule = facts(g).kinds[lv.name], lv.rule
     state = rule_kind(rule.type).state
     if kind == "step":
-        return state(rule, _trained(cost, lv.name), 0, 0, 0)
+        return state(rule, _trained(cost, lv.name), 0, 0, ())
     if kind != "optimizer" or f"level:{lv.source}" not in g:
         return 0
     read = _trained(cost, lv.source)
     chunk = read if lv.period > 1 else 0  # the gradients summed since it last fired
-    return state(rule, 0, read, chunk, len(_tensors_of(g, lv.source)))
+    shapes = [tuple(facts(g).param_shapes[n]) for n in _tensors_of(g, lv.source)]
+    return state(rule, 0, read, chunk, shapes)
 
 
 def _tensors_of(g: nx.DiGraph, level: str) -> list[str]:

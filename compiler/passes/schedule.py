@@ -114,7 +114,7 @@ def _check_optimizer_level(g: nx.DiGraph, lv, bad) -> None:
     rule = rule_kind(lv.rule.type)
     if rule.level_kind != "optimizer":
         bad("rule", "a level that reads gradients is a memory of them: its rule is momentum, "
-            "deep_momentum or second_moment", "e.g. rule: {type: momentum, beta: 0.9}")
+            "deep_momentum, deep_gain or second_moment", "e.g. rule: {type: momentum, beta: 0.9}")
         return
     if lv.objective not in rule.objectives:
         allowed = " or ".join(rule.objectives)

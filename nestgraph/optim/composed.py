@@ -15,7 +15,9 @@ second-moment memory V is among them (Adam's and M3's preconditioner). Kinds of 
 * ``momentum``: a linear memory of gradients (`memory.write`; objective ``dot`` value-less, or
   ``l2`` delta momentum), with feature map sign(g)|g|^power and output map (identity, sign,
   Newton-Schulz);
-* ``deep_momentum``: DMGD's MLP memory, trained online on its own objective (`dmgd.py`);
+* ``deep_momentum``: DMGD's memory, a residual MLP whose weights hold the past gradients,
+  trained online on its own objective (``dot`` or ``l2``, `dmgd.py`); linear, it is momentum;
+* ``deep_gain``: an online-trained element-wise gain curve on the gradient (`deep_gain.py`);
 * ``second_moment``: a memory of squared gradients, the preconditioner.
 """
 
@@ -26,10 +28,12 @@ from dataclasses import dataclass
 
 import torch
 
+import nestgraph.optim.dmgd as dmgd
 import nestgraph.optim.memory as mem
-from nestgraph.optim.dmgd import deep_direction, init_deep_memory
+from nestgraph.optim.deep_gain import gain_direction, init_gain_curve
 
-KINDS = ("momentum", "deep_momentum", "second_moment")
+KINDS = ("momentum", "deep_momentum", "deep_gain", "second_moment")
+GAIN_STATE = ("w1", "b1", "w2", "previous", "inner_loss")
 
 
 @dataclass(frozen=True)
@@ -47,9 +51,9 @@ class MemoryDef:
     ns_steps: int = 5
     ns_kind: str = "quintic"
     nesterov: bool = False
-    hidden: int = 16  # deep_momentum
-    inner_lr: float = 0.05
-    alpha: float = 0.99
+    hidden: int = 16  # deep_momentum and deep_gain
+    inner_lr: float = 0.1
+    alpha: float = 0.9
 
 
 class ComposedMemories(mem.ParameterwiseOptimizer):
@@ -79,10 +83,12 @@ class ComposedMemories(mem.ParameterwiseOptimizer):
             state[f"{m.name}.writes"] = torch.zeros((), dtype=torch.int64)
             if m.every > 1:
                 state[f"{m.name}.chunk"] = torch.zeros_like(p)
-            if m.kind == "deep_momentum":
-                # one seed per memory and parameter, as DMGD does it for its parameters
-                seed = 1000 * k + len(self.state)
-                for key, value in init_deep_memory(p, m.hidden, seed).items():
+            # one seed per memory and parameter, as DMGD does it for its parameters
+            seed = 1000 * k + len(self.state)
+            deep = {"deep_momentum": dmgd.init_deep_memory,
+                    "deep_gain": init_gain_curve}.get(m.kind)
+            if deep is not None:
+                for key, value in deep(p, m.hidden, seed).items():
                     state[f"{m.name}.{key}"] = value
             else:
                 state[f"{m.name}.m"] = torch.zeros_like(p)
@@ -98,7 +104,12 @@ class ComposedMemories(mem.ParameterwiseOptimizer):
             mem.write(state[f"{m.name}.m"], value * value, m.beta, m.mode)
             return
         if m.kind == "deep_momentum":
-            self._write_deep(m, state, value)
+            phi = {k: state[f"{m.name}.{k}"] for k in dmgd.WEIGHTS}
+            state[f"{m.name}.out"].copy_(dmgd.write(phi, value, m.alpha, m.inner_lr,
+                                                    m.objective, m.delta_strength))
+            return
+        if m.kind == "deep_gain":
+            self._write_gain(m, state, value)
             return
         buffer = state[f"{m.name}.m"]
         if m.objective == "l2":
@@ -110,10 +121,10 @@ class ComposedMemories(mem.ParameterwiseOptimizer):
             else "identity"
         state[f"{m.name}.out"].copy_(mem.output(read, kind, m.ns_steps, m.ns_kind))
 
-    def _write_deep(self, m: MemoryDef, state: dict, value: torch.Tensor) -> None:
-        phi = {k: state[f"{m.name}.{k}"] for k in ("w1", "b1", "w2", "previous", "inner_loss")}
+    def _write_gain(self, m: MemoryDef, state: dict, value: torch.Tensor) -> None:
+        phi = {k: state[f"{m.name}.{k}"] for k in GAIN_STATE}
         learn = int(state[f"{m.name}.writes"]) > 1
-        state[f"{m.name}.out"].copy_(deep_direction(phi, value, m.inner_lr, m.alpha, learn))
+        state[f"{m.name}.out"].copy_(gain_direction(phi, value, m.inner_lr, m.alpha, learn))
 
     # -------------------------------------------------------------------------------- step
 

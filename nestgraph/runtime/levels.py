@@ -147,9 +147,22 @@ class MomentumRule:
 
 @dataclass(frozen=True)
 class DeepMomentumRule:
-    """DMGD's MLP memory of gradients, trained online (nestgraph.optim.dmgd)."""
+    """DMGD's memory of gradients: a residual MLP trained online (nestgraph.optim.dmgd)."""
 
     memory_kind: ClassVar[str] = "deep_momentum"  # its memory in nestgraph.optim.composed
+
+    hidden: int = 16
+    inner_lr: float = 0.1
+    alpha: float = 0.9
+    delta_strength: float = 1.0
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class DeepGainRule:
+    """An online-trained element-wise gain curve on the gradient (nestgraph.optim.deep_gain)."""
+
+    memory_kind: ClassVar[str] = "deep_gain"  # its memory in nestgraph.optim.composed
 
     hidden: int = 16
     inner_lr: float = 0.05
@@ -182,7 +195,7 @@ class LevelDef:
     unit: str  # "token" | "step"
     lifetime: str  # "sequence" | "stream" | "run"
     rule: (GDRule | AdamWRule | ClosedFormRule | TitansRule | DGDRule | MemoriesRule
-           | MomentumRule | DeepMomentumRule | SecondMomentRule)
+           | MomentumRule | DeepMomentumRule | DeepGainRule | SecondMomentRule)
     modules: tuple[str, ...] = ()  # module paths whose parameters this level owns
     context: str = "tokens"
     objective: str = "next_token"

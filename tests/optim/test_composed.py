@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nestgraph.optim import DMGD, MemoryMomentum, Muon
+from nestgraph.optim import DMGD, DeepGain, MemoryMomentum, Muon
 from nestgraph.optim.composed import ComposedMemories, MemoryDef
 from nestgraph.optim.m3 import m3_memories
 
@@ -41,10 +41,20 @@ def test_a_newton_schulz_memory_is_muon() -> None:
 
 
 def test_a_deep_memory_is_dmgd() -> None:
-    memory = MemoryDef("m", "deep_momentum", hidden=8, inner_lr=0.05, alpha=0.9)
+    for objective in ("dot", "l2"):
+        memory = MemoryDef("m", "deep_momentum", hidden=8, inner_lr=0.3, alpha=0.9,
+                           objective=objective, delta_strength=0.5)
+        composed = _run(lambda ps, memory=memory: ComposedMemories(ps, 0.01, [memory]))
+        _same(composed, _run(lambda ps, objective=objective: DMGD(
+            ps, lr=0.01, hidden=8, inner_lr=0.3, alpha=0.9, objective=objective,
+            delta_strength=0.5, seed=0)))
+
+
+def test_a_gain_memory_is_the_gain_curve() -> None:
+    memory = MemoryDef("m", "deep_gain", hidden=8, inner_lr=0.05, alpha=0.9)
     composed = _run(lambda ps: ComposedMemories(ps, 0.01, [memory]))
-    _same(composed, _run(lambda ps: DMGD(ps, lr=0.01, hidden=8, inner_lr=0.05, alpha=0.9,
-                                         seed=0)))
+    _same(composed, _run(lambda ps: DeepGain(ps, lr=0.01, hidden=8, inner_lr=0.05, alpha=0.9,
+                                             seed=0)))
 
 
 def test_m3_written_as_three_memories() -> None:

@@ -11,6 +11,7 @@ from torch import nn
 from nestgraph.optim import (
     DMGD,
     M3,
+    DeepGain,
     DeltaGD,
     DeltaMomentum,
     MemoryMomentum,
@@ -29,6 +30,8 @@ FACTORIES = {
     "m3": lambda ps: M3(ps, lr=0.01, slow_every=3),
     "m3_ema": lambda ps: M3(ps, lr=0.01, slow_every=3, mode="ema"),
     "dmgd": lambda ps: DMGD(ps, lr=0.05),
+    "dmgd_l2": lambda ps: DMGD(ps, lr=0.05, objective="l2", delta_strength=0.5),
+    "deep_gain": lambda ps: DeepGain(ps, lr=0.05),
 }
 
 
@@ -108,7 +111,7 @@ def test_m3_accumulates_without_decay_by_default() -> None:
 
 def _inner_losses(inner_lr: float) -> tuple[float, float]:
     p = nn.Parameter(torch.zeros(64))
-    opt = DMGD([p], lr=1e-3, inner_lr=inner_lr, alpha=1.0)
+    opt = DeepGain([p], lr=1e-3, inner_lr=inner_lr, alpha=1.0)
     gen = torch.Generator().manual_seed(0)
     base = torch.randn(64, generator=gen)
     losses = []
@@ -121,7 +124,7 @@ def _inner_losses(inner_lr: float) -> tuple[float, float]:
     return sum(losses[1:21]) / 20, sum(losses[-20:]) / 20
 
 
-def test_dmgd_inner_loss_falls_over_correlated_gradients() -> None:
+def test_the_gain_curve_inner_loss_falls_over_correlated_gradients() -> None:
     early, late = _inner_losses(inner_lr=0.01)
     assert late < 0.7 * early
     frozen_early, frozen_late = _inner_losses(inner_lr=0.0)  # a memory that does not learn

@@ -186,3 +186,19 @@ def test_ctrl_c_during_the_last_step_lets_the_run_finish(tmp_path):
     assert result.step == 3
     evals = [r for r in read_metrics(result.run_dir / "metrics.jsonl") if "heldout_bpb" in r]
     assert evals[-1]["step"] == 3
+
+
+def test_a_dmgd_run_resumes_bitwise(tmp_path):
+    # DMGD's deep memory (its linear part, codes, bias and second layer) goes through the
+    # checkpoint: a run interrupted and resumed ends with the weights of one that was not.
+    program = load_program(compile_build(tmp_path / "build", "optimizers/dmgd", [
+        "model.dim=16", "model.layers=1", "train.batch=2", "train.seq_len=32",
+        "train.eval_every=0"]))
+    whole = run(program, tmp_path / "a", steps=6)
+    with pytest.raises(Interrupted):
+        run(program, tmp_path / "b", steps=6, interrupt_at=3)
+    resumed = run(program, tmp_path / "b", steps=6, resume="auto")
+    assert resumed.resumed_from == 3
+    (w1, _, _), (w2, _, _) = final_state(whole.run_dir), final_state(resumed.run_dir)
+    for name in w1:
+        assert torch.equal(w1[name], w2[name]), name

@@ -68,17 +68,21 @@ class Parallel:
 
 
 SHARDING_CONFLICT_HINT = "set train.parallel=ddp (the weights are replicated there)"
+# Optimizer memories whose write reads a weight's whole gradient at once.
+WHOLE_TENSOR_MEMORIES = ("deep_momentum", "deep_gain")
 
 
 def sharding_conflict(schedule) -> str | None:
     """Why FSDP2 cannot train this schedule, or None.
 
-    DMGD's deep memory is one MLP trained online on every element of a weight's gradient,
-    scaled by that gradient's RMS: FSDP2 hands each rank a shard of the gradient, so each
-    rank would train its own MLP on its own elements and the ranks would drift apart.
+    DMGD's deep memory (its hidden layers pool what every row of a weight's gradient wrote,
+    and its l2 objective projects on the whole gradient) and the gain curve (one MLP trained
+    on every element, scaled by the gradient's RMS) need each weight's whole gradient: FSDP2
+    hands each rank a shard of it, so each rank would train its own memory on its own
+    elements and the ranks would drift apart.
     """
     deep = [lv.name for lv in schedule if lv.kind == "optimizer"
-            and getattr(lv.rule, "memory_kind", "") == "deep_momentum"]
+            and getattr(lv.rule, "memory_kind", "") in WHOLE_TENSOR_MEMORIES]
     if not deep:
         return None
     return (f"train.parallel=fsdp, but optimizer level(s) {', '.join(map(repr, deep))} learn a "

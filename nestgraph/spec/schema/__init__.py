@@ -47,6 +47,7 @@ from nestgraph.spec.schema.levels import (  # noqa: F401
     Beta,
     ClosedForm,
     ContextFlow,
+    DeepGain,
     DeepMomentum,
     Dot,
     Level,

@@ -218,11 +218,26 @@ class Momentum(Strict):
 
 
 class DeepMomentum(Strict):
-    """DMGD (NL Eq. 50): the momentum is an MLP trained online, by gradient descent with
-    retention `alpha` and step `inner_lr`, on its own L2 objective over the gradient stream
-    (predict each gradient from the one before); the update is the gradient plus its read-out."""
+    """DMGD (NL Eq. 50): the momentum is a residual MLP whose weights hold the past gradients,
+    trained online (one gradient step per write, retention `alpha`, the hidden layers' step
+    `inner_lr`) on the level's objective: ``dot`` (value-less) or ``l2`` (forgetting along each
+    new gradient by `delta_strength`). Linear (``hidden: 0``) it is momentum, or delta momentum."""
 
     type: Literal["deep_momentum"]
+    hidden: int = Field(16, ge=0, le=1024, description="0: the linear memory (momentum)")
+    inner_lr: FiniteFloat = Field(0.1, ge=0)
+    alpha: FiniteFloat = Field(0.9, ge=0, le=1, description="retention (momentum's beta)")
+    delta_strength: FiniteFloat = Field(1.0, ge=0, le=1, description="objective l2 only")
+    weight: FiniteFloat = Field(1.0, description="its share of the update")
+
+
+class DeepGain(Strict):
+    """An online-trained element-wise gain curve on the gradient: a small MLP shared by a
+    tensor's coordinates maps each coordinate (at unit scale) to a number added to it; trained
+    by L2 regression of each gradient on the one before (retention `alpha`, step `inner_lr`).
+    It keeps no history of the gradients: the direction is a function of the current one."""
+
+    type: Literal["deep_gain"]
     hidden: int = Field(16, ge=1, le=1024)
     inner_lr: FiniteFloat = Field(0.05, gt=0)
     alpha: FiniteFloat = Field(0.99, ge=0, le=1)
@@ -240,7 +255,7 @@ class SecondMoment(Strict):
 
 # The rules a level may name; `sections.register_model` adds one from outside.
 RULE_MODELS: list[type[Strict]] = [GD, AdamW, ClosedForm, Titans, DGD, Memories, Momentum,
-                                   DeepMomentum, SecondMoment]
+                                   DeepMomentum, DeepGain, SecondMoment]
 
 
 def rule_union() -> Any:
