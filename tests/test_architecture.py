@@ -40,8 +40,12 @@ ALLOWED = {
 
 # The size budget: no file past 400 lines, and the whole package not past the size it had when
 # the tree was re-laid plus 15%, so a new feature re-lays a room rather than piling into it.
+# Last re-laid after MAC, data-dependent CMS step sizes, tokenizers, Hugging Face conversion and
+# the memory DMGD: each a file of its own (runtime/layers/mac*.py, runtime/train/tokenizer.py,
+# runtime/train/hf_*.py, optim/deep_gain.py, cli/tokenizer_cmds.py), attention's kernel choice
+# shared by Attention and MAC (`Attention.attend`).
 MAX_FILE_LINES = 400
-RELAID_TOTAL_LINES = 16_435
+RELAID_TOTAL_LINES = 19_353
 MAX_TOTAL_LINES = int(RELAID_TOTAL_LINES * 1.15)
 
 

@@ -174,14 +174,19 @@ class Attention(nn.Module):
             # A sliding window only ever needs the last `window` keys of the past.
             keep = k.shape[-2] if window == 0 else min(window, k.shape[-2])
             cache[id(self)] = (k[..., -keep:, :], v[..., -keep:, :], offset + t)
-        mask = self._mask(t, k.shape[-2], window, x.device)
+        return self.attend(q, k, v, self._mask(t, k.shape[-2], window, x.device), cache)
+
+    def attend(self, q, k, v, mask, cache: dict | None) -> torch.Tensor:
+        """Softmax attention of q (B, H, T, d) over k, v behind the persistent tokens, then the
+        output projection: (B, T, H·d)."""
         if self.persistent is not None:
             k, v, mask = self._with_persistent(k, v, mask)
         if mode_of(cache).double_backward:
             y = attention_math(q, k, v, mask)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        return self.out(y.transpose(1, 2).reshape(b, t, d))
+        b, _, t, _ = q.shape
+        return self.out(y.transpose(1, 2).reshape(b, t, -1))
 
     def _with_persistent(self, k, v, mask):
         """The persistent keys and values in front of the sequence's, visible to every query."""

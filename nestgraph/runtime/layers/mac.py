@@ -33,12 +33,10 @@ The loop runs over segments (a handful per sequence), never over tokens.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from nestgraph.runtime.layers.core import Attention, RMSNorm, attention_math, rope
+from nestgraph.runtime.layers.core import Attention, RMSNorm, rope
 from nestgraph.runtime.layers.titans import NeuralMemory
-from nestgraph.runtime.mode import mode_of
 from nestgraph.runtime.ops.memory import memory_read
 
 
@@ -111,10 +109,4 @@ class MemoryAsContext(nn.Module):
             kpos = torch.cat([state["positions"], kpos])
         state.update(keys=k, values=v, positions=kpos)
         mask = kpos[None, :] <= torch.arange(first, first + n, device=x.device)[:, None]
-        if attn.persistent is not None:
-            k, v, mask = attn._with_persistent(k, v, mask)
-        if mode_of(cache).double_backward:
-            y = attention_math(q, k, v, mask)
-        else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        return attn.out(y.transpose(1, 2).reshape(b, n, d))
+        return attn.attend(q, k, v, mask, cache)
