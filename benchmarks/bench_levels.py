@@ -23,7 +23,8 @@ from pathlib import Path
 import torch
 from report import machine, write
 
-MAIN = ("transformer", "cms", "titans", "titans-mag", "hope", "hope-attention")
+MAIN = ("transformer", "cms", "titans", "titans-mag", "titans-mal", "titans-mac", "hope",
+        "hope-attention", "ablations/hope-cms-step-sizes")
 OPTIMIZERS = ("optimizers/adam", "optimizers/momentum", "optimizers/delta-momentum",
               "optimizers/dmgd", "optimizers/deep-gain", "optimizers/m3", "optimizers/muon")
 
