@@ -213,6 +213,14 @@ def _check_segment(g: nx.DiGraph, lv, part, bad) -> None:
         bad("every", f"it writes every {lv.period} tokens, which does not divide the "
             f"{segment}-token segments of '{part.module}'",
             f"use a divisor of {segment}, e.g. {math.gcd(segment, lv.period)} tokens")
+    seq_len = facts(g).spec.train.seq_len
+    if segment >= seq_len:
+        # The first recall of anything written comes with the second segment.
+        report(g, f"module '{part.module}' recalls only its initial memory: its first segment "
+               f"of {segment} tokens fills the whole {seq_len}-token sequence, and the memory "
+               "is read back from the next segment on", ("modules", part.module, "segment"),
+               f"use a segment shorter than train.seq_len, e.g. {seq_len // 4} tokens "
+               f"(with its memory level's period dividing it)", "E-PERIOD")
 
 
 def _check_memory_stability(g: nx.DiGraph, lv, bad) -> None:
@@ -287,6 +295,7 @@ def check_periods(g: nx.DiGraph) -> None:
         if never_updates(facts(g).kinds[lv.name], lv.lifetime, lv.period, seq_len):
             _refuse_unread(g, lv, seq_len)
     _warn_never_fires(g)
+    _warn_unused_max_lr(g)
 
 
 def _refuse_unread(g: nx.DiGraph, lv, seq_len: int) -> None:
@@ -300,6 +309,17 @@ def _refuse_unread(g: nx.DiGraph, lv, seq_len: int) -> None:
            f"a sequence-lifetime level needs a period shorter than train.seq_len: try "
            f"'every: {short} token{'s' if short != 1 else ''}' (it divides {seq_len}), or "
            "'lifetime: stream' to keep its state across sequences", "E-PERIOD")
+
+
+def _warn_unused_max_lr(g: nx.DiGraph) -> None:
+    """``max_lr`` scales a produced lr only; beside a constant one it is silently unused."""
+    for lv in levels(g):
+        rule = lv.rule
+        if rule.type == "gd" and "max_lr" in rule.model_fields_set and not isinstance(rule.lr, str):
+            warn(g, f"level '{lv.name}' sets max_lr, which only a produced lr (lr: CHAIN.lr) "
+                 f"uses: its constant lr {rule.lr:g} is the step",
+                 level_path(g, lv.name, "rule", "max_lr"),
+                 "drop max_lr, or take the lr from a chain with step_size blocks", "W-UNUSED")
 
 
 def _warn_never_fires(g: nx.DiGraph) -> None:

@@ -86,11 +86,21 @@ def _check_step_sizes(g: nx.DiGraph) -> None:
                                hint="use meta: second_order (or truncated) and lifetime: "
                                     "sequence, or give the lr a number")
     for name, module in spec.modules.items():
-        for block in (stepped(module) if module.type == "mlp_chain" else ()):
+        blocks = stepped(module) if module.type == "mlp_chain" else ()
+        for block in blocks:
             owner = owner_of(g, f"{name}.{block}")
             rule = g.nodes[f"level:{owner}"]["level"].rule if owner else None
             if getattr(rule, "lr", None) != f"{name}.lr":
-                raise CompileError(f"block '{name}.{block}' makes a step size, but its level "
-                                   f"'{owner}' does not take it", pass_name="support",
-                                   hint=f"write lr: {name}.lr in level '{owner}'s rule, or "
-                                        f"drop step_size from block '{block}'")
+                taker = f"its level '{owner}' does not take it" if owner else "no level owns it"
+                raise CompileError(f"block '{name}.{block}' makes a step size, but {taker}",
+                                   pass_name="support",
+                                   hint=f"write lr: {name}.lr in the rule of the level owning "
+                                        f"'{name}.{block}', or drop step_size from block "
+                                        f"'{block}'")
+        owner = owner_of(g, f"{name}.rates") if blocks else None
+        if owner is not None and facts(g).kinds[owner] != "step":
+            # The forward pass never reads them: only a slower level, through the update.
+            raise CompileError(f"level '{owner}' owns '{name}.rates', the read-outs of the "
+                               "step sizes, which only a step level can train (through the "
+                               "in-context update)", pass_name="support",
+                               hint=f"leave '{name}.rates' to the outer level (owns: rest)")

@@ -74,17 +74,32 @@ class ComposedMemories(mem.ParameterwiseOptimizer):
         # torch's optimizer pickles defaults, state and groups only; the memories go along
         return {**super().__getstate__(), "memories": self.memories}
 
+    def load_state_dict(self, state_dict: dict) -> None:
+        """torch's loader, then a check that each parameter's state is what these memories
+        keep: a state saved by other memories (an older rule) fails here, not mid-step."""
+        super().load_state_dict(state_dict)
+        for group in self.param_groups:
+            for p in group["params"]:
+                have = set(self.state[p]) if p in self.state else set()
+                want = set(self._fresh(p, 0))
+                if have and have != want:
+                    raise ValueError(f"the optimizer state holds {sorted(have - want)} where "
+                                     f"these memories keep {sorted(want - have)}")
+
     def _state(self, p: torch.Tensor) -> dict:
         state = self.state[p]
-        if state:
-            return state
-        state["step"] = torch.zeros((), dtype=torch.int64)
+        if not state:
+            state.update(self._fresh(p, len(self.state)))
+        return state
+
+    def _fresh(self, p: torch.Tensor, index: int) -> dict:
+        state = {"step": torch.zeros((), dtype=torch.int64)}
         for k, m in enumerate(self.memories):
             state[f"{m.name}.writes"] = torch.zeros((), dtype=torch.int64)
             if m.every > 1:
                 state[f"{m.name}.chunk"] = torch.zeros_like(p)
             # one seed per memory and parameter, as DMGD does it for its parameters
-            seed = 1000 * k + len(self.state)
+            seed = 1000 * k + index
             deep = {"deep_momentum": dmgd.init_deep_memory,
                     "deep_gain": init_gain_curve}.get(m.kind)
             if deep is not None:

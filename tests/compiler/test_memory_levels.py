@@ -111,3 +111,12 @@ def test_a_mac_memory_writes_whole_chunks_to_a_segment():
     assert diag.path == ("levels", 1, "every")
     assert "does not divide the 40-token segments of 'mac'" in diag.message
     assert "e.g. 8 tokens" in diag.hint
+
+
+def test_a_mac_segment_as_long_as_the_sequence_is_refused():
+    # Every sequence would be one segment: the recall would read only the initial memory.
+    d, _ = read_document("titans-mac")
+    d["train"]["seq_len"] = 64
+    (diag,) = errors(d)
+    assert diag.path == ("modules", "mac", "segment")
+    assert "recalls only its initial memory" in diag.message and "e.g. 16 tokens" in diag.hint

@@ -94,3 +94,19 @@ def test_a_copy_keeps_its_memories() -> None:
 
     opt = M3(nn.Linear(3, 2).parameters(), slow_every=4)
     assert copy.deepcopy(opt).memories == opt.memories
+
+
+def test_a_state_kept_by_other_memories_is_refused_on_load():
+    # A checkpoint written when the rule meant the gain curve, loaded where it means DMGD:
+    # refused while loading (resume turns it into a checkpoint error), not mid-step.
+    import pytest
+
+    w = nn.Parameter(torch.randn(3, 4))
+    old = ComposedMemories([w], 0.05, [MemoryDef("m", "deep_gain", hidden=4)])
+    w.grad = torch.randn(3, 4)
+    old.step()
+    new = ComposedMemories([w], 0.05, [MemoryDef("m", "deep_momentum", hidden=4)])
+    with pytest.raises(ValueError, match="the optimizer state holds"):
+        new.load_state_dict(old.state_dict())
+    same = ComposedMemories([w], 0.05, [MemoryDef("m", "deep_gain", hidden=4)])
+    same.load_state_dict(old.state_dict())  # the same memories load as before

@@ -22,11 +22,15 @@ Choices where the paper leaves room, each so that the layer stays causal:
 * The retrieved tokens go through the memory's own output map (normalised per head, then the
   output projection) into the model's width, where attention projects them like any token.
 * Nothing of a segment is seen by the next one except through the memory: attention is
-  within the segment only, as in the paper (the segment is MAC's window).
+  within the segment only, as in the paper (the segment is MAC's window). The compiler keeps
+  the segment shorter than ``train.seq_len``, so the reader's own limit on attention (the
+  last ``seq_len`` keys, for long reads) never binds, and a sequence always reaches a recall
+  of what it wrote.
 
 Reading a sequence in several calls, the layer carries the running memory, its state at the
 segment's start, the segment's keys and values so far and both convolution tails in the cache;
-a call may end anywhere, and the calls compute what one call over the whole sequence would.
+a call may end anywhere on a memory-chunk boundary (the engine's calls always do: the compiler
+checks it), and the calls compute what one call over the whole sequence would.
 The loop runs over segments (a handful per sequence), never over tokens.
 """
 
