@@ -166,3 +166,18 @@ def test_a_run_folder_is_not_taken_for_a_hugging_face_one(tmp_path):
     assert not is_hf_folder(tmp_path)
     (tmp_path / "checkpoints").rmdir()
     assert is_hf_folder(tmp_path)
+
+
+def test_a_malformed_shard_index_is_refused_without_a_traceback(tmp_path):
+    import shutil
+
+    tiny_llama(tmp_path / "hf", tied=False)
+    weights = tmp_path / "hf" / "model.safetensors"
+    shutil.move(weights, tmp_path / "hf" / "model-00001-of-00001.safetensors")
+    (tmp_path / "hf" / "model.safetensors.index.json").write_text("{not json")
+    build = compile_build(tmp_path / "b", "transformer",
+                          TINY + LLAMA + ["model.tie_embeddings=false"])
+    result = CliRunner().invoke(app, ["convert", str(tmp_path / "hf"), str(build)])
+    assert result.exit_code == 2, result.output
+    assert "cannot read the shard index" in result.output
+    assert "Traceback" not in result.output

@@ -145,3 +145,18 @@ def test_without_the_package_a_tokenizer_names_the_extra_and_bytes_still_work(mo
     corpus = load_corpus(None, max_bytes=4096)
     assert tokenize_corpus(corpus, lambda train: tk.choose_tokenizer("bytes", None, train)) \
         is corpus
+
+
+def test_only_the_byte_level_split_is_encoded_in_pieces(bpe):
+    # The cut at line breaks relies on the ByteLevel pre-tokenizer splitting there anyway; a
+    # file whose pre-tokenizer does not (here: ByteLevel without its regex) is encoded whole.
+    import json
+
+    assert bpe.in_pieces
+    doc = json.loads(bpe.text)
+    doc["pre_tokenizer"]["use_regex"] = False
+    other = tk.FileTokens(tokenizers.Tokenizer.from_str(json.dumps(doc)), json.dumps(doc), "x")
+    assert not other.in_pieces
+    text = "ab\ncd\nef\n"
+    assert other.encode(text.encode()).tolist() == other.inner.encode(
+        text, add_special_tokens=False).ids

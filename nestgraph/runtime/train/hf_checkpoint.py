@@ -124,8 +124,12 @@ def _tensors(folder: Path) -> dict[str, torch.Tensor]:
     if (folder / WEIGHTS).is_file():
         files = [folder / WEIGHTS]
     elif (folder / INDEX).is_file():
-        index = json.loads((folder / INDEX).read_text())
-        files = [folder / name for name in sorted(set(index.get("weight_map", {}).values()))]
+        try:
+            index = json.loads((folder / INDEX).read_text())
+            files = [folder / name for name in sorted(set(index["weight_map"].values()))]
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError):
+            raise UsageProblem(f"cannot read the shard index '{folder / INDEX}'",
+                               "save the model again with save_pretrained") from None
     else:
         raise UsageProblem(f"'{folder}' has no {WEIGHTS}",
                            "save the model with save_pretrained (safetensors, the default)")

@@ -174,7 +174,10 @@ def _for_head(hf: HFModel, model: nn.Module) -> dict[str, torch.Tensor]:
     """
     weights = dict(hf.weights)
     if model.unembed is None:
-        weights["norm.weight"] = weights["norm.weight"] * math.sqrt(hf.dim)
+        # In float32 at least: a bf16 gain times sqrt(dim) would round before the target's cast.
+        gain = weights["norm.weight"]
+        weights["norm.weight"] = gain.to(torch.promote_types(gain.dtype, torch.float32)) \
+            * math.sqrt(hf.dim)
     elif "unembed.weight" not in weights:
         weights["unembed.weight"] = weights["embed.weight"]
     return weights

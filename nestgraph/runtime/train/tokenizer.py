@@ -12,6 +12,7 @@ space, an unknown-token fallback) is refused, since its token counts would not c
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from array import array
 from itertools import chain
@@ -92,12 +93,13 @@ class FileTokens:
         self.expected_vocab = requested or self.vocab
         self.lengths = torch.tensor([len(p) for p in self.pieces], dtype=torch.long)
         self.sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        self.in_pieces = _splits_at_line_breaks(text)
 
     def encode(self, raw: bytes, what: str = "the data") -> torch.Tensor:
         """The ids of `raw` (UTF-8; an incomplete last character is dropped), checked to cover
         exactly its bytes."""
         text = utf8_text(raw, what)
-        pieces = [p for p in _PIECE_BREAK.split(text) if p]
+        pieces = [p for p in _PIECE_BREAK.split(text) if p] if self.in_pieces else [text]
         encodings = self.inner.encode_batch(pieces, add_special_tokens=False)
         ids = array("i", chain.from_iterable(e.ids for e in encodings))
         tensor = torch.frombuffer(ids, dtype=torch.int32).clone() if ids else \
@@ -112,6 +114,16 @@ class FileTokens:
 
     def decode(self, ids) -> bytes:
         return b"".join(self.pieces[int(i)] for i in ids)
+
+
+def _splits_at_line_breaks(text: str) -> bool:
+    """Whether the file's pre-tokenizer is the one byte-level split that `_PIECE_BREAK` relies
+    on (any other, or none, may merge across a line break: its text is encoded whole)."""
+    try:
+        pre = json.loads(text).get("pre_tokenizer") or {}
+    except (ValueError, AttributeError):
+        return False
+    return pre.get("type") == "ByteLevel" and pre.get("use_regex", True)
 
 
 def token_pieces(inner, name: str) -> list[bytes]:
