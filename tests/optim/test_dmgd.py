@@ -128,7 +128,10 @@ def test_the_inner_loss_falls_on_correlated_gradients_and_not_on_independent_one
     assert late < -1.0  # what it holds points along the next gradient
     independent = _inner_losses(0.0)
     assert abs(sum(independent[-40:]) / 40) < 0.3  # the past says nothing about the next one
-    assert late < sum(_inner_losses(0.9, hidden=0)[-40:]) / 40  # the deep part adds to it
+    # With the hidden path the read-out reaches further along the next gradient than the
+    # linear memory's. The dot objective is unbounded below, so this measures extent along
+    # the gradient, not a better direction: a larger read-out alone would pass it.
+    assert late < sum(_inner_losses(0.9, hidden=0)[-40:]) / 40
 
 
 def test_the_memory_starts_from_the_seed_alone() -> None:
