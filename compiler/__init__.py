@@ -19,12 +19,12 @@ from pydantic import ValidationError
 
 from nestgraph.compiler.ir import Lost, build_ir, facts, memory_levels, verify_ir
 from nestgraph.compiler.passes.flow import check_flow
+from nestgraph.compiler.passes.memories import check_memories_owned
 from nestgraph.compiler.passes.modules import check_modules
 from nestgraph.compiler.passes.ownership import partition_ownership
 from nestgraph.compiler.passes.resolve import resolve
 from nestgraph.compiler.passes.schedule import (
     check_contexts,
-    check_memories_owned,
     check_outer,
     check_periods,
     classify,
