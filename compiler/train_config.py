@@ -83,6 +83,7 @@ def train_config(program, overrides: list[str], *, steps: int | None, data: str 
     problems = [Diagnostic(p, hint="choose another train.seq_len, or recompile the spec "
                            "with it so the compiler checks the whole schedule")
                 for p in schedule_problems(program.schedule, sections["train"]["seq_len"])]
+    problems += _segment_problems(document, sections["train"]["seq_len"])
     if problems:
         raise SpecError(problems, source)
     if sections["train"]["compile"] == "on" and needs_double_backward(program.schedule):
@@ -92,3 +93,15 @@ def train_config(program, overrides: list[str], *, steps: int | None, data: str 
     if conflict:
         raise CompileError(conflict, hint=SHARDING_CONFLICT_HINT)
     return sections["train"], sections["data"]
+
+
+def _segment_problems(document: dict, seq_len: int) -> list[Diagnostic]:
+    """MAC's segment must stay shorter than a sequence (the compiler's check, for a seq_len
+    chosen at train time): one segment per sequence would recall only the initial memory."""
+    return [Diagnostic(f"with seq_len {seq_len}, module '{name}' recalls only its initial "
+                       f"memory: its {module['segment']}-token segment fills the sequence",
+                       ("modules", name, "segment"), hint=f"choose a train.seq_len above {module['segment']}, or recompile "
+                            "the spec with a shorter segment")
+            for name, module in (document.get("modules") or {}).items()
+            if isinstance(module, dict) and module.get("type") == "memory_as_context"
+            and module.get("segment", 0) >= seq_len]

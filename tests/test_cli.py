@@ -140,6 +140,15 @@ def test_train_time_settings_are_checked(tmp_path, monkeypatch):
     assert done.exit_code == 0, done.output
 
 
+def test_a_train_time_seq_len_within_a_mac_segment_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert invoke("compile", "titans-mac", "model.dim=16").exit_code == 0
+    short = invoke("train", "--steps", "1", "train.seq_len=64")
+    assert short.exit_code == 3, short.output
+    assert "module 'mac' recalls only its initial memory" in short.output
+    assert "segment: 64" in short.output  # shown at the segment in the resolved spec
+
+
 def torch_cuda_available() -> bool:
     import torch
 
