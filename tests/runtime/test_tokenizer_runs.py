@@ -147,6 +147,24 @@ def test_a_bpe_trained_on_the_run_s_data_is_kept_in_the_run(tmp_path, monkeypatc
     assert all(math.isfinite(b) for b in bpb)
 
 
+def test_resuming_a_bpe_run_reads_its_own_tokenizer(tmp_path, monkeypatch):
+    # The BPE is learned once, when the run begins; resuming must not learn it again.
+    from nestgraph.runtime.train import tokenizer
+
+    monkeypatch.chdir(tmp_path)
+    spec = spec_with(tmp_path, "{bpe: 300}", 300)
+    assert invoke("train", spec, *SMALL).exit_code == 0
+    run = _run(tmp_path)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the BPE was learned again")
+
+    monkeypatch.setattr(tokenizer, "bpe_from_bytes", refuse)
+    more = invoke("train", spec, *SMALL[2:], "--steps", "4", "--resume", run)
+    assert more.exit_code == 0, more.output
+    assert f"resuming {run}" in more.output
+
+
 def test_vocab_mismatch_is_a_clear_error(tokenizer_file, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     spec = spec_with(tmp_path, "{bpe: 300}", 256)

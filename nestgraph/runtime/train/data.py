@@ -17,7 +17,13 @@ import torch
 
 from nestgraph.escape import printable
 from nestgraph.runtime.train.sources import DATA_HINT, DataError, read_stdlib, read_user_path
-from nestgraph.runtime.train.tokenizer import BYTES, ByteTokens, choose_tokenizer
+from nestgraph.runtime.train.tokenizer import (
+    BYTES,
+    RUN_FILE,
+    ByteTokens,
+    choose_tokenizer,
+    run_tokenizer,
+)
 
 
 @dataclass(frozen=True)
@@ -126,9 +132,12 @@ def tokenize_corpus(corpus: Corpus, choose) -> Corpus:
     return replace(corpus, train=ids[0], heldout=ids[1], sha256=digest, tokenizer=tokenizer)
 
 
-def read_corpus(data_cfg: dict, base: Path | None = None, note=None) -> Corpus:
+def read_corpus(data_cfg: dict, base: Path | None = None, note=None,
+                run: Path | None = None) -> Corpus:
     """The corpus a data section (as a plain dict) names, in its tokenizer's ids; relative
-    paths are taken from `base`, and `note` is told what is read."""
+    paths are taken from `base`, and `note` is told what is read. Resuming `run`, a BPE
+    learned on the data is the run's own copy, not learned again (a newer `tokenizers` could
+    learn another, and the resume would stop as if the data had changed)."""
     source = None if data_cfg["source"] == "stdlib" else resolve_source(data_cfg["source"], base)
     heldout = resolve_source(data_cfg.get("heldout_source"), base)
     if note is not None:
@@ -142,7 +151,10 @@ def read_corpus(data_cfg: dict, base: Path | None = None, note=None) -> Corpus:
     setting = data_cfg.get("tokenizer", BYTES)
     if setting == BYTES:
         return corpus
-    corpus = tokenize_corpus(corpus, lambda train: choose_tokenizer(setting, base, train))
+    if run is not None and isinstance(setting, dict) and (Path(run) / RUN_FILE).is_file():
+        corpus = tokenize_corpus(corpus, lambda train: run_tokenizer(run, setting))
+    else:
+        corpus = tokenize_corpus(corpus, lambda train: choose_tokenizer(setting, base, train))
     if note is not None:
         n_bytes = int(corpus.token_bytes[corpus.train.long()].sum())
         note(printable(f"tokenizer: {corpus.tokenizer.name} ({corpus.tokenizer.vocab} tokens, "

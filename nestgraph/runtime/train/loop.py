@@ -214,7 +214,8 @@ def _train(program, cfg, data_cfg, *, out, resume, command, reporter, interrupt_
     check_world(cfg)
     reporter.note(f"device: {device}  threads: {threads.count} ({threads.how})")
     require_loggers(cfg.get("loggers", ["jsonl"]))
-    corpus = read_corpus(data_cfg, data_base, reporter.note)
+    corpus = read_corpus(data_cfg, data_base, reporter.note,
+                         run=point.run_dir if point is not None else None)
     if point is not None and ckpt.read_training_meta(point.checkpoint)["data_sha256"] \
             != corpus.sha256:
         if resume != "auto":
