@@ -30,23 +30,24 @@ class FastWeights:
         self.stream, self.learn_stream = stream, learn_stream
         self.differentiable = differentiable
         # Double backward somewhere (the read's mode); create_graph on the whole chunk's
-        # graph only for full second-order levels (truncated ones build theirs in `_truncated`).
+        # graph only for full second-order levels (truncated ones build theirs in
+        # `_through_outputs`).
         self.double_backward = differentiable and needs_double_backward(self.levels)
         self.second_order = differentiable and any(
             lv.meta == "second_order" and lv.lifetime == "sequence" for lv in self.levels)
         self.truncated = [lv for lv in self.levels if differentiable and lv.meta == "truncated"
                           and lv.lifetime == "sequence"]
-        # Per module of a truncated level, its outputs during the current chunk.
-        self.outputs: dict[str, list[torch.Tensor]] = {
-            path: [] for lv in self.truncated for path in lv.modules}
-        self._hooks = [model.get_submodule(path).register_forward_hook(
-            partial(_keep_output, kept)) for path, kept in self.outputs.items()]
-        # Data-dependent step sizes: per module of such a level, the read-out that makes each
-        # token's step size, and the module's (input, output) during the current chunk.
-        self.rate_of = {path: model.get_submodule(rate) for lv in self.levels if lv.step_sizes
+        # Levels that take their gradient through their modules' outputs: truncated ones (the
+        # error there held fixed) and those with data-dependent step sizes (the error there
+        # weighted per token by the read-out of the module's input). Per module: its level,
+        # its read-out (if any) and its (input, output) during the current chunk.
+        through = [*self.truncated, *(lv for lv in self.levels if lv.step_sizes
+                                      and lv not in self.truncated)]
+        self.level_at = {path: lv for lv in through for path in lv.modules}
+        self.rate_of = {path: model.get_submodule(rate) for lv in through if lv.step_sizes
                         for path, rate in zip(lv.modules, lv.step_sizes, strict=True)}
-        self.seen: dict[str, list] = {path: [] for path in self.rate_of}
-        self._hooks += [model.get_submodule(path).register_forward_hook(
+        self.seen: dict[str, list] = {path: [] for path in self.level_at}
+        self._hooks = [model.get_submodule(path).register_forward_hook(
             partial(_keep_io, kept)) for path, kept in self.seen.items()]
         self.weights: dict[str, torch.Tensor] = {}
         self.accum: dict[str, torch.Tensor] = {}
@@ -78,10 +79,8 @@ class FastWeights:
                        if lv.resets}
         self.init = {n: self.weights[n] for names in self.resets.values() for n in names}
         self.init_accum = {n: torch.zeros_like(self.accum[n]) for n in self.init}
-        # A truncated level's weight -> the module whose outputs it reaches the loss through.
-        self.module_of = {n: path for path in self.outputs for n in self.owner
-                          if n.startswith(path + ".")}
-        self.scaled_of = {n: path for path in self.seen for n in self.owner
+        # Such a level's weight -> the module whose outputs it reaches the loss through.
+        self.module_of = {n: path for path in self.seen for n in self.owner
                           if n.startswith(path + ".")}
         if carry is not None and carry.fast:
             self._load(carry.fast)
@@ -132,12 +131,12 @@ class FastWeights:
         return {n: w + horizon for n, w in self.weights.items()}
 
     def close(self) -> None:
-        """Remove the hooks that keep the truncated levels' module outputs."""
+        """Remove the hooks that keep the modules' inputs and outputs."""
         for hook in self._hooks:
             hook.remove()
 
     def new_chunk(self) -> None:
-        for kept in (*self.outputs.values(), *self.seen.values()):
+        for kept in self.seen.values():
             kept.clear()
 
     def accumulate(self, loss_sum: torch.Tensor, inputs: dict[str, torch.Tensor],
@@ -145,16 +144,13 @@ class FastWeights:
         """Add d(chunk loss)/d(fast weights) to the accumulators of ``names`` (Eq. 71)."""
         if not names:
             return
-        scaled = [n for n in names if n in self.scaled_of]
-        truncated = [n for n in names if n in self.module_of and n not in self.scaled_of]
-        whole = [n for n in names if n not in self.module_of and n not in self.scaled_of]
+        through = [n for n in names if n in self.module_of]
+        whole = [n for n in names if n not in self.module_of]
         grads = dict(zip(whole, torch.autograd.grad(
             loss_sum, [inputs[n] for n in whole], retain_graph=True,
             create_graph=self.second_order, allow_unused=True), strict=True)) if whole else {}
-        if truncated:
-            grads.update(self._truncated(loss_sum, inputs, truncated))
-        if scaled:
-            grads.update(self._scaled(loss_sum, inputs, scaled))
+        if through:
+            grads.update(self._through_outputs(loss_sum, inputs, through))
         for n in names:
             g = grads[n]
             if g is None:
@@ -169,55 +165,44 @@ class FastWeights:
             if n in self.init_accum:
                 self.init_accum[n] = self.init_accum[n] + g
 
-    def _truncated(self, loss_sum: torch.Tensor, inputs: dict[str, torch.Tensor],
-                   names: list[str]) -> dict[str, torch.Tensor | None]:
-        """The same gradients as a full backward (a weight reaches the loss only through its
-        own module's outputs), but differentiable only through that module: the error at its
-        outputs is taken without a graph and then held fixed. Module by module, so that a
-        module downstream of another (a sequential chain) does not pass its error back into
-        the first one's weights a second time."""
-        paths = [p for p in dict.fromkeys(self.module_of[n] for n in names) if self.outputs[p]]
-        outs = [o for p in paths for o in self.outputs[p]]
-        errors = torch.autograd.grad(loss_sum, outs, retain_graph=True, allow_unused=True)
+    def _through_outputs(self, loss_sum: torch.Tensor, inputs: dict[str, torch.Tensor],
+                         names: list[str]) -> dict[str, torch.Tensor | None]:
+        """The gradients of a full backward, taken in two steps: the error at each module's
+        outputs, then back through the module alone (exact, as a weight reaches the loss only
+        through its own module's outputs). Module by module, so that a module downstream of
+        another (a sequential chain) does not pass its error back into the first one's
+        weights a second time.
+
+        * A truncated level holds the error fixed: it is taken without a graph, and the
+          update is differentiable only through the module.
+        * A level with data-dependent step sizes weights the error at token ``t`` by
+          ``sigmoid(r·h_t + b)`` (Eq. 71's ``η_t``): the sum over the chunk of each token's
+          gradient through the module, weighted. Its error keeps its graph when the level is
+          second order; the weighting always does, so the outer level learns the read-out
+          through the update.
+        """
+        paths = [p for p in dict.fromkeys(self.module_of[n] for n in names) if self.seen[p]]
+        graph = {p: self.differentiable and self.level_at[p].meta == "second_order"
+                 for p in paths}
+        outs = [out for p in paths for _, out in self.seen[p]]
+        errors = torch.autograd.grad(loss_sum, outs, retain_graph=True,
+                                     create_graph=any(graph.values()), allow_unused=True)
         errors = [torch.zeros_like(o) if e is None else e for o, e in zip(outs, errors,
                                                                            strict=True)]
         found: dict[str, torch.Tensor | None] = {}
         for p in paths:
-            kept = self.outputs[p]
+            kept = self.seen[p]
             error, errors = errors[:len(kept)], errors[len(kept):]
+            if not graph[p]:
+                error = [e.detach() for e in error]
+            if p in self.rate_of:
+                error = [torch.sigmoid(self.rate_of[p](h)) * e
+                         for (h, _), e in zip(kept, error, strict=True)]
             mine = [n for n in names if self.module_of[n] == p]
             found.update(zip(mine, torch.autograd.grad(
-                kept, [inputs[n] for n in mine], error, retain_graph=True, create_graph=True,
-                allow_unused=True), strict=True))
-        return {n: found.get(n) for n in names}
-
-    def _scaled(self, loss_sum: torch.Tensor, inputs: dict[str, torch.Tensor],
-                names: list[str]) -> dict[str, torch.Tensor | None]:
-        """Eq. 71 with data-dependent step sizes: the sum over the chunk's tokens of each
-        token's gradient through the module, weighted by its step size ``sigmoid(r·h_t + b)``.
-
-        A weight reaches the loss only through its module's outputs, so the error at the
-        output at ``t``, weighted, then taken back through the module is exactly that sum. The
-        error keeps its graph for a second-order level (held fixed for a truncated one); the
-        weighting always does, so the outer level learns the read-out through the update.
-        """
-        paths = list(dict.fromkeys(self.scaled_of[n] for n in names))
-        kept = [(p, h, out) for p in paths for h, out in self.seen[p]]
-        errors = torch.autograd.grad(loss_sum, [out for *_, out in kept], retain_graph=True,
-                                     create_graph=self.second_order, allow_unused=True)
-        found: dict[str, torch.Tensor] = {}
-        for (p, h, out), error in zip(kept, errors, strict=True):
-            mine = [n for n in names if self.scaled_of[n] == p]
-            if error is None:
-                continue
-            if self.owner[mine[0]].meta != "second_order":
-                error = error.detach()
-            weighted = torch.sigmoid(self.rate_of[p](h)) * error
-            for n, g in zip(mine, torch.autograd.grad(
-                    out, [inputs[n] for n in mine], weighted, retain_graph=True,
-                    create_graph=self.differentiable, allow_unused=True), strict=True):
-                if g is not None:
-                    found[n] = g if n not in found else found[n] + g
+                [out for _, out in kept], [inputs[n] for n in mine], error,
+                retain_graph=True, create_graph=self.differentiable, allow_unused=True),
+                strict=True))
         return {n: found.get(n) for n in names}
 
     def update(self, lv: LevelDef) -> None:
@@ -266,10 +251,6 @@ class FastWeights:
             self.stream.accum[n] = self.accum[n].detach().clone()
             if self.velocity[n] is not None:
                 self.stream.velocity[n] = self.velocity[n].detach().clone()
-
-
-def _keep_output(kept: list, module, args, output) -> None:
-    kept.append(output)
 
 
 def _keep_io(kept: list, module, args, output) -> None:
