@@ -79,7 +79,7 @@ class MemoryAsContext(nn.Module):
     def _piece(self, x: torch.Tensor, state: dict, cache: dict | None) -> torch.Tensor:
         """Tokens ``filled .. filled + n`` of the current segment."""
         mem, (x_tail, y_tail) = self.mem, state["tails"]
-        (q, _, _), x_tail = mem.project(x, x_tail)
+        q, x_tail = mem.queries(x, x_tail)  # the recall needs no keys or values
         recalled = mem.proj.out(mem.merge(memory_read(mem.kind, state["start"], q)))
         y = self._attend(recalled, x, state, cache)
         (q, k, v), y_tail = mem.project(y, y_tail)
@@ -102,10 +102,9 @@ class MemoryAsContext(nn.Module):
         qkv = attn.qkv(torch.cat([recalled, x], dim=1))
         q, k, v = qkv.view(b, 2 * n, 3, heads, d // heads).permute(2, 0, 3, 1, 4)
         q = q[:, :, n:]  # queries come from the segment's tokens only
-        if attn.use_rope:  # h_j and x_j both at segment position j
+        if attn.use_rope:  # h_j and x_j both at segment position j: one call for both halves
             q = rope(q, first, attn.rope_base)
-            k = torch.cat([rope(k[:, :, :n], first, attn.rope_base),
-                           rope(k[:, :, n:], first, attn.rope_base)], dim=2)
+            k = rope(k.unflatten(2, (2, n)), first, attn.rope_base).flatten(2, 3)
         # Each piece's keys are its recollection, then its tokens, at their segment positions.
         kpos = torch.arange(first, first + n, device=x.device).repeat(2)
         if state["keys"] is not None:

@@ -31,12 +31,14 @@ class CausalDepthwiseConv(nn.Module):
             self.weight[:, 0, -1] = 1.0  # starts as the identity: the current token only
 
     def forward(self, x: torch.Tensor, tail: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
-        # x: (B, T, C). The tail holds the last window-1 inputs of the previous call.
+        # x: (B, T, C), C the first C of the layer's channels (all of them, or a leading
+        # share such as the queries alone). The tail holds the last window-1 inputs of the
+        # previous call.
         b, t, c = x.shape
         if tail is None:
             tail = x.new_zeros(b, self.window - 1, c)
         padded = torch.cat([tail, x], dim=1)
-        y = F.conv1d(padded.transpose(1, 2), self.weight, groups=c).transpose(1, 2)
+        y = F.conv1d(padded.transpose(1, 2), self.weight[:c], groups=c).transpose(1, 2)
         return y, padded[:, -(self.window - 1):, :] if self.window > 1 else padded[:, :0, :]
 
 
@@ -194,6 +196,15 @@ class NeuralMemory(nn.Module):
         if self.qk_norm:
             q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
         return (q, k, v), tail
+
+    def queries(self, x: torch.Tensor, tail: torch.Tensor | None):
+        """The q of `project` alone (B, H, T, d), from the first third of the projection and
+        of the convolution, with the convolution's tail (queries only) to carry on."""
+        q = F.silu(F.linear(x, self.proj.qkv.weight[:self.dim]))
+        if self.proj.conv is not None:
+            q, tail = self.proj.conv(q, tail)
+        q = split_heads(q, self.heads)
+        return (F.normalize(q, dim=-1) if self.qk_norm else q), tail
 
     def write_and_read(self, x, q, k, v, weights, momentum, cache):
         """Write (k, v) chunk by chunk with the rates made from `x`, reading q at each chunk's
