@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from nestgraph.compiler.buildfolder import absolute_data_overrides
+from nestgraph.compiler.kinds.titans import segment_problem
 from nestgraph.errors import CompileError, Diagnostic, SpecError
 
 
@@ -96,12 +97,11 @@ def train_config(program, overrides: list[str], *, steps: int | None, data: str 
 
 
 def _segment_problems(document: dict, seq_len: int) -> list[Diagnostic]:
-    """MAC's segment must stay shorter than a sequence (the compiler's check, for a seq_len
-    chosen at train time): one segment per sequence would recall only the initial memory."""
-    return [Diagnostic(f"with seq_len {seq_len}, module '{name}' recalls only its initial "
-                       f"memory: its {module['segment']}-token segment fills the sequence",
-                       ("modules", name, "segment"), hint=f"choose a train.seq_len above {module['segment']}, or recompile "
-                            "the spec with a shorter segment")
-            for name, module in (document.get("modules") or {}).items()
-            if isinstance(module, dict) and module.get("type") == "memory_as_context"
-            and module.get("segment", 0) >= seq_len]
+    """The compiler's MAC segment check, for a seq_len chosen at train time."""
+    found = [(name, segment_problem(name, module.get("segment", 0), seq_len))
+             for name, module in (document.get("modules") or {}).items()
+             if isinstance(module, dict) and module.get("type") == "memory_as_context"]
+    return [Diagnostic(f"with seq_len {seq_len}, {problem}", ("modules", name, "segment"),
+                       hint="choose a longer train.seq_len, or recompile the spec with a "
+                            "shorter segment")
+            for name, problem in found if problem]

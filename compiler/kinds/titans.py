@@ -101,6 +101,17 @@ MEMORY_AS_GATE = ModuleKind("memory_as_gate", _gate_ownables, _gate_constructor,
                             memory_rules=("titans", "dgd"))
 
 
+def segment_problem(module: str, segment: int, seq_len: int) -> str | None:
+    """MAC's segment must be shorter than a sequence: the first recall of anything written
+    comes with the second segment (checked at compile time, and again for a train-time
+    seq_len)."""
+    if segment < seq_len:
+        return None
+    return (f"module '{module}' recalls only its initial memory: its {segment}-token segment "
+            f"fills the whole {seq_len}-token sequence, and the memory is read back from the "
+            "next segment on")
+
+
 def _context_constructor(spec, dim: int, owners: dict):
     attention = attention_call(dim, spec.heads, 0, True, 10000.0, spec.persistent)
     return call("MAC.MemoryAsContext", attention,

@@ -14,6 +14,7 @@ import networkx as nx
 
 from nestgraph.compiler.ir import facts, owned_by, owner_of, parts
 from nestgraph.compiler.kinds import module_kind, rule_kind
+from nestgraph.compiler.kinds.titans import segment_problem
 from nestgraph.compiler.passes.common import lost, report
 
 
@@ -59,11 +60,9 @@ def _check_segment(g: nx.DiGraph, lv, part, bad) -> None:
             f"{segment}-token segments of '{part.module}'",
             f"use a divisor of {segment}, e.g. {math.gcd(segment, lv.period)} tokens")
     seq_len = facts(g).spec.train.seq_len
-    if segment >= seq_len:
-        # The first recall of anything written comes with the second segment.
-        report(g, f"module '{part.module}' recalls only its initial memory: its first segment "
-               f"of {segment} tokens fills the whole {seq_len}-token sequence, and the memory "
-               "is read back from the next segment on", ("modules", part.module, "segment"),
+    problem = segment_problem(part.module, segment, seq_len) if segment else None
+    if problem:
+        report(g, problem, ("modules", part.module, "segment"),
                f"use a segment shorter than train.seq_len, e.g. {seq_len // 4} tokens "
                f"(with its memory level's period dividing it)", "E-PERIOD")
 

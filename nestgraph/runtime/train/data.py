@@ -151,10 +151,9 @@ def read_corpus(data_cfg: dict, base: Path | None = None, note=None,
     setting = data_cfg.get("tokenizer", BYTES)
     if setting == BYTES:
         return corpus
-    if run is not None and isinstance(setting, dict) and (Path(run) / RUN_FILE).is_file():
-        corpus = tokenize_corpus(corpus, lambda train: run_tokenizer(run, setting))
-    else:
-        corpus = tokenize_corpus(corpus, lambda train: choose_tokenizer(setting, base, train))
+    kept = run is not None and isinstance(setting, dict) and (Path(run) / RUN_FILE).is_file()
+    corpus = tokenize_corpus(corpus, lambda train: run_tokenizer(run, setting) if kept
+                             else choose_tokenizer(setting, base, train))
     if note is not None:
         n_bytes = int(corpus.token_bytes[corpus.train.long()].sum())
         note(printable(f"tokenizer: {corpus.tokenizer.name} ({corpus.tokenizer.vocab} tokens, "
